@@ -1,0 +1,70 @@
+"""The ``vitjob`` command line.
+
+``main(argv)`` builds one argparse parser from the command modules listed in ``COMMAND_MODULES``;
+each module owns the commands of one concept and exposes ``register(subparsers)``. Every command
+handler returns an exit code. ``VitjobError`` becomes a one-line message and its exit code: users
+never see a traceback for an error they can fix (set ``VITJOB_DEBUG=1`` to see it anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from vitjob import __version__
+from vitjob.errors import VitjobError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "vitjob.cli.vit",
+)
+
+log = logging.getLogger("vitjob")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitjob",
+        description=(
+            "Train, evaluate, export and serve MindSpore ViT-B/16 on CIFAR-10 — locally, or as Volcano "
+            "jobs on Kubernetes with Ascend NPUs or NVIDIA GPUs."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"vitjob {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except VitjobError as exc:
+        if os.environ.get("VITJOB_DEBUG"):
+            raise
+        print(f"vitjob {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"vitjob {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
