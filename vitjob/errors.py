@@ -41,3 +41,13 @@ class RankTableError(VitjobError):
 
 class BackendError(VitjobError):
     """A backend (local processes, Kubernetes API) failed."""
+
+
+class JobNotFoundError(BackendError):
+    """The named job does not exist."""
+
+
+class WaitTimeoutError(BackendError, TimeoutError):
+    """``wait`` ran out of time (exit 2)."""
+
+    exit_code = 2
