@@ -1,0 +1,135 @@
+"""Names and numbers shared by the manifests, the launcher and the backends.
+
+This module owns every UPPER_SNAKE constant of vitjob: Volcano API coordinates, label and annotation
+keys, accelerator resource names and node labels, the environment-variable names of the pod contract,
+default ports and mount paths. Nothing else defines these literals, so a template, ``vitjob launch``
+and the local backend can never disagree on a name.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Volcano Job API (batch.volcano.sh_jobs.yaml) -------------------------------------------------
+VOLCANO_GROUP: Final = "batch.volcano.sh"
+VOLCANO_VERSION: Final = "v1alpha1"
+VOLCANO_API_VERSION: Final = f"{VOLCANO_GROUP}/{VOLCANO_VERSION}"
+VOLCANO_PLURAL: Final = "jobs"
+VOLCANO_KIND: Final = "Job"
+VOLCANO_CRD_NAME: Final = f"{VOLCANO_PLURAL}.{VOLCANO_GROUP}"
+# The scheduler every pod of a vitjob job is placed by (gang scheduling).
+VOLCANO_SCHEDULER: Final = "volcano"
+# Label Volcano's job controller puts on every pod of a job: `kubectl logs -l volcano.sh/job-name=<job>`.
+VOLCANO_JOB_NAME_LABEL: Final = "volcano.sh/job-name"
+# Label Volcano puts on every pod: the pod's index within its task.
+VOLCANO_TASK_INDEX_LABEL: Final = "volcano.sh/task-index"
+# Volcano's pod naming: <job>-<task>-<index> (Volcano helpers.PodNameFmt).
+VOLCANO_POD_NAME_FORMAT: Final = "{job}-{task}-{index}"
+
+# --- The one task of every vitjob job and its container -------------------------------------------
+TASK_NAME: Final = "worker"
+CONTAINER_NAME: Final = "vitjob"
+
+# --- Recommended Kubernetes labels (app.kubernetes.io/*) and vitjob's own ------------------------
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+# Value of LABEL_NAME and LABEL_MANAGED_BY on everything vitjob creates.
+APP_NAME: Final = "vitjob"
+LABEL_PREFIX: Final = "vitjob.io/"
+# Hardware kind of the job (ascend, gpu, cpu): `vitjob status` reads it back.
+LABEL_HW: Final = LABEL_PREFIX + "hw"
+# Number of accelerator cards (or CPU processes) the job uses, as a decimal string.
+LABEL_CARDS: Final = LABEL_PREFIX + "cards"
+# Label keys vitjob sets itself; user-supplied labels may not override them.
+RESERVED_LABEL_PREFIXES: Final = ("app.kubernetes.io/", LABEL_PREFIX, "volcano.sh/", "ring-controller.atlas")
+
+# --- Ascend (Huawei MindCluster) ------------------------------------------------------------------
+ASCEND910_RESOURCE: Final = "huawei.com/Ascend910"
+ASCEND310_RESOURCE: Final = "huawei.com/Ascend310"
+# Node label set by the Ascend device plugin, and the values that select 910 / 310 nodes.
+ACCELERATOR_NODE_LABEL: Final = "accelerator"
+ASCEND910_NODE_VALUE: Final = "huawei-Ascend910"
+ASCEND310_NODE_VALUE: Final = "huawei-Ascend310"
+# Job and pod label MindCluster (ascend-for-volcano, Ascend Operator) keys 910 training jobs on.
+RING_CONTROLLER_LABEL: Final = "ring-controller.atlas"
+RING_CONTROLLER_ASCEND910: Final = "ascend-910"
+# Most Ascend 910 cards one pod (= one node) may use, and the card counts allowed in a single pod.
+ASCEND_CARDS_PER_NODE: Final = 8
+ASCEND_SINGLE_POD_CARDS: Final = (1, 2, 4, 8)
+# Host paths the Ascend runtime needs inside the container.
+ASCEND_DRIVER_PATH: Final = "/usr/local/Ascend/driver"
+HCCN_CONF_PATH: Final = "/etc/hccn.conf"
+# Downward-API volume: the pod's annotations (device-plugin allocation) and name, read by `vitjob launch`.
+PODINFO_DIR: Final = "/etc/vitjob/podinfo"
+PODINFO_ANNOTATIONS_FILE: Final = "annotations"
+PODINFO_NAME_FILE: Final = "name"
+
+# --- NVIDIA ---------------------------------------------------------------------------------------
+NVIDIA_GPU_RESOURCE: Final = "nvidia.com/gpu"
+DEFAULT_GPUS_PER_POD: Final = 8
+
+# --- Volumes and paths ----------------------------------------------------------------------------
+DATA_MOUNT_PATH: Final = "/data"
+OUTPUT_MOUNT_PATH: Final = "/output"
+SHM_MOUNT_PATH: Final = "/dev/shm"
+DEFAULT_DATA_PVC: Final = "vitjob-data"
+DEFAULT_OUTPUT_PVC: Final = "vitjob-output"
+# Where files from Volcano's svc plugin appear (worker.host lists every pod's hostname).
+VOLCANO_SVC_DIR: Final = "/etc/volcano"
+
+# --- Environment of the container (the pod contract read by `vitjob launch`) ----------------------
+ENV_JOB_NAME: Final = "VITJOB_JOB_NAME"
+ENV_TASK: Final = "VITJOB_TASK"
+ENV_HW: Final = "VITJOB_HW"
+ENV_STAGE: Final = "VITJOB_STAGE"
+ENV_CARDS_PER_POD: Final = "VITJOB_CARDS_PER_POD"
+ENV_NUM_PODS: Final = "VITJOB_NUM_PODS"
+ENV_DATA_DIR: Final = "VITJOB_DATA_DIR"
+ENV_OUTPUT_DIR: Final = "VITJOB_OUTPUT_DIR"
+ENV_SCHED_PORT: Final = "MS_SCHED_PORT"
+ENV_RDZV_PORT: Final = "VITJOB_RDZV_PORT"
+ENV_PYTHONUNBUFFERED: Final = "PYTHONUNBUFFERED"
+# Read by `vitjob render`/`submit` on this machine: default for --crd (a Volcano CRD file or directory).
+ENV_CRD_PATH: Final = "VITJOB_CRD"
+# Set by Volcano's env plugin (pod index within the task) and svc plugin (peer host names).
+ENV_VC_TASK_INDEX: Final = "VC_TASK_INDEX"
+ENV_VC_WORKER_HOSTS: Final = "VC_WORKER_HOSTS"
+ENV_VC_WORKER_NUM: Final = "VC_WORKER_NUM"
+# Prefixes of variables a user may not set through `env`: vitjob and Volcano own them.
+RESERVED_ENV_PREFIXES: Final = ("VITJOB_", "VC_", "VK_")
+
+# --- Ports ----------------------------------------------------------------------------------------
+# MindSpore dynamic-cluster scheduler port (msrun's default master port).
+DEFAULT_SCHED_PORT: Final = 8118
+# Rank-table rendezvous served by pod 0 over the job's headless service.
+DEFAULT_RDZV_PORT: Final = 29400
+SCHED_PORT_NAME: Final = "ms-sched"
+RDZV_PORT_NAME: Final = "rdzv"
+
+# --- What a job can be ---------------------------------------------------------------------------
+HW_KINDS: Final = ("ascend", "gpu", "cpu")
+STAGES: Final = ("train", "eval", "export", "infer310")
+# Stages that are one-card jobs reading the training output.
+SINGLE_CARD_STAGES: Final = ("eval", "export", "infer310")
+# Image kind (vitjob.images.default_image) of 310 inference on Ascend.
+ASCEND310_IMAGE_KIND: Final = "ascend310"
+IMAGE_PULL_POLICIES: Final = ("IfNotPresent", "Always", "Never")
+
+# --- Default CPU/memory requests per card (or CPU process); `cpu`/`memory` in a spec override ------
+DEFAULT_CPU_PER_CARD: Final = {"ascend": 8, "gpu": 8, "cpu": 2}
+DEFAULT_MEMORY_GI_PER_CARD: Final = {"ascend": 32, "gpu": 32, "cpu": 8}
+
+# --- Job defaults ---------------------------------------------------------------------------------
+DEFAULT_NAMESPACE: Final = "default"
+DEFAULT_PRESET: Final = "vit-b16"
+DEFAULT_MAX_RETRY: Final = 3
+# Finished jobs are garbage-collected by Volcano a week after they end (logs are gone with the pods).
+DEFAULT_TTL_SECONDS_AFTER_FINISHED: Final = 7 * 24 * 3600
+# Kubernetes version the pod templates are validated for by default (kubernetes-validate schemas).
+DEFAULT_K8S_VERSION: Final = "1.30"
+# Kubernetes name limits: DNS-1123/1035 labels and label values.
+MAX_NAME_LENGTH: Final = 63
+MAX_INT32: Final = 2**31 - 1

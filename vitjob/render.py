@@ -1,0 +1,305 @@
+"""Rendering a ``JobSpec`` into Kubernetes objects through the Jinja2 templates in ``manifests/``.
+
+This module owns the template environment and the render context. The templates (shipped as the
+package data ``vitjob/manifests``) are the single source of every object vitjob creates; this module
+computes the values they place (names, labels, env, resources, volumes) and nothing else.
+
+Injection safety: the environment uses ``StrictUndefined`` and a ``finalize`` hook that refuses any
+``{{ … }}`` output not produced by the ``q`` (YAML double-quoted string) or ``num`` (integer)
+filters, so a user string can only reach the YAML as one escaped scalar: parsing gives back exactly
+the string, never an extra field.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from importlib import resources
+from typing import Any
+
+import jinja2
+import yaml
+
+from vitjob import constants as c
+from vitjob.errors import RenderError
+from vitjob.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+# Templates rendered for every job, in creation order: supporting objects first, the Volcano Job last.
+TEMPLATES: tuple[str, ...] = ("volcano-job.yaml.j2",)
+_DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
+_PLAIN_SAFE = re.compile(r'^[ -~]*$')
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class YamlScalar(str):
+    """Text that a quoting filter produced: the only kind of ``{{ … }}`` output templates may emit."""
+
+    __slots__ = ()
+
+
+def yaml_quote(value: Any) -> YamlScalar:
+    """A YAML double-quoted scalar that parses back to exactly ``value``.
+
+    Everything outside printable ASCII is escaped (``\\uXXXX``/``\\UXXXXXXXX``), so line breaks,
+    tabs, NEL/LS/PS and BOMs cannot fold or end the scalar; ``"`` and ``\\`` are backslash-escaped.
+    """
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
+    if not isinstance(value, str):
+        raise RenderError(f"template bug: the q filter got {type(value).__name__} {value!r}, not a string")
+    if _PLAIN_SAFE.fullmatch(value) and '"' not in value and "\\" not in value:
+        return YamlScalar(f'"{value}"')
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return YamlScalar("".join(out))
+
+
+def yaml_int(value: Any) -> YamlScalar:
+    """A YAML integer scalar; refuses anything that is not an ``int`` (bool included)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RenderError(f"template bug: the num filter got {type(value).__name__} {value!r}, not an int")
+    return YamlScalar(str(value))
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, YamlScalar):
+        return value
+    raise RenderError(
+        f"template bug: {{{{ … }}}} printed {type(value).__name__} {value!r} without the q or num filter"
+    )
+
+
+@functools.cache
+def template_environment() -> jinja2.Environment:
+    """The Jinja2 environment over the packaged ``manifests`` directory (cached)."""
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_template),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+    )
+    env.filters["q"] = yaml_quote
+    env.filters["num"] = yaml_int
+    return env
+
+
+def manifests_dir() -> Any:
+    """The packaged templates (``vitjob/manifests``, a link to ``manifests/`` in a checkout)."""
+    return resources.files("vitjob").joinpath("manifests")
+
+
+def _load_template(name: str) -> str:
+    path = manifests_dir().joinpath(name)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RenderError(
+            f"template {name} not found in {path}: the vitjob installation is incomplete; "
+            "reinstall vitjob (its wheel ships vitjob/manifests/*.j2)"
+        ) from None
+
+
+# --- render context ---------------------------------------------------------------------------
+
+
+def build_context(spec: JobSpec) -> dict[str, Any]:
+    """Every value the templates place, computed from ``spec``."""
+    data_dir = c.DATA_MOUNT_PATH + (f"/{spec.data_subpath}" if spec.data_subpath else "")
+    return {
+        "api_version": c.VOLCANO_API_VERSION,
+        "kind": c.VOLCANO_KIND,
+        "job_name": spec.job_name,
+        "namespace": spec.namespace,
+        "labels": labels(spec),
+        "annotations": dict(spec.annotations),
+        "scheduler": c.VOLCANO_SCHEDULER,
+        "num_pods": spec.num_pods,
+        "queue": spec.queue,
+        "priority_class": spec.priority_class,
+        "max_retry": spec.max_retry,
+        "ttl_seconds_after_finished": spec.ttl_seconds_after_finished,
+        "task_name": c.TASK_NAME,
+        "node_selector": spec.effective_node_selector,
+        "tolerations": [normalized_toleration(t) for t in spec.tolerations],
+        "anti_affinity_label": c.LABEL_INSTANCE if spec.runs_on_ascend910 else "",
+        "container_name": c.CONTAINER_NAME,
+        "image": spec.effective_image,
+        "image_pull_policy": spec.image_pull_policy,
+        "launch_command": launch_command(spec),
+        "stage": spec.stage,
+        "preset": spec.preset,
+        "device": spec.job_hw,
+        "data_ref": f"$({c.ENV_DATA_DIR})",
+        "output_ref": f"$({c.ENV_OUTPUT_DIR})",
+        "epochs": "" if spec.epochs is None else str(spec.epochs),
+        "batch_size": "" if spec.batch_size is None else str(spec.batch_size),
+        "lr": "" if spec.lr is None else repr(float(spec.lr)),
+        "pretrained": pretrained_arg(spec),
+        "export_format": "MINDIR,AIR" if spec.hw == "ascend" else "MINDIR",
+        "infer_runner": "ascend310" if spec.runs_on_ascend310 else "cpu",
+        "extra_args": list(spec.extra_args),
+        "env": container_env(spec, data_dir),
+        "ports": [(c.SCHED_PORT_NAME, spec.sched_port), (c.RDZV_PORT_NAME, spec.rdzv_port)],
+        "requests": resource_requests(spec),
+        "limits": resource_limits(spec),
+        "volumes": volumes(spec),
+    }
+
+
+def labels(spec: JobSpec) -> dict[str, str]:
+    """Labels of the Job and of its pod template (Volcano adds ``volcano.sh/job-name`` to pods)."""
+    result = {
+        c.LABEL_NAME: c.APP_NAME,
+        c.LABEL_INSTANCE: spec.job_name,
+        c.LABEL_COMPONENT: spec.stage,
+        c.LABEL_MANAGED_BY: c.APP_NAME,
+        c.LABEL_PART_OF: spec.pipeline_name,
+        c.LABEL_HW: spec.job_hw,
+        c.LABEL_CARDS: str(spec.total_cards),
+    }
+    if spec.runs_on_ascend910:
+        result[c.RING_CONTROLLER_LABEL] = c.RING_CONTROLLER_ASCEND910
+    result.update(spec.labels)
+    return result
+
+
+def launch_command(spec: JobSpec) -> list[str]:
+    """``vitjob launch`` starts one process per card of the pod, each running the stage command."""
+    return ["vitjob", "launch", "--hw", spec.job_hw, "--cards-per-pod", str(spec.pod_cards), "--"]
+
+
+def pretrained_arg(spec: JobSpec) -> str:
+    """A relative ``pretrained`` path is under the data directory; an absolute one is kept."""
+    if not spec.pretrained or spec.pretrained.startswith("/"):
+        return spec.pretrained
+    return f"$({c.ENV_DATA_DIR})/{spec.pretrained}"
+
+
+def container_env(spec: JobSpec, data_dir: str) -> list[tuple[str, str]]:
+    env = [
+        (c.ENV_JOB_NAME, spec.job_name),
+        (c.ENV_TASK, c.TASK_NAME),
+        (c.ENV_HW, spec.job_hw),
+        (c.ENV_STAGE, spec.stage),
+        (c.ENV_CARDS_PER_POD, str(spec.pod_cards)),
+        (c.ENV_NUM_PODS, str(spec.num_pods)),
+        (c.ENV_DATA_DIR, data_dir),
+        (c.ENV_OUTPUT_DIR, f"{c.OUTPUT_MOUNT_PATH}/{spec.pipeline_name}"),
+        (c.ENV_SCHED_PORT, str(spec.sched_port)),
+        (c.ENV_RDZV_PORT, str(spec.rdzv_port)),
+        (c.ENV_PYTHONUNBUFFERED, "1"),
+    ]
+    env.extend(spec.env.items())
+    return env
+
+
+def accelerator(spec: JobSpec) -> tuple[str, int] | None:
+    """The extended resource and count each pod asks for, if any."""
+    if spec.runs_on_ascend310:
+        return c.ASCEND310_RESOURCE, spec.pod_cards
+    if spec.runs_on_ascend910:
+        return c.ASCEND910_RESOURCE, spec.pod_cards
+    if spec.uses_gpu:
+        return c.NVIDIA_GPU_RESOURCE, spec.pod_cards
+    return None
+
+
+def resource_requests(spec: JobSpec) -> dict[str, str]:
+    requests = {"cpu": spec.cpu_request, "memory": spec.memory_request}
+    device = accelerator(spec)
+    if device and device[0] != c.NVIDIA_GPU_RESOURCE:  # Ascend: requests == limits (device plugin)
+        requests[device[0]] = str(device[1])
+    return requests
+
+
+def resource_limits(spec: JobSpec) -> dict[str, str]:
+    """Only accelerators are limited; CPU and memory are requests (no throttling, no OOM kill at a cap)."""
+    device = accelerator(spec)
+    return {device[0]: str(device[1])} if device else {}
+
+
+def volumes(spec: JobSpec) -> list[dict[str, Any]]:
+    """Volumes with their mounts; ``kind`` picks the template branch. PVCs stay plain claims (the
+    local backend maps each claimName to a directory)."""
+    result: list[dict[str, Any]] = [
+        {"kind": "pvc", "name": "data", "claim": spec.data_pvc, "path": c.DATA_MOUNT_PATH, "read_only": True},
+        {"kind": "pvc", "name": "output", "claim": spec.output_pvc, "path": c.OUTPUT_MOUNT_PATH,
+         "read_only": False},
+        {"kind": "shm", "name": "dshm", "path": c.SHM_MOUNT_PATH, "read_only": False},
+    ]
+    if spec.runs_on_ascend910:
+        result.append({
+            "kind": "podinfo", "name": "podinfo", "path": c.PODINFO_DIR, "read_only": True,
+            "annotations_file": c.PODINFO_ANNOTATIONS_FILE, "name_file": c.PODINFO_NAME_FILE,
+        })
+        result.append({"kind": "host", "name": "hccn-conf", "host_path": c.HCCN_CONF_PATH, "type": "File",
+                       "path": c.HCCN_CONF_PATH, "read_only": True})
+    if spec.hw == "ascend":
+        result.append({"kind": "host", "name": "ascend-driver", "host_path": c.ASCEND_DRIVER_PATH,
+                       "type": "Directory", "path": c.ASCEND_DRIVER_PATH, "read_only": True})
+    return result
+
+
+def normalized_toleration(toleration: dict[str, Any]) -> dict[str, Any]:
+    """A toleration with its ``operator`` spelled out (Kubernetes' default is ``Equal``)."""
+    return {"operator": "Equal", **toleration}
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def render_yaml(spec: JobSpec) -> str:
+    """The multi-document YAML stream of every object of ``spec`` (Volcano Job last)."""
+    return "".join(f"---\n{text}" for text in render_documents(spec))
+
+
+def render_documents(spec: JobSpec) -> list[str]:
+    """The YAML text of each object, in creation order, without ``---`` separators."""
+    context = build_context(spec)
+    env = template_environment()
+    documents: list[str] = []
+    for name in TEMPLATES:
+        try:
+            text = env.get_template(name).render(context)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {name}: {exc}") from exc
+        documents.extend(d.strip("\n") + "\n" for d in _DOCUMENT_SEPARATOR.split(text) if d.strip())
+    return documents
+
+
+def render_objects(spec: JobSpec) -> list[dict[str, Any]]:
+    """The parsed objects of ``spec`` in creation order: supporting objects first, the Job last."""
+    return [parse_document(text) for text in render_documents(spec)]
+
+
+def parse_document(text: str) -> dict[str, Any]:
+    try:
+        obj = yaml.load(text, Loader=_YAML_LOADER)  # CSafeLoader or SafeLoader
+    except yaml.YAMLError as exc:
+        raise RenderError(f"a template produced invalid YAML ({exc}); this is a vitjob bug") from exc
+    if not isinstance(obj, dict):
+        raise RenderError(f"a template produced {type(obj).__name__}, not an object; this is a vitjob bug")
+    return obj
+
+
+def object_file_name(obj: dict[str, Any]) -> str:
+    """``<kind>-<name>.yaml`` in lower case: the file ``render -o DIR`` writes for an object."""
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
