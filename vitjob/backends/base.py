@@ -42,6 +42,8 @@ class PodStatus:
     exit_code: int | None = None
     reason: str = ""
     message: str = ""
+    rank: int | None = None  # the pod's index in its task (Volcano's volcano.sh/task-index)
+    task: str = ""
 
 
 @dataclass
@@ -57,6 +59,11 @@ class JobStatus:
     pods: list[PodStatus] = field(default_factory=list)
     # Human-readable explanations: why Pending, why Failed (scheduling events, termination messages…)
     reasons: list[str] = field(default_factory=list)
+    queue: str = ""
+    # Volcano's status.taskStatusCount: task name → {pod phase: count}
+    tasks: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Things the user should know that did not stop the action (e.g. preflight capacity warnings)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Backend(ABC):

@@ -1,0 +1,208 @@
+"""``KubernetesBackend`` against the FAKE API server: following many jobs, watches that expire,
+job retries, timeouts, webhook denials, backend selection, and the fake's own API behaviour."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+
+import pytest
+from kube_testing import Collector, fake_cluster, volcano_job
+
+import vitjob.backends.kubernetes as kube
+from vitjob.backends import get_backend
+from vitjob.backends.base import JobPhase
+from vitjob.errors import (
+    AdmissionDeniedError,
+    ClusterUnreachableError,
+    ConflictError,
+    JobNotFoundError,
+    UsageError,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+JOBS = "/apis/batch.volcano.sh/v1alpha1/namespaces/default/jobs"
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    with fake_cluster(tmp_path, monkeypatch) as api:
+        yield api
+
+
+@pytest.fixture
+def backend(fake):
+    return get_backend("kubernetes")
+
+
+def test_fifty_jobs_followed_at_once_lose_and_repeat_nothing(fake, backend):
+    jobs, pods = 50, 2
+    for j in range(jobs):  # created directly: submit is tested elsewhere
+        fake.create("batch.volcano.sh", "jobs", volcano_job(f"f{j}", replicas=pods, cards=1), "default")
+        for i in range(pods):
+            fake.add_pod("default", f"f{j}", i)
+    followers = [Collector(lambda j=j: backend.logs(f"f{j}", follow=True)) for j in range(jobs)]
+    fake.wait_for(
+        lambda: len(fake.requests_matching("GET", "/pods$", verb="watch")) == jobs,
+        timeout=30,
+        what="every follower watching its pods",
+    )
+    expected: dict[str, list[str]] = {}
+    for j in range(jobs):
+        for i in range(pods):
+            fake.set_pod_running("default", f"f{j}-worker-{i}")
+    for batch in range(3):
+        for j in range(jobs):
+            for i in range(pods):
+                lines = [f"job {j} pod {i} batch {batch} line {n}" for n in range(5)]
+                fake.append_log("default", f"f{j}-worker-{i}", lines)
+                expected.setdefault(f"f{j}-worker-{i}", []).extend(lines)
+        if batch == 0:
+            fake.wait_for(
+                lambda: all(fake.following(f"f{j}-worker-0") for j in range(jobs)),
+                timeout=30,
+                what="all log streams open",
+            )
+            for j in range(0, jobs, 5):  # every fifth job: its rank 0 restarts mid-follow
+                fake.restart_pod("default", f"f{j}-worker-0")
+        if batch == 1:
+            fake.drop_log_streams()  # every connection breaks once
+    for j in range(jobs):
+        for i in range(pods):
+            fake.finish_pod("default", f"f{j}-worker-{i}")
+        fake.set_job_phase("default", f"f{j}", "Completed")
+    for j, follower in enumerate(followers):
+        got = follower.join(timeout=30)
+        for i in range(pods):
+            prefix = f"[rank {i} f{j}-worker-{i}] "
+            assert [x[len(prefix) :] for x in got if x.startswith(prefix)] == expected[f"f{j}-worker-{i}"]
+        assert len(got) == pods * 15
+
+
+def test_follow_across_job_retry_pods_recreated(fake, backend):
+    backend.submit([volcano_job("retry", replicas=1)])
+    fake.add_pod("default", "retry", 0)
+    follower = Collector(lambda: backend.logs("retry", follow=True))
+    fake.set_pod_running("default", "retry-worker-0")
+    fake.append_log("default", "retry-worker-0", ["attempt 1"])
+    fake.wait_for(lambda: fake.following("retry-worker-0"), what="first pod followed")
+    # Volcano's RestartJob: the pod is deleted and created again under the same name
+    fake.delete("", "pods", "retry-worker-0", "default")
+    fake.set_job_phase("default", "retry", "Restarting", retry_count=1)
+    fake.add_pod("default", "retry", 0)
+    fake.set_job_phase("default", "retry", "Running", retry_count=1)
+    fake.set_pod_running("default", "retry-worker-0")
+    fake.append_log("default", "retry-worker-0", ["attempt 2"])
+    fake.finish_pod("default", "retry-worker-0")
+    fake.set_job_phase("default", "retry", "Completed", retry_count=1)
+    assert follower.join() == ["[rank 0 retry-worker-0] attempt 1", "[rank 0 retry-worker-0] attempt 2"]
+
+
+def test_wait_relists_after_410_gone(fake, backend):
+    backend.submit([volcano_job("w410")])
+    fake.set_job_phase("default", "w410", "Running")
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.update(status=backend.wait("w410", timeout_s=20)))
+    waiter.start()
+    fake.wait_for(lambda: len(fake.requests_matching("GET", JOBS + "$", verb="watch")) == 1, what="watch")
+    fake.expire_watches()  # the open watch gets an ERROR 410 event
+    fake.wait_for(lambda: len(fake.requests_matching("GET", JOBS + "$", verb="watch")) == 2, what="re-watch")
+    lists = fake.requests_matching("GET", JOBS + "$", verb="list")
+    assert len(lists) == 2 and lists[-1].query["fieldSelector"] == "metadata.name=w410"  # re-listed
+    fake.set_job_phase("default", "w410", "Completed")
+    waiter.join(10)
+    assert result["status"].phase == JobPhase.COMPLETED
+
+
+def test_wait_for_missing_job(fake, backend):
+    with pytest.raises(JobNotFoundError, match="job 'ghost' not found in namespace 'default'"):
+        backend.wait("ghost", timeout_s=5)
+
+
+def test_server_that_never_answers_times_out_with_retries(monkeypatch):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # accepts connections, never answers
+        from kubernetes import client
+
+        cfg = client.Configuration(host=f"http://127.0.0.1:{server.getsockname()[1]}")
+        cfg.retries = 0
+        backend = kube.KubernetesBackend(
+            api_client=client.ApiClient(cfg),
+            namespace="default",
+            retry=kube.RetryPolicy(attempts=2, backoff_s=0.01),
+            request_timeout_s=0.3,
+        )
+        with pytest.raises(ClusterUnreachableError, match=r"did not answer in time .*\(2 attempts\)"):
+            backend.status("x")
+
+
+def test_webhook_denial_is_reported_as_such(fake, backend):
+    fake.deny("get", "queues")  # preflight cannot see queues, so the admission webhook has the last word
+    with pytest.raises(
+        AdmissionDeniedError,
+        match=re.escape(
+            'admission webhook "validatejob.volcano.sh" denied the request: unable to find job queue: missing'
+        ),
+    ):
+        backend.submit([volcano_job("wh", queue="missing")])
+
+
+def test_supporting_object_of_someone_else_is_a_conflict(fake, backend):
+    fake.create("", "configmaps", {"metadata": {"name": "theirs"}}, "default")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "theirs"}, "data": {}}
+    with pytest.raises(ConflictError, match=r"ConfigMap 'theirs' already exists .* not created by vitjob"):
+        backend.submit([cm, volcano_job("sup")])
+    assert not fake.requests_matching("POST", JOBS + "$")
+
+
+def test_status_of_failed_job_with_crashlooping_pod(fake, backend):
+    backend.submit([volcano_job("crash", replicas=1)])
+    fake.add_pod("default", "crash", 0)
+    fake.set_pod_running("default", "crash-worker-0")
+    fake.append_log("default", "crash-worker-0", ["Traceback (most recent call last):", "MemoryError"])
+    fake.restart_pod("default", "crash-worker-0", exit_code=137, reason="OOMKilled")
+    fake.set_pod_waiting("default", "crash-worker-0", "CrashLoopBackOff", "back-off 40s restarting")
+    fake.set_job_phase("default", "crash", "Failed", reason="PodFailed")
+    st = backend.status("crash")
+    assert st.pods[0].restarts == 1 and st.pods[0].reason == "CrashLoopBackOff"
+    assert "pod crash-worker-0 (previous run) exited with code 137 (OOMKilled)" in st.reasons
+    assert st.reasons[-1].endswith("  | Traceback (most recent call last):\n  | MemoryError")
+    assert fake.requests_matching("GET", "crash-worker-0/log$")[-1].query["previous"] == "true"
+
+
+def test_get_backend_selection(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    (tmp_path / "kc").write_text("apiVersion: v1\nkind: Config\n")
+    b = get_backend(None, kubeconfig=str(tmp_path / "kc"), local_root=tmp_path, context=None)
+    assert isinstance(b, kube.KubernetesBackend)
+    assert b.settings.kubeconfig == str(tmp_path / "kc")
+    with pytest.raises(UsageError, match="unknown backend 'slurm'"):
+        get_backend("slurm")
+
+
+def test_fake_merge_patch_and_label_selectors(fake, backend):
+    backend.submit([volcano_job("p1")])
+    api = backend.api.custom
+    api.patch_namespaced_custom_object(
+        "batch.volcano.sh",
+        "v1alpha1",
+        "default",
+        "jobs",
+        "p1",
+        {"metadata": {"labels": {"extra": "yes", "vitjob.io/hw": None}}},
+    )
+    [patch] = fake.requests_matching("PATCH")
+    assert (
+        patch.content_type.startswith("application/merge-patch+json") or "merge-patch" in patch.content_type
+    )
+    labels = fake.get("batch.volcano.sh", "jobs", "p1", "default")["metadata"]["labels"]
+    assert labels["extra"] == "yes" and "vitjob.io/hw" not in labels
+    listed = api.list_namespaced_custom_object(
+        "batch.volcano.sh", "v1alpha1", "default", "jobs", label_selector="extra in (yes,maybe),!vitjob.io/hw"
+    )
+    assert [j["metadata"]["name"] for j in listed["items"]] == ["p1"]
+    assert int(listed["metadata"]["resourceVersion"]) >= int(labels and fake.rv)

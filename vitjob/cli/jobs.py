@@ -1,0 +1,342 @@
+"""Commands that run and observe jobs on a backend: ``submit``, ``status``, ``logs``, ``wait``,
+``cancel``, ``delete`` and ``list``.
+
+Each handler is thin: parse, make one ``Backend`` call (``vitjob.backends.get_backend``), print.
+Results go to stdout; warnings and reasons for failure go to stderr. Exit codes: 0 success,
+1 failure (incl. ``wait`` on a Failed/Aborted/Terminated job), 2 usage errors and ``wait`` timeouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vitjob.backends import BACKEND_NAMES, get_backend
+from vitjob.backends.base import Backend, JobPhase, JobStatus
+from vitjob.errors import UsageError
+
+log = logging.getLogger("vitjob")
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_submit(sub)
+    for name, help_, add in (
+        ("status", "show a job's phase, pods and why it is Pending or Failed", _add_status),
+        ("logs", "print (or follow with -f) the logs of a job's pods, merged", _add_logs),
+        ("wait", "wait until a job ends: exit 0 Completed, 1 Failed/Aborted, 2 timeout", _add_wait),
+        ("cancel", "abort a running job (Volcano AbortJob); the job and its history stay", _add_name_only),
+        ("delete", "delete a job and the objects submit created for it", _add_name_only),
+        ("list", "list the jobs vitjob manages", _add_list),
+    ):
+        p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
+        add(p)
+        _add_backend_arguments(p)
+        p.set_defaults(func=_HANDLERS[name])
+
+
+# ------------------------------------------------------------------------------------------- arguments
+def _add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backend")
+    g.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="auto",
+        help="where jobs run (auto: kubernetes when a kubeconfig or in-cluster config exists)",
+    )
+    g.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
+    g.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    if "--namespace" not in p._option_string_actions:
+        g.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
+    if "--local-root" not in p._option_string_actions:
+        g.add_argument(
+            "--local-root",
+            type=Path,
+            default=None,
+            help="local backend: directory holding the jobs' processes and logs",
+        )
+
+
+def _register_submit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "submit",
+        help="render a job and submit it to the cluster (or run it locally)",
+        description="Render the job from the same flags as `vitjob render` (or take rendered "
+        "YAML with -f), check that the cluster can run it, and create it.",
+    )
+    spec_cli = _render_cli()
+    if spec_cli is not None:
+        spec_cli.add_spec_arguments(p)
+        spec_cli.add_validation_arguments(p)
+    p.add_argument(
+        "--manifest",
+        metavar="FILE",
+        default=None,
+        help="submit these rendered objects (YAML from `vitjob render`, '-' for stdin) "
+        "instead of rendering from the spec flags",
+    )
+    p.add_argument("--dry-run", action="store_true", help="validate and print the objects; submit nothing")
+    p.add_argument("--replace", action="store_true", help="delete an existing job of that name first")
+    _add_backend_arguments(p)
+    p.set_defaults(func=_cmd_submit)
+
+
+def _render_cli() -> Any:
+    try:
+        from vitjob.cli import render
+    except ImportError:  # the render commands are optional for submitting rendered YAML
+        return None
+    return render
+
+
+def _add_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="job name")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+
+
+def _add_logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="job name")
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="wait for pods to start, follow across restarts and retries, stop when the job ends",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rank", type=int, default=None, help="only the pod with this index")
+    which.add_argument("--pod", default=None, help="only this pod")
+    p.add_argument("--previous", action="store_true", help="the previous (crashed) run of each container")
+    p.add_argument("--tail", type=int, default=None, help="only the last N lines of each pod")
+    p.add_argument("--since", default=None, help="only lines newer than this (e.g. 30s, 10m, 2h)")
+
+
+def _add_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="job name")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 2)")
+
+
+def _add_name_only(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="job name")
+
+
+def _add_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="jobs of every namespace")
+
+
+def _backend(args: argparse.Namespace) -> Backend:
+    return get_backend(
+        args.backend,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespace=getattr(args, "namespace", None),
+        local_root=getattr(args, "local_root", None),
+    )
+
+
+def parse_duration(text: str) -> int:
+    """``30s``, ``10m``, ``2h``, ``1d`` or plain seconds → seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(f"--since {text!r}: expected a duration such as 30s, 10m, 2h or 1d")
+    return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+# ------------------------------------------------------------------------------------------- handlers
+def _load_objects(args: argparse.Namespace) -> list[dict]:
+    """The objects to submit: from --manifest, or rendered from the spec flags."""
+    if args.manifest:
+        try:
+            text = sys.stdin.read() if args.manifest == "-" else Path(args.manifest).read_text()
+            objects = [d for d in yaml.safe_load_all(text) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read objects from {args.manifest}: {exc}") from None
+        if not objects or not all(isinstance(o, dict) for o in objects):
+            raise UsageError(f"{args.manifest}: expected YAML documents that are Kubernetes objects")
+        return objects
+    spec_cli = _render_cli()
+    if spec_cli is None:
+        raise UsageError(
+            "rendering from flags is not available in this build; pass rendered YAML with --manifest FILE"
+        )
+    from vitjob.constants import DEFAULT_NAMESPACE
+    from vitjob.render import render_objects
+
+    spec = spec_cli.spec_from_args(args)
+    objects = render_objects(spec)
+    if args.namespace is None and spec.namespace == DEFAULT_NAMESPACE:
+        # No namespace asked for: the backend uses the kubeconfig context's namespace.
+        for obj in objects:
+            obj.get("metadata", {}).pop("namespace", None)
+    return objects
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    objects = _load_objects(args)
+    if args.dry_run:
+        from vitjob.validate import validate_objects
+
+        if getattr(args, "validate", True):
+            validate_objects(objects, crd_source=getattr(args, "crd", None))
+        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+        return 0
+    backend = _backend(args)
+    status = backend.submit(objects, replace=args.replace)
+    for warning in status.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    where = f" in namespace {status.namespace}" if status.namespace else ""
+    print(f"submitted job {status.name}{where} ({backend.name} backend)")
+    print("next:")
+    print(f"  vitjob status {status.name}      # phase, pods, and why it waits")
+    print(f"  vitjob logs -f {status.name}     # follow all pods until the job ends")
+    print(f"  vitjob wait {status.name}        # exit 0 when Completed, 1 when it failed")
+    if backend.name == "kubernetes":
+        print(f"  kubectl logs -n {status.namespace} -l volcano.sh/job-name={status.name} -f --prefix")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = _backend(args).status(args.name)
+    if args.output == "json":
+        print(json.dumps(_status_dict(status), indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(_status_dict(status), sort_keys=False), end="")
+    else:
+        print(format_status(status))
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    if args.follow and args.previous:
+        raise UsageError("--previous shows a finished run; it cannot be combined with -f")
+    since_s = parse_duration(args.since) if args.since else None
+    lines = _backend(args).logs(
+        args.name,
+        follow=args.follow,
+        rank=args.rank,
+        pod=args.pod,
+        previous=args.previous,
+        tail=args.tail,
+        since_s=since_s,
+    )
+    for line in lines:
+        print(line, flush=args.follow)
+    return 0
+
+
+def _cmd_wait(args: argparse.Namespace) -> int:
+    status = _backend(args).wait(args.name, timeout_s=args.timeout)
+    if status.phase == JobPhase.COMPLETED:
+        print(f"job {status.name} Completed")
+        return 0
+    print(f"job {status.name} {status.phase}", file=sys.stderr)
+    for reason in status.reasons:
+        print(f"  {reason}", file=sys.stderr)
+    return 1
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    _backend(args).cancel(args.name)
+    print(
+        f"asked to abort job {args.name}; it stays listed with its history (`vitjob delete {args.name}` "
+        "removes it)"
+    )
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    _backend(args).delete(args.name)
+    print(f"deleted job {args.name} and the objects submit created for it")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    jobs = _backend(args).list_jobs(all_namespaces=args.all_namespaces)
+    rows = [
+        [j.name, j.stage or "-", j.hw or "-", str(j.cards or "-"), str(j.phase), format_age(j.age_s)]
+        for j in jobs
+    ]
+    header = ["NAME", "STAGE", "HW", "CARDS", "PHASE", "AGE"]
+    if args.all_namespaces:
+        header.insert(0, "NAMESPACE")
+        rows = [[j.namespace, *row] for j, row in zip(jobs, rows, strict=True)]
+    if not rows:
+        print("no vitjob jobs" + ("" if args.all_namespaces else " in this namespace (-A: all namespaces)"))
+        return 0
+    print(format_table(header, rows))
+    return 0
+
+
+_HANDLERS = {
+    "status": _cmd_status,
+    "logs": _cmd_logs,
+    "wait": _cmd_wait,
+    "cancel": _cmd_cancel,
+    "delete": _cmd_delete,
+    "list": _cmd_list,
+}
+
+
+# ------------------------------------------------------------------------------------------ formatting
+def _status_dict(status: JobStatus) -> dict[str, Any]:
+    data = dataclasses.asdict(status)
+    data["phase"] = str(status.phase)
+    data["age_s"] = round(status.age_s, 1)
+    return data
+
+
+def format_age(seconds: float) -> str:
+    for limit, div, unit in ((120, 1, "s"), (7200, 60, "m"), (172800, 3600, "h")):
+        if seconds < limit:
+            return f"{seconds / div:.0f}{unit}"
+    return f"{seconds / 86400:.0f}d"
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
+    )
+
+
+def format_status(status: JobStatus) -> str:
+    lines = [
+        f"job:      {status.name}" + (f"  (namespace {status.namespace})" if status.namespace else ""),
+        f"phase:    {status.phase}   retries: {status.retry_count}   age: {format_age(status.age_s)}",
+    ]
+    cards = f"{status.cards} cards" if status.cards else ""
+    what = ", ".join(x for x in (status.stage, status.hw, cards) if x)
+    if what:
+        lines.append(f"job is:   {what}" + (f"   queue: {status.queue}" if status.queue else ""))
+    for task, counts in sorted(status.tasks.items()):
+        lines.append(f"task {task}: " + ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items())))
+    if status.pods:
+        rows = [
+            [
+                p.name,
+                "-" if p.rank is None else str(p.rank),
+                p.phase,
+                p.node or "-",
+                str(p.restarts),
+                "-" if p.exit_code is None else str(p.exit_code),
+                p.reason or "",
+            ]
+            for p in status.pods
+        ]
+        lines += ["", format_table(["POD", "RANK", "PHASE", "NODE", "RESTARTS", "EXIT", "REASON"], rows)]
+    else:
+        lines.append("pods:     none yet")
+    if status.reasons:
+        lines += ["", "why:"] + [f"  - {r}" for r in status.reasons]
+    return "\n".join(lines)
