@@ -51,3 +51,40 @@ class WaitTimeoutError(BackendError, TimeoutError):
     """``wait`` ran out of time (exit 2)."""
 
     exit_code = 2
+
+
+class ClusterUnreachableError(BackendError):
+    """The Kubernetes API server could not be reached, or kept failing (5xx, timeouts) after retries."""
+
+
+class ClusterConfigError(BackendError):
+    """No usable kubeconfig / in-cluster configuration."""
+
+
+class AuthError(BackendError):
+    """The API server rejected the credentials (401) or the action (403, RBAC)."""
+
+
+class AdmissionDeniedError(BackendError):
+    """An admission webhook (e.g. Volcano's ``validatejob.volcano.sh``) refused the object."""
+
+
+class ConflictError(BackendError):
+    """The object already exists (409 AlreadyExists) or was changed concurrently (409 Conflict)."""
+
+
+class InvalidObjectError(BackendError):
+    """The API server rejected an object as invalid (422): names the field paths."""
+
+
+class PreflightError(BackendError):
+    """The cluster cannot run the job as asked (Volcano missing, namespace or queue absent…)."""
+
+
+class ResourceNotFoundError(BackendError):
+    """An object other than the job itself was not found (404)."""
+
+
+class InferenceError(VitjobError):
+    """Offline (Ascend-310 style) inference failed: a missing or malformed ``.bin``/MINDIR file, or the
+    inference program is missing or failed."""

@@ -20,6 +20,9 @@ from vitjob.errors import VitjobError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "vitjob.cli.vit",
+    "vitjob.cli.infer310",
+    "vitjob.cli.render",
+    "vitjob.cli.jobs",
 )
 
 log = logging.getLogger("vitjob")

@@ -1,0 +1,377 @@
+"""Training: the ``vitjob train`` stage.
+
+One call trains one run directory (see ``checkpoints``). Re-running the same command resumes from
+the latest checkpoint with the same step count and schedule — this is how a restarted cluster job
+continues after a failure. Per-epoch sample order is a seeded permutation, so a resumed run sees the
+same batches it would have seen without the interruption. In a MindSpore cluster (prepared by
+``vitjob launch``) every rank trains its shard with averaged gradients; rank 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitjob.errors import CheckpointError, UsageError
+from vitjob.vit import checkpoints as ck
+from vitjob.vit.config import Preset, get_preset
+from vitjob.vit.data import Split, create_dataset, dataset_info, load_split
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("momentum", "adamw")
+
+
+@dataclass
+class TrainOptions:
+    data: Path
+    output: Path
+    preset: str = "vit-tiny"
+    epochs: int | None = None
+    batch_size: int | None = None  # per device
+    lr: float | None = None  # peak learning rate for the global batch
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    warmup_epochs: float | None = None
+    grad_clip: float | None = None
+    pretrained: Path | None = None
+    head: str = "zero"
+    device: str = "cpu"
+    amp: str = "auto"
+    mode: str = "graph"
+    seed: int = 1
+    save_steps: int = 0  # also checkpoint every N steps (0: at epoch end only)
+    keep: int = 2
+    eval_interval: int = 1  # evaluate every N epochs (0: only at the end)
+    log_steps: int = 0  # 0: about 10 lines per epoch
+    num_workers: int | None = None
+    hflip: bool | None = None  # None: from the data set's dataset.json
+    max_steps: int | None = None  # stop after this global step (benchmarks, tests)
+    progress: bool | None = None  # None: a bar when stdout is a terminal
+
+
+@dataclass
+class Plan:
+    """Everything derived from the options before training starts."""
+
+    preset: Preset
+    optimizer: str
+    epochs: int
+    batch_size: int
+    world_size: int
+    steps_per_epoch: int
+    peak_lr: float
+    weight_decay: float
+    warmup_steps: int
+    grad_clip: float
+    lr: np.ndarray = field(repr=False)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+
+def make_plan(opts: TrainOptions, train_size: int, world_size: int) -> Plan:
+    from vitjob.vit.schedule import warmup_cosine
+
+    preset = get_preset(opts.preset)
+    r = preset.recipe
+    optimizer = opts.optimizer or r.optimizer
+    if optimizer not in OPTIMIZERS:
+        raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+    epochs = opts.epochs if opts.epochs is not None else r.epochs
+    batch = opts.batch_size or r.batch_size
+    if epochs <= 0 or batch <= 0:
+        raise UsageError("--epochs and --batch-size must be positive")
+    steps_per_epoch = (train_size // world_size) // batch
+    if steps_per_epoch == 0:
+        raise UsageError(
+            f"{train_size} training images cannot fill one batch of {batch} on each of {world_size} "
+            "processes: lower --batch-size"
+        )
+    peak = opts.lr if opts.lr is not None else r.base_lr * batch * world_size / r.base_batch
+    warmup = round((opts.warmup_epochs if opts.warmup_epochs is not None else r.warmup_epochs) * steps_per_epoch)
+    total = epochs * steps_per_epoch
+    lr = warmup_cosine(total, peak, warmup, peak * r.min_lr_ratio)
+    return Plan(
+        preset=preset, optimizer=optimizer, epochs=epochs, batch_size=batch, world_size=world_size,
+        steps_per_epoch=steps_per_epoch, peak_lr=peak,
+        weight_decay=opts.weight_decay if opts.weight_decay is not None else r.weight_decay,
+        warmup_steps=warmup, grad_clip=opts.grad_clip if opts.grad_clip is not None else r.grad_clip, lr=lr,
+    )
+
+
+def build_optimizer(net: Any, plan: Plan) -> Any:
+    from mindspore import Tensor, nn
+
+    from vitjob.vit.optim import AdamW
+    from vitjob.vit.schedule import param_groups
+
+    groups = param_groups(net.trainable_params(), plan.weight_decay)
+    lr = Tensor(plan.lr)
+    if plan.optimizer == "momentum":
+        return nn.Momentum(groups, learning_rate=lr, momentum=0.9)
+    return AdamW(groups, learning_rate=lr, beta1=0.9, beta2=0.999, eps=1e-8)
+
+
+def build_train_step(net: Any, optimizer: Any, plan: Plan, amp_level: str) -> Any:
+    """One optimisation step as a cell: forward, backward, gradient all-reduce, clip, update.
+
+    O0/O3 use a plain step with global-norm clipping; O1/O2 use MindSpore's dynamic loss scaling.
+    """
+    from mindspore import nn, ops
+
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=plan.preset.recipe.label_smoothing)
+    with_loss = nn.WithLossCell(net, loss_fn)
+    if amp_level in ("O1", "O2"):
+        scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2.0**16, scale_factor=2, scale_window=1000)
+        return nn.TrainOneStepWithLossScaleCell(with_loss, optimizer, scale_sense=scale)
+
+    clip = float(plan.grad_clip)
+
+    class ClippedStep(nn.TrainOneStepCell):
+        def construct(self, *inputs: Any) -> Any:
+            loss = self.network(*inputs)
+            sens = ops.fill(loss.dtype, loss.shape, self.sens)
+            grads = self.grad(self.network, self.weights)(*inputs, sens)
+            grads = self.grad_reducer(grads)
+            if clip > 0:
+                grads = ops.clip_by_global_norm(grads, clip)
+            return ops.depend(loss, self.optimizer(grads))
+
+    return ClippedStep(with_loss, optimizer)
+
+
+def training_state(net: Any, optimizer: Any) -> list[dict[str, Any]]:
+    """Model and optimizer parameters (moments, global step) for a resumable checkpoint."""
+    params: dict[str, Any] = {p.name: p for p in net.get_parameters()}
+    for p in optimizer.get_parameters():
+        params.setdefault(p.name, p)
+    return [{"name": n, "data": p} for n, p in params.items()]
+
+
+def load_pretrained(net: Any, path: Path, head: str) -> None:
+    """Initialise from a Google ``.npz`` or a MindSpore ``.ckpt`` (head replaced when shapes differ)."""
+    import mindspore as ms
+
+    from vitjob.vit.npz import load_npz
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"pretrained weights {path} not found")
+    if path.suffix == ".npz":
+        params = {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in load_npz(path, net.config, head).items()}
+    else:
+        params = ck.load_params(path)
+    model_shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
+    for name in ("head.weight", "head.bias"):
+        if name in params and tuple(params[name].shape) != model_shapes[name]:
+            log.info("pretrained %s has shape %s: replaced by a new head", name, tuple(params[name].shape))
+            del params[name]
+    missing = [n for n in model_shapes if n not in params and not n.startswith("head.")]
+    if missing:
+        raise CheckpointError(f"{path} lacks {len(missing)} model parameters, e.g. {', '.join(missing[:3])}")
+    ck.load_into(net, params, str(path), strict_model=False)
+    log.info("loaded pretrained weights from %s", path)
+
+
+def evaluate_split(net: Any, split: Split, image_size: int, batch_size: int, workers: int | None) -> dict:
+    """Top-1 accuracy of ``net`` on every sample of ``split`` (no augmentation, no dropped batch)."""
+    net.set_train(False)
+    dataset = create_dataset(split, batch_size=batch_size, image_size=image_size, training=False,
+                             num_workers=workers)
+    correct = 0
+    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+        pred = net(images).asnumpy().argmax(axis=1)
+        correct += int((pred == labels.asnumpy()).sum())
+    net.set_train(True)
+    return {"accuracy": correct / len(split), "top1_correct": correct, "samples": len(split)}
+
+
+class Reporter:
+    """Progress on rank 0: a bar per epoch on a terminal, plain periodic log lines otherwise."""
+
+    def __init__(self, enabled: bool, use_bar: bool, steps_per_epoch: int) -> None:
+        self.enabled = enabled
+        self.use_bar = enabled and use_bar
+        self.steps_per_epoch = steps_per_epoch
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start_epoch(self, epoch: int, epochs: int, done: int) -> None:
+        if not self.use_bar:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("train", total=self.steps_per_epoch, completed=done, info="")
+
+    def step(self, step: int, info: str, is_log_step: bool) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, info=info)
+        elif is_log_step:
+            log.info("step %d: %s", step, info)
+
+    def end_epoch(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        if self.enabled:
+            log.info("%s", message)
+
+
+def train(opts: TrainOptions) -> dict[str, Any]:
+    """Train (or resume) a run; return a summary (final accuracy, best, steps, timings)."""
+    import mindspore as ms
+
+    from vitjob.vit.model import build_model
+    from vitjob.vit.runtime import set_up
+
+    rt = set_up(opts.device, opts.amp, opts.mode, opts.seed)
+    train_split = load_split(opts.data, "train")
+    test_split = load_split(opts.data, "test")
+    info = dataset_info(opts.data)
+    hflip = info.get("hflip", True) if opts.hflip is None else opts.hflip
+    plan = make_plan(opts, len(train_split), rt.world_size)
+    cfg = plan.preset.model
+    out = Path(opts.output)
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    net = build_model(cfg)
+    state = ck.load_state(out)
+    if state is not None and (state.preset != plan.preset.name or state.total_steps != plan.total_steps):
+        raise UsageError(
+            f"{out} holds a run of preset {state.preset} with {state.total_steps} steps, but these settings "
+            f"give preset {plan.preset.name} with {plan.total_steps} steps. Use another --output, or the "
+            "run's original settings to resume it."
+        )
+    if (state is None or state.latest is None) and opts.pretrained:
+        load_pretrained(net, opts.pretrained, opts.head)
+    if rt.amp_level != "O0":
+        net = ms.amp.auto_mixed_precision(net, rt.amp_level)
+    optimizer = build_optimizer(net, plan)
+    step_cell = build_train_step(net, optimizer, plan, rt.amp_level)
+    step_cell.set_train(True)
+
+    start_step = 0
+    if state is not None and state.latest is not None:
+        params = ck.load_params(out / state.latest)
+        ck.load_into(net, params, state.latest)
+        ms.load_param_into_net(optimizer, {k: v for k, v in params.items() if k not in dict(net.parameters_and_names())})
+        start_step = state.step
+        log.info("resuming %s from step %d (epoch %d) of %d", out, start_step, state.epoch, plan.total_steps)
+    elif state is None:
+        state = ck.RunState(preset=plan.preset.name, num_classes=cfg.num_classes, image_size=cfg.image_size,
+                            total_steps=plan.total_steps)
+    if rt.is_main:
+        log.info(
+            "training %s: %d images, %d epochs x %d steps, batch %d x %d processes, %s lr %.2e, amp %s, device %s",
+            plan.preset.name, len(train_split), plan.epochs, plan.steps_per_epoch, plan.batch_size,
+            rt.world_size, plan.optimizer, plan.peak_lr, rt.amp_level, rt.device,
+        )
+    use_bar = opts.progress if opts.progress is not None else sys.stdout.isatty()
+    reporter = Reporter(rt.is_main, use_bar, plan.steps_per_epoch)
+    log_steps = opts.log_steps or max(1, plan.steps_per_epoch // 10)
+    eval_batch = min(256, max(plan.batch_size, 32))
+    stop_at = min(plan.total_steps, opts.max_steps) if opts.max_steps else plan.total_steps
+    n_used = (len(train_split) // rt.world_size) * rt.world_size
+    step = start_step
+    t_start = time.time()
+    step_times: list[float] = []
+    last_eval: dict[str, Any] | None = None
+
+    def checkpoint(epoch: int) -> None:
+        if not rt.is_main:
+            return
+        name = f"{ck.CKPT_DIR}/step-{step:08d}.ckpt"
+        ck.save_ckpt_atomic(training_state(net, optimizer), out / name)
+        state.checkpoints = [c for c in state.checkpoints if c != name] + [name]
+        while len(state.checkpoints) > max(opts.keep, 1):
+            (out / state.checkpoints.pop(0)).unlink(missing_ok=True)
+        state.step, state.epoch = step, epoch
+        ck.save_state(out, state)
+
+    for epoch in range(step // plan.steps_per_epoch, plan.epochs):
+        if step >= stop_at:
+            break
+        ms.dataset.config.set_seed(opts.seed * 1000 + epoch)
+        order = np.random.default_rng(opts.seed * 1000 + epoch).permutation(len(train_split))[:n_used]
+        dataset = create_dataset(
+            train_split, batch_size=plan.batch_size, image_size=cfg.image_size, training=True, hflip=hflip,
+            num_shards=rt.world_size, shard_id=rt.rank, num_workers=opts.num_workers, order=order,
+        )
+        done_in_epoch = step - epoch * plan.steps_per_epoch
+        if done_in_epoch:
+            dataset = dataset.skip(done_in_epoch)
+        reporter.start_epoch(epoch, plan.epochs, done_in_epoch)
+        window_t, window_n, losses = time.time(), 0, []
+        for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+            t0 = time.time()
+            out_loss = step_cell(images, labels)
+            loss = float((out_loss[0] if isinstance(out_loss, tuple) else out_loss).asnumpy())
+            step_times.append(time.time() - t0)
+            step += 1
+            window_n += 1
+            losses.append(loss)
+            is_log = step % log_steps == 0 or step == stop_at
+            img_s = window_n * plan.global_batch / max(time.time() - window_t, 1e-9)
+            lr = float(plan.lr[step - 1])
+            reporter.step(step, f"loss {loss:.4f} lr {lr:.2e} {img_s:.0f} img/s", is_log)
+            if is_log and rt.is_main:
+                ck.append_metrics(out, {"step": step, "epoch": epoch + 1, "loss": float(np.mean(losses)),
+                                        "lr": lr, "img_s": img_s, "time": time.time()})
+                window_t, window_n, losses = time.time(), 0, []
+            if opts.save_steps and step % opts.save_steps == 0 and step % plan.steps_per_epoch:
+                checkpoint(epoch)
+            if step >= stop_at:
+                break
+        epoch_done = step % plan.steps_per_epoch == 0
+        checkpoint(epoch + 1 if epoch_done else epoch)
+        want_eval = epoch_done and (
+            (opts.eval_interval and (epoch + 1) % opts.eval_interval == 0) or step >= plan.total_steps
+        )
+        msg = f"epoch {epoch + 1}/{plan.epochs} done at step {step}"
+        if want_eval and rt.is_main:
+            last_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
+            msg += f": test accuracy {last_eval['accuracy']:.4f} ({last_eval['top1_correct']}/{last_eval['samples']})"
+            ck.append_metrics(out, {"step": step, "epoch": epoch + 1, "eval_accuracy": last_eval["accuracy"],
+                                    "time": time.time()})
+            if state.best is None or last_eval["accuracy"] > state.best["accuracy"]:
+                ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
+                state.best = {"file": ck.BEST_FILE, "accuracy": last_eval["accuracy"], "step": step}
+                ck.save_state(out, state)
+        reporter.end_epoch(msg)
+
+    if last_eval is None and rt.is_main and step >= plan.total_steps:
+        last_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
+    elapsed = time.time() - t_start
+    steps_run = step - start_step
+    summary = {
+        "preset": plan.preset.name, "steps": step, "total_steps": plan.total_steps, "resumed_from": start_step,
+        "rank": rt.rank, "world_size": rt.world_size, "seconds": elapsed,
+        "img_s": steps_run * plan.global_batch / elapsed if steps_run and elapsed > 0 else 0.0,
+        "step_ms_median": 1000 * float(np.median(step_times[1:] or step_times or [0.0])),
+        "accuracy": last_eval["accuracy"] if last_eval else None,
+        "best": state.best, "output": str(out),
+    }
+    if rt.is_main:
+        log.info("finished at step %d/%d in %.1f s; accuracy %s", step, plan.total_steps, elapsed,
+                 f"{summary['accuracy']:.4f}" if summary["accuracy"] is not None else "n/a")
+    return summary
