@@ -5,8 +5,11 @@ through a generated kubeconfig (``write_kubeconfig``). It implements the slice o
 uses, with the API server's wire behaviour:
 
 - objects: get/list/create (incl. ``generateName``)/replace/delete/merge-patch with ``uid``,
-  ``creationTimestamp`` and a cluster-wide ``resourceVersion``; label selectors (``=``, ``!=``,
-  exists, ``in``/``notin``) and simple field selectors;
+  ``creationTimestamp`` and a cluster-wide ``resourceVersion``; a ``metadata.resourceVersion`` in a
+  PUT or merge patch is a precondition (409 Conflict when stale); label selectors (``=``, ``!=``,
+  exists, ``in``/``notin``) and simple field selectors; ConfigMaps and ``coordination.k8s.io/v1``
+  Leases among the core kinds; deleting an object deletes its dependents (``ownerReferences`` by
+  uid) at once, as the garbage collector's background propagation would shortly after;
 - watch streams (chunked JSON lines) that resume from a ``resourceVersion`` and answer an expired
   one with an ``ERROR`` event carrying a 410 ``Expired`` Status (``expire_watches``);
 - pod logs with ``follow``, ``previous``, ``tailLines``, ``timestamps``, ``sinceTime`` and
@@ -21,8 +24,8 @@ Every request is recorded (``requests``: method, path, query, body) so tests can
 client sent. Tests drive job and pod state through methods (``add_pod``, ``set_pod_running``,
 ``append_log``, ``restart_pod``, ``finish_pod``, ``set_job_phase``, ``add_event``…).
 
-What it does not do (a real cluster would): run any controller (no pods appear by themselves, no
-garbage collection except the job's pods on delete), defaulting from the CRD, strategic merge patch
+What it does not do (a real cluster would): run any controller (no pods appear by themselves; the
+garbage collection above is the only one), defaulting from the CRD, strategic merge patch
 semantics (treated as a JSON merge patch), TLS, pagination, bookmarks, protobuf.
 """
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -77,6 +81,7 @@ RESOURCES = [
     Resource("", "v1", "namespaces", "Namespace", False),
     Resource("", "v1", "nodes", "Node", False),
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
     Resource("batch.volcano.sh", "v1alpha1", "jobs", "Job", True, VOLCANO_JOB_CRD),
     Resource("bus.volcano.sh", "v1alpha1", "commands", "Command", True, VOLCANO_JOB_CRD),
     Resource("scheduling.volcano.sh", "v1beta1", "podgroups", "PodGroup", True, VOLCANO_JOB_CRD),
@@ -92,6 +97,7 @@ class RecordedRequest:
     query: dict[str, str]
     body: Any = None
     content_type: str = ""
+    user_agent: str = ""  # tells apart several clients of one fake (e.g. controller replicas)
 
     @property
     def verb(self) -> str:
@@ -555,7 +561,17 @@ class FakeKubeAPI:
                     ):
                         self.delete("", "pods", pod_name, ns)
             self._bump(res, "DELETED", obj)
+            self._collect_dependents(obj["metadata"]["uid"])
             return copy.deepcopy(obj)
+
+    def _collect_dependents(self, owner_uid: str) -> None:
+        """The garbage collector, background propagation, done at once: delete every object whose
+        ownerReferences name ``owner_uid`` (and so on, recursively)."""
+        for res in RESOURCES:
+            for (ns, name), obj in list(self.store[res].items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs) and (ns, name) in self.store[res]:
+                    self.delete(res.group, res.plural, name, ns)
 
     def list(
         self, res: Resource, namespace: str | None, label_selector: str = "", field_selector: str = ""
@@ -863,8 +879,16 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                     body = json.loads(raw)
                 except ValueError:
                     body = raw.decode(errors="replace")
-            req = RecordedRequest(self.command, url.path, query, body, self.headers.get("Content-Type", ""))
-            api.record(req)
+            req = RecordedRequest(
+                self.command,
+                url.path,
+                query,
+                body,
+                self.headers.get("Content-Type", ""),
+                self.headers.get("User-Agent", ""),
+            )
+            # The record keeps a snapshot: the store keeps (and later changes) ``body`` itself.
+            api.record(dataclasses.replace(req, body=copy.deepcopy(body)))
             try:
                 self._dispatch(req)
             except ApiError as err:
@@ -999,6 +1023,15 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                         )
                     new = copy.deepcopy(req.body)
                 else:
+                    want = ((req.body or {}).get("metadata") or {}).get("resourceVersion")
+                    if want and want != obj["metadata"]["resourceVersion"]:  # a patch's precondition
+                        raise ApiError(
+                            409,
+                            "Conflict",
+                            f'Operation cannot be fulfilled on {res.plural} "{name}": '
+                            "the object has been modified; please apply your changes to the latest "
+                            "version and try again",
+                        )
                     new = _merge_patch(obj, req.body)
                 for key in ("uid", "creationTimestamp", "namespace", "name"):
                     new["metadata"][key] = obj["metadata"][key]

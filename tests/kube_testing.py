@@ -125,3 +125,44 @@ class Collector:
         if self.error:
             raise self.error
         return self.lines
+
+
+def pipeline_definition(name: str, then: tuple[str, ...] = ("eval", "export", "infer310"), **spec: Any):
+    """A ``PipelineDefinition`` of small CPU jobs (``vitjob submit --hw cpu --then …`` would render)."""
+    from vitjob.pipeline import define_pipeline
+    from vitjob.spec import JobSpec
+
+    return define_pipeline(JobSpec(name=name, hw="cpu", cards=1, **spec), then)
+
+
+def seed_pipeline(fake: FakeKubeAPI, definition: Any, namespace: str = "default") -> dict[str, Any]:
+    """Put a pipeline on the fake cluster the way ``submit --then`` does (ConfigMap Pending, the first
+    stage's job owned by it, then Running with that stage Created), without the client round trips:
+    for tests of many pipelines."""
+    import yaml
+
+    from vitjob.pipeline import configmap_name
+    from vitjob.render import render_pipeline_configmap
+
+    cm = render_pipeline_configmap(
+        name=configmap_name(definition.name),
+        namespace=namespace,
+        part_of=definition.part_of,
+        stages=[(s.stage, s.manifest) for s in definition.stages],
+        phase="Pending",
+    )
+    first = definition.stages[0]
+    created = fake.create("", "configmaps", cm, namespace)
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": cm["metadata"]["name"],
+             "uid": created["metadata"]["uid"]}
+    for obj in yaml.safe_load_all(first.manifest):
+        obj["metadata"]["namespace"] = namespace
+        obj["metadata"]["ownerReferences"] = [owner]
+        fake.create("batch.volcano.sh", "jobs", obj, namespace)
+
+    def started(obj: dict[str, Any]) -> None:  # in this order, as submit does: see create_pipeline
+        obj["metadata"]["annotations"].update(
+            {"vitjob.io/pipeline-phase": "Running", "vitjob.io/stage." + first.stage: "Created"}
+        )
+
+    return fake.update("", "configmaps", cm["metadata"]["name"], namespace, started)

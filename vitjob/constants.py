@@ -133,3 +133,66 @@ DEFAULT_K8S_VERSION: Final = "1.30"
 # Kubernetes name limits: DNS-1123/1035 labels and label values.
 MAX_NAME_LENGTH: Final = 63
 MAX_INT32: Final = 2**31 - 1
+
+# --- Pipelines (train → eval → export → infer310) and their controller (vitjob.pipeline) ---------
+# A pipeline NAME is stored in the ConfigMap NAME-pipeline; its stage S runs as the Volcano Job NAME-S.
+PIPELINE_CONFIGMAP_SUFFIX: Final = "-pipeline"
+# LABEL_COMPONENT value of pipeline ConfigMaps (stage jobs carry their stage there).
+PIPELINE_COMPONENT: Final = "pipeline"
+# ConfigMap data: JSON list of the stages in order; each stage's rendered objects under "<stage>.yaml".
+PIPELINE_STAGES_KEY: Final = "stages"
+PIPELINE_STAGE_KEY_SUFFIX: Final = ".yaml"
+# ConfigMap data: the app.kubernetes.io/part-of value of the pipeline's stage jobs.
+PIPELINE_PART_OF_KEY: Final = "part-of"
+# ConfigMap annotations recording progress: the pipeline's phase and why, and each stage's state.
+ANNOTATION_PIPELINE_PHASE: Final = LABEL_PREFIX + "pipeline-phase"
+ANNOTATION_PIPELINE_REASON: Final = LABEL_PREFIX + "pipeline-reason"
+ANNOTATION_STAGE_PREFIX: Final = LABEL_PREFIX + "stage."
+# Default poll interval of `vitjob pipeline run --wait` (seconds).
+DEFAULT_PIPELINE_POLL_S: Final = 5.0
+# The controller: its name (Deployment, ServiceAccount, Role, Lease), health port and lease timings
+# (client-go's defaults: a leader that cannot renew for RENEW_DEADLINE stops acting before the lease,
+# LEASE_DURATION, can expire for the others).
+CONTROLLER_NAME: Final = "vitjob-controller"
+CONTROLLER_COMPONENT: Final = "controller"
+DEFAULT_HEALTH_PORT: Final = 8080
+DEFAULT_LEASE_DURATION_S: Final = 15.0
+DEFAULT_RENEW_DEADLINE_S: Final = 10.0
+DEFAULT_RETRY_PERIOD_S: Final = 2.0
+# Every pipeline is re-reconciled this often even without watch events (level-based safety net).
+DEFAULT_RESYNC_S: Final = 60.0
+LEASE_GROUP: Final = "coordination.k8s.io"
+LEASE_VERSION: Final = "v1"
+# The controller's identity in the Lease (the Deployment sets it to the pod name).
+ENV_CONTROLLER_ID: Final = "VITJOB_CONTROLLER_ID"
+
+# --- `vitjob launch` (vitjob.launch) --------------------------------------------------------------
+# Ascend device-plugin pod annotation with the pod's allocated NPUs (JSON "Instance"); older releases
+# used the atlas.* key.
+ASCEND_DEVICE_ANNOTATIONS: Final = (
+    "ascend.kubectl.kubernetes.io/ascend-910-configuration",
+    "ascend.kubectl.kubernetes.io/ascend-npu-configuration",
+    "atlas.kubectl.kubernetes.io/ascend-910-configuration",
+)
+# Where Ascend Operator / hccl-controller mount a rank table they generate (used when completed).
+OPERATOR_RANK_TABLE: Final = "/user/serverid/devindex/config/hccl.json"
+# NPUs visible to the container (set by the Ascend docker runtime), e.g. "0,1,2,3".
+ENV_ASCEND_VISIBLE_DEVICES: Final = "ASCEND_VISIBLE_DEVICES"
+# Set by the local backend: run the accelerator code path (rank tables…) but compute on this device.
+ENV_SIMULATE_DEVICE: Final = "VITJOB_SIMULATE_DEVICE"
+# Overrides of the paths `vitjob launch` reads (tests and the local backend).
+ENV_VOLCANO_DIR: Final = "VITJOB_VOLCANO_DIR"
+ENV_PODINFO_DIR: Final = "VITJOB_PODINFO_DIR"
+ENV_HCCN_CONF: Final = "VITJOB_HCCN_CONF"
+ENV_OPERATOR_RANK_TABLE: Final = "VITJOB_OPERATOR_RANK_TABLE"
+ENV_WORKDIR: Final = "VITJOB_WORKDIR"
+# Replaces the scheduler child's command (`python -m vitjob.launch.scheduler`), split like a shell line:
+# tests use a trivial process instead of a MindSpore scheduler.
+ENV_SCHED_COMMAND: Final = "VITJOB_SCHED_COMMAND"
+# How long pods wait for each other (rank-table rendezvous, scheduler), seconds.
+DEFAULT_RDZV_TIMEOUT_S: Final = 600.0
+# CANN environment scripts `vitjob launch` loads on Ascend when present.
+CANN_ENV_SCRIPTS: Final = (
+    "/usr/local/Ascend/ascend-toolkit/set_env.sh",
+    "/usr/local/Ascend/nnae/set_env.sh",
+)

@@ -47,6 +47,10 @@ class JobNotFoundError(BackendError):
     """The named job does not exist."""
 
 
+class PipelineNotFoundError(BackendError):
+    """The named pipeline (``vitjob submit --then``) does not exist."""
+
+
 class WaitTimeoutError(BackendError, TimeoutError):
     """``wait`` ran out of time (exit 2)."""
 

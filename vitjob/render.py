@@ -303,3 +303,100 @@ def parse_document(text: str) -> dict[str, Any]:
 def object_file_name(obj: dict[str, Any]) -> str:
     """``<kind>-<name>.yaml`` in lower case: the file ``render -o DIR`` writes for an object."""
     return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+# --- pipelines and their controller -----------------------------------------------------------
+PIPELINE_TEMPLATE = "pipeline-configmap.yaml.j2"
+# The controller's objects in creation order (`vitjob controller --render`).
+CONTROLLER_TEMPLATES: tuple[str, ...] = (
+    "controller-serviceaccount.yaml.j2",
+    "controller-role.yaml.j2",
+    "controller-rolebinding.yaml.j2",
+    "controller-deployment.yaml.j2",
+)
+
+
+def render_pipeline_configmap(
+    *,
+    name: str,
+    namespace: str,
+    part_of: str,
+    stages: list[tuple[str, str]],
+    phase: str,
+) -> dict[str, Any]:
+    """The ConfigMap recording a pipeline: ``stages`` is ``[(stage, manifest YAML), …]`` in order."""
+    import json
+
+    context = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            c.LABEL_NAME: c.APP_NAME,
+            c.LABEL_INSTANCE: name,
+            c.LABEL_COMPONENT: c.PIPELINE_COMPONENT,
+            c.LABEL_MANAGED_BY: c.APP_NAME,
+            c.LABEL_PART_OF: part_of,
+        },
+        "annotations": {c.ANNOTATION_PIPELINE_PHASE: phase},
+        "data": {
+            c.PIPELINE_STAGES_KEY: json.dumps([stage for stage, _ in stages]),
+            c.PIPELINE_PART_OF_KEY: part_of,
+            **{stage + c.PIPELINE_STAGE_KEY_SUFFIX: text for stage, text in stages},
+        },
+    }
+    (obj,) = [parse_document(text) for text in _render_templates((PIPELINE_TEMPLATE,), context)]
+    return obj
+
+
+def build_controller_context(
+    *,
+    namespace: str,
+    all_namespaces: bool = False,
+    image: str = "",
+    image_pull_policy: str = "IfNotPresent",
+    replicas: int = 2,
+    health_port: int = c.DEFAULT_HEALTH_PORT,
+) -> dict[str, Any]:
+    """Values of the controller templates. ``replicas`` > 1 turns on leader election."""
+    from vitjob.images import default_image
+
+    command = ["vitjob", "controller", "--health-port", str(health_port)]
+    command += ["--all-namespaces"] if all_namespaces else ["--namespace", namespace]
+    if replicas > 1:
+        command.append("--leader-elect")
+    selector = {c.LABEL_NAME: c.APP_NAME, c.LABEL_COMPONENT: c.CONTROLLER_COMPONENT}
+    return {
+        "name": c.CONTROLLER_NAME,
+        "namespace": namespace,
+        "all_namespaces": all_namespaces,
+        "role_kind": "ClusterRole" if all_namespaces else "Role",
+        "binding_kind": "ClusterRoleBinding" if all_namespaces else "RoleBinding",
+        "lease_role_name": c.CONTROLLER_NAME + "-leader-election",
+        "lease_name": c.CONTROLLER_NAME,
+        "labels": {**selector, c.LABEL_INSTANCE: c.CONTROLLER_NAME, c.LABEL_MANAGED_BY: c.APP_NAME},
+        "selector_labels": selector,
+        "replicas": replicas,
+        "container_name": c.CONTROLLER_COMPONENT,
+        "image": image or default_image("cpu"),
+        "image_pull_policy": image_pull_policy,
+        "command": command,
+        "identity_env": c.ENV_CONTROLLER_ID,
+        "health_port": health_port,
+    }
+
+
+def render_controller_documents(**options: Any) -> list[str]:
+    """The YAML text of the controller's objects (``build_controller_context`` options)."""
+    return _render_templates(CONTROLLER_TEMPLATES, build_controller_context(**options))
+
+
+def _render_templates(names: tuple[str, ...], context: dict[str, Any]) -> list[str]:
+    env = template_environment()
+    documents: list[str] = []
+    for name in names:
+        try:
+            text = env.get_template(name).render(context)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {name}: {exc}") from exc
+        documents.extend(d.strip("\n") + "\n" for d in _DOCUMENT_SEPARATOR.split(text) if d.strip())
+    return documents

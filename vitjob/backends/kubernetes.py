@@ -955,6 +955,9 @@ class KubernetesBackend(Backend):
             )
             if holder is not None:
                 holder.set(resp)
+                if stop.is_set():  # stopped while the watch was opening: close() missed this stream
+                    _close_quietly(resp)
+                    return
             try:
                 for line in _iter_lines(resp):
                     if not line.strip():

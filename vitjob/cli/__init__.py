@@ -20,9 +20,12 @@ from vitjob.errors import VitjobError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "vitjob.cli.vit",
+    "vitjob.cli.launch",
     "vitjob.cli.infer310",
     "vitjob.cli.render",
     "vitjob.cli.jobs",
+    "vitjob.cli.pipeline",
+    "vitjob.cli.plot",
 )
 
 log = logging.getLogger("vitjob")

@@ -21,7 +21,8 @@ import yaml
 
 from vitjob.backends import BACKEND_NAMES, get_backend
 from vitjob.backends.base import Backend, JobPhase, JobStatus
-from vitjob.errors import UsageError
+from vitjob.constants import DEFAULT_NAMESPACE
+from vitjob.errors import BackendError, JobNotFoundError, PipelineNotFoundError, UsageError
 
 log = logging.getLogger("vitjob")
 
@@ -89,7 +90,20 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="validate and print the objects; submit nothing")
     p.add_argument("--replace", action="store_true", help="delete an existing job of that name first")
+    p.add_argument(
+        "--then",
+        metavar="STAGES",
+        default=None,
+        help="make a pipeline: after this stage completes, run these stages in order "
+        "(e.g. --then eval,export,infer310); stored on the cluster, advanced by `vitjob controller` "
+        "or `vitjob pipeline run NAME --wait`",
+    )
     _add_backend_arguments(p)
+    local = p.add_argument_group("local backend")
+    local.add_argument("--data", type=Path, default=None, metavar="DIR",
+                       help="the data PVC's directory on this machine (CIFAR-10 binary layout)")
+    local.add_argument("--output", type=Path, default=None, metavar="DIR",
+                       help="the output PVC's directory on this machine (runs land in DIR/NAME/…)")
     p.set_defaults(func=_cmd_submit)
 
 
@@ -142,6 +156,8 @@ def _backend(args: argparse.Namespace) -> Backend:
         context=args.context,
         namespace=getattr(args, "namespace", None),
         local_root=getattr(args, "local_root", None),
+        data_dir=getattr(args, "data", None),
+        output_dir=getattr(args, "output", None) if isinstance(getattr(args, "output", None), Path) else None,
     )
 
 
@@ -170,7 +186,6 @@ def _load_objects(args: argparse.Namespace) -> list[dict]:
         raise UsageError(
             "rendering from flags is not available in this build; pass rendered YAML with --manifest FILE"
         )
-    from vitjob.constants import DEFAULT_NAMESPACE
     from vitjob.render import render_objects
 
     spec = spec_cli.spec_from_args(args)
@@ -183,6 +198,8 @@ def _load_objects(args: argparse.Namespace) -> list[dict]:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    if getattr(args, "then", None):
+        return _submit_pipeline(args)
     objects = _load_objects(args)
     if args.dry_run:
         from vitjob.validate import validate_objects
@@ -195,6 +212,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     status = backend.submit(objects, replace=args.replace)
     for warning in status.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if backend.name == "local":  # ran in the foreground: report how it ended
+        return _report_local_run(status)
     where = f" in namespace {status.namespace}" if status.namespace else ""
     print(f"submitted job {status.name}{where} ({backend.name} backend)")
     print("next:")
@@ -206,8 +225,69 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_local_run(status: Any) -> int:
+    print(f"job {status.name} {status.phase} (local backend, {status.retry_count} restart(s))")
+    for reason in status.reasons:
+        print(f"  {reason}")
+    print(f"  vitjob logs {status.name} --backend local   # the pods' output again")
+    return 0 if status.phase == JobPhase.COMPLETED else 1
+
+
+def _submit_pipeline(args: argparse.Namespace) -> int:
+    """``submit --then``: store the pipeline and start its first stage."""
+    from vitjob.pipeline import define_pipeline, parse_then, pipeline_store
+
+    if args.manifest:
+        raise UsageError(
+            "--then renders every stage from the spec flags; it cannot be combined with --manifest"
+        )
+    spec_cli = _render_cli()
+    if spec_cli is None:
+        raise UsageError("--then needs the render commands, which this build lacks")
+    spec = spec_cli.spec_from_args(args)
+    definition = define_pipeline(spec, parse_then(args.then, spec.stage))
+    if args.namespace is None and spec.namespace == DEFAULT_NAMESPACE:
+        definition = dataclasses.replace(definition, namespace="")  # the backend's namespace
+    if args.dry_run:
+        from vitjob.validate import validate_objects
+
+        objects = [o for s in definition.stages for o in yaml.safe_load_all(s.manifest) if o]
+        if getattr(args, "validate", True):
+            validate_objects(objects, crd_source=getattr(args, "crd", None))
+        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+        return 0
+    if getattr(args, "validate", True) and getattr(args, "crd", None):
+        from vitjob.validate import validate_objects
+
+        later = [o for s in definition.stages[1:] for o in yaml.safe_load_all(s.manifest) if o]
+        validate_objects(later, crd_source=args.crd)
+    backend = _backend(args)
+    status = pipeline_store(backend).create_pipeline(definition, replace=args.replace)
+    for warning in status.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    where = f" in namespace {status.namespace}" if status.namespace else ""
+    stages = " → ".join(s.stage for s in definition.stages)
+    print(f"submitted pipeline {definition.name}{where}: {stages} ({backend.name} backend)")
+    print(f"started job {status.name}; the next stages start when it completes, driven by")
+    print("`vitjob controller` in the cluster, or from here:")
+    print(f"  vitjob pipeline run {definition.name} --wait   # advance it from this machine")
+    print(f"  vitjob status {definition.name}                # each stage's job and phase")
+    print(f"  vitjob logs -f {status.name}")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    status = _backend(args).status(args.name)
+    backend = _backend(args)
+    try:
+        status = backend.status(args.name)
+    except JobNotFoundError:
+        observed = _pipeline_or_none(backend, args.name)
+        if observed is None:
+            raise
+        from vitjob.cli.pipeline import print_pipeline
+
+        print_pipeline(observed, args.output)
+        return 0
     if args.output == "json":
         print(json.dumps(_status_dict(status), indent=2))
     elif args.output == "yaml":
@@ -276,6 +356,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(format_table(header, rows))
     return 0
+
+
+def _pipeline_or_none(backend: Backend, name: str) -> Any:
+    """The pipeline ``name`` with its stage jobs, or None when the backend has no such pipeline."""
+    from vitjob.cli.pipeline import store_observed
+    from vitjob.pipeline import pipeline_store
+
+    try:
+        return store_observed(pipeline_store(backend), name)
+    except (PipelineNotFoundError, BackendError) as exc:
+        log.debug("%s is not a pipeline either: %s", name, exc)
+        return None
 
 
 _HANDLERS = {

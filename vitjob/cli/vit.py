@@ -25,11 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="create or download a data set in CIFAR-10 binary layout",
-                       description="Data sets in the CIFAR-10 binary layout the training module reads: "
-                       "DIR/cifar-10-batches-bin/data_batch_N.bin and DIR/cifar-10-verify-bin/test_batch.bin.")
+    p = sub.add_parser(
+        "data",
+        help="create or download a data set in CIFAR-10 binary layout",
+        description="Data sets in the CIFAR-10 binary layout the training module reads: "
+        "DIR/cifar-10-batches-bin/data_batch_N.bin and DIR/cifar-10-verify-bin/test_batch.bin.",
+    )
     dsub = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    d = dsub.add_parser("digits", help="scikit-learn's bundled handwritten digits (offline; the default demo data)")
+    d = dsub.add_parser(
+        "digits", help="scikit-learn's bundled handwritten digits (offline; the default demo data)"
+    )
     d.add_argument("--out", type=Path, required=True, help="directory to write")
     d.set_defaults(func=_cmd_digits)
     c = dsub.add_parser("cifar10", help="download the official CIFAR-10 binary tarball and verify its MD5")
@@ -52,11 +57,17 @@ def _cmd_cifar10(args: argparse.Namespace) -> int:
 
     from vitjob.vit import data
 
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                  disable=not sys.stderr.isatty()) as bar:
+    with Progress(
+        *Progress.get_default_columns(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         task = bar.add_task("CIFAR-10", total=None)
         out = data.download_cifar10(
-            args.out, url=args.url or data.CIFAR10_URL, md5=args.md5 or data.CIFAR10_MD5,
+            args.out,
+            url=args.url or data.CIFAR10_URL,
+            md5=args.md5 or data.CIFAR10_MD5,
             progress=lambda done, total: bar.update(task, completed=done, total=total or None),
         )
     print(f"CIFAR-10 ready in {out}")
@@ -67,16 +78,27 @@ def _cmd_cifar10(args: argparse.Namespace) -> int:
 
 
 def _register_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert-npz", help="convert Google's ViT-B_16.npz to a MindSpore checkpoint",
-                       description="Convert an ImageNet-21k ViT-B/16 .npz (Google vision_transformer release) "
-                       "into a MindSpore .ckpt with the seed's parameter names.")
+    p = sub.add_parser(
+        "convert-npz",
+        help="convert Google's ViT-B_16.npz to a MindSpore checkpoint",
+        description="Convert an ImageNet-21k ViT-B/16 .npz (Google vision_transformer release) "
+        "into a MindSpore .ckpt with the seed's parameter names.",
+    )
     p.add_argument("input", type=Path, metavar="IN.npz")
     p.add_argument("output", type=Path, metavar="OUT.ckpt")
     p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--image-size", type=int, default=224,
-                   help="target input size; position embeddings are interpolated if it differs (default 224)")
-    p.add_argument("--head", choices=("zero", "truncate"), default="zero",
-                   help="zero: new zero-initialised head (the paper's); truncate: first N pretrained rows (the seed's)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=224,
+        help="target input size; position embeddings are interpolated if it differs (default 224)",
+    )
+    p.add_argument(
+        "--head",
+        choices=("zero", "truncate"),
+        default="zero",
+        help="zero: new zero-initialised head (the paper's); truncate: first N pretrained rows (the seed's)",
+    )
     p.add_argument("--preset", default="vit-b16", help="architecture of the checkpoint (default vit-b16)")
     p.set_defaults(func=_cmd_convert)
 
@@ -93,8 +115,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     cfg = get_preset(args.preset, num_classes=args.num_classes, image_size=args.image_size).model
     params = load_npz(args.input, cfg, args.head)
     save_ckpt_atomic([{"name": k, "data": ms.Tensor(v)} for k, v in params.items()], args.output)
-    print(f"wrote {args.output}: {len(params)} parameters for {args.preset} "
-          f"({args.num_classes} classes, {args.image_size}x{args.image_size})")
+    print(
+        f"wrote {args.output}: {len(params)} parameters for {args.preset} "
+        f"({args.num_classes} classes, {args.image_size}x{args.image_size})"
+    )
     return 0
 
 
@@ -106,16 +130,21 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
     presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
     p = sub.add_parser(
-        "train", help="train (or resume) ViT on CIFAR-10-layout data",
+        "train",
+        help="train (or resume) ViT on CIFAR-10-layout data",
         description="Train a ViT preset. Re-running the same command resumes from the latest checkpoint in "
         f"--output. Presets — {presets}. Unset options take the preset's recipe.",
     )
-    p.add_argument("--preset", default="vit-tiny", help="model and recipe (vit-tiny, vit-b16); default vit-tiny")
+    p.add_argument(
+        "--preset", default="vit-tiny", help="model and recipe (vit-tiny, vit-b16); default vit-tiny"
+    )
     p.add_argument("--data", type=Path, required=True, help="data directory (CIFAR-10 binary layout)")
     p.add_argument("--output", type=Path, required=True, help="run directory: checkpoints, metrics.jsonl")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="images per device per step")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's, scaled to the global batch)")
+    p.add_argument(
+        "--lr", type=float, help="peak learning rate (default: the preset's, scaled to the global batch)"
+    )
     p.add_argument("--optimizer", choices=("momentum", "adamw"))
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup-epochs", type=float)
@@ -123,20 +152,49 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", type=Path, help="initial weights: Google .npz or MindSpore .ckpt")
     p.add_argument("--head", choices=("zero", "truncate"), default="zero", help="head handling for a .npz")
     p.add_argument("--device", choices=("cpu", "gpu", "ascend"), default="cpu")
-    p.add_argument("--amp", choices=("auto", "O0", "O1", "O2", "O3"), default="auto",
-                   help="mixed precision (auto: O0 on CPU, O2 with dynamic loss scale on GPU/Ascend)")
+    p.add_argument(
+        "--amp",
+        choices=("auto", "O0", "O1", "O2", "O3"),
+        default="auto",
+        help="mixed precision (auto: O0 on CPU, O2 with dynamic loss scale on GPU/Ascend)",
+    )
     p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--save-steps", type=int, default=0, help="also checkpoint every N steps (default: epoch end)")
+    p.add_argument(
+        "--save-steps", type=int, default=0, help="also checkpoint every N steps (default: epoch end)"
+    )
     p.add_argument("--keep", type=int, default=2, help="checkpoints to keep besides best.ckpt (default 2)")
-    p.add_argument("--eval-interval", type=int, default=1, help="evaluate every N epochs (0: at the end only)")
-    p.add_argument("--log-steps", type=int, default=0, help="log every N steps (default: ~10 lines per epoch)")
+    p.add_argument(
+        "--eval-interval", type=int, default=1, help="evaluate every N epochs (0: at the end only)"
+    )
+    p.add_argument(
+        "--log-steps", type=int, default=0, help="log every N steps (default: ~10 lines per epoch)"
+    )
     p.add_argument("--num-workers", type=int, help="data pipeline workers (default: one per core, at most 8)")
     flip = p.add_mutually_exclusive_group()
-    flip.add_argument("--hflip", dest="hflip", action="store_true", default=None, help="random horizontal flips")
+    flip.add_argument(
+        "--hflip", dest="hflip", action="store_true", default=None, help="random horizontal flips"
+    )
     flip.add_argument("--no-hflip", dest="hflip", action="store_false")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps in total (for tests and benchmarks)")
+    crop = p.add_mutually_exclusive_group()
+    crop.add_argument(
+        "--random-crop",
+        dest="random_crop",
+        action="store_true",
+        default=None,
+        help="pad-4 random 32x32 crops, as the seed (default: per the data set's dataset.json)",
+    )
+    crop.add_argument("--no-random-crop", dest="random_crop", action="store_false")
+    p.add_argument(
+        "--max-steps", type=int, help="stop after this many steps in total (for tests and benchmarks)"
+    )
     p.add_argument("--summary-json", type=Path, help="also write the run summary as JSON here")
+    p.add_argument(
+        "--save-rank-weights",
+        action="store_true",
+        help="every rank also writes OUTPUT/rank-weights/rank-N.ckpt at the end (to check that "
+        "data-parallel ranks hold identical weights)",
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -148,8 +206,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = train(opts)
     if summary["rank"] == 0:
         if summary["accuracy"] is not None:
-            print(f"test accuracy {summary['accuracy']:.4f} after {summary['steps']} steps "
-                  f"({summary['seconds']:.0f} s, {summary['img_s']:.0f} img/s); run in {summary['output']}")
+            print(
+                f"test accuracy {summary['accuracy']:.4f} after {summary['steps']} steps "
+                f"({summary['seconds']:.0f} s, {summary['img_s']:.0f} img/s); run in {summary['output']}"
+            )
         if args.summary_json:
             write_json_atomic(args.summary_json, summary)
     return 0
@@ -160,8 +220,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _register_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="top-1 accuracy of a checkpoint on the whole test set")
-    p.add_argument("--ckpt", type=Path, required=True,
-                   help="checkpoint file, or a run directory (its best checkpoint, else the latest)")
+    p.add_argument(
+        "--ckpt",
+        type=Path,
+        required=True,
+        help="checkpoint file, or a run directory (its best checkpoint, else the latest)",
+    )
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--preset", help="architecture (default: from the run's state.json, else vit-b16)")
     p.add_argument("--device", choices=("cpu", "gpu", "ascend"), default="cpu")
@@ -173,10 +237,20 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vitjob.vit.evaluate import EvalOptions, evaluate
 
-    result = evaluate(EvalOptions(ckpt=args.ckpt, data=args.data, preset=args.preset, device=args.device,
-                                  batch_size=args.batch_size, json_out=args.json_out))
-    print(f"accuracy {result['accuracy']:.4f} ({result['top1_correct']}/{result['samples']}) "
-          f"checkpoint {result['checkpoint']}")
+    result = evaluate(
+        EvalOptions(
+            ckpt=args.ckpt,
+            data=args.data,
+            preset=args.preset,
+            device=args.device,
+            batch_size=args.batch_size,
+            json_out=args.json_out,
+        )
+    )
+    print(
+        f"accuracy {result['accuracy']:.4f} ({result['top1_correct']}/{result['samples']}) "
+        f"checkpoint {result['checkpoint']}"
+    )
     if args.json_out:
         print(json.dumps({k: result[k] for k in ("accuracy", "top1_correct", "samples")}))
     return 0
@@ -196,7 +270,8 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from vitjob.vit.export import export, parse_formats
 
-    for path in export(args.ckpt, args.output, parse_formats(args.format), args.device, args.batch_size,
-                       args.preset):
+    for path in export(
+        args.ckpt, args.output, parse_formats(args.format), args.device, args.batch_size, args.preset
+    ):
         print(f"wrote {path}")
     return 0

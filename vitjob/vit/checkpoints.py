@@ -121,8 +121,6 @@ def load_into(net: Any, params: dict[str, Any], source: str, strict_model: bool 
     )
     if strict_model and (missing or wrong):
         lines = [f"missing {n}" for n in missing[:10]] + wrong[:10]
-        raise CheckpointError(
-            f"{source} does not fit the model (wrong --preset?):\n  " + "\n  ".join(lines)
-        )
+        raise CheckpointError(f"{source} does not fit the model (wrong --preset?):\n  " + "\n  ".join(lines))
     subset = {n: params[n] for n in wanted if n in params and tuple(params[n].shape) == wanted[n]}
     ms.load_param_into_net(net, subset)

@@ -28,13 +28,21 @@ def parse_formats(value: str) -> list[str]:
 def output_path(output: Path, fmt: str) -> Path:
     """``output`` with the format's suffix (MindSpore appends it itself)."""
     output = Path(output)
-    return output.with_suffix(FORMATS[fmt]) if output.suffix.lower() in FORMATS.values() else Path(
-        f"{output}{FORMATS[fmt]}"
+    return (
+        output.with_suffix(FORMATS[fmt])
+        if output.suffix.lower() in FORMATS.values()
+        else Path(f"{output}{FORMATS[fmt]}")
     )
 
 
-def export(ckpt: Path, output: Path, formats: list[str], device: str = "cpu", batch_size: int = 1,
-           preset: str | None = None) -> list[Path]:
+def export(
+    ckpt: Path,
+    output: Path,
+    formats: list[str],
+    device: str = "cpu",
+    batch_size: int = 1,
+    preset: str | None = None,
+) -> list[Path]:
     import mindspore as ms
     import numpy as np
 

@@ -74,11 +74,19 @@ class Embeddings(nn.Cell):
         super().__init__()
         p = cfg.patch_size
         self.patch_embeddings = nn.Conv2d(
-            3, cfg.hidden_size, kernel_size=p, stride=p, pad_mode="valid", has_bias=True,
-            weight_init=init.XavierUniform(), bias_init="zeros",
+            3,
+            cfg.hidden_size,
+            kernel_size=p,
+            stride=p,
+            pad_mode="valid",
+            has_bias=True,
+            weight_init=init.XavierUniform(),
+            bias_init="zeros",
         )
         self.position_embeddings = Parameter(
-            init.initializer(init.TruncatedNormal(0.02), (1, cfg.num_patches + 1, cfg.hidden_size), ms.float32)
+            init.initializer(
+                init.TruncatedNormal(0.02), (1, cfg.num_patches + 1, cfg.hidden_size), ms.float32
+            )
         )
         self.cls_token = Parameter(init.initializer("zeros", (1, 1, cfg.hidden_size), ms.float32))
         self.dropout = _dropout(cfg.dropout_rate)

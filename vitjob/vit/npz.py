@@ -57,8 +57,12 @@ def expected_keys(cfg: ViTConfig, npz_grid: int) -> list[tuple[str, tuple[int, .
         ("embedding/kernel", (p, p, 3, d), "transformer.embeddings.patch_embeddings.weight", "hwio_oihw"),
         ("embedding/bias", (d,), "transformer.embeddings.patch_embeddings.bias", "id"),
         ("cls", (1, 1, d), "transformer.embeddings.cls_token", "id"),
-        ("Transformer/posembed_input/pos_embedding", (1, npz_grid**2 + 1, d),
-         "transformer.embeddings.position_embeddings", "posemb"),
+        (
+            "Transformer/posembed_input/pos_embedding",
+            (1, npz_grid**2 + 1, d),
+            "transformer.embeddings.position_embeddings",
+            "posemb",
+        ),
         ("Transformer/encoder_norm/scale", (d,), "transformer.encoder.encoder_norm.gamma", "id"),
         ("Transformer/encoder_norm/bias", (d,), "transformer.encoder.encoder_norm.beta", "id"),
     ]
@@ -72,7 +76,7 @@ def interpolate_posemb(posemb: np.ndarray, new_grid: int) -> np.ndarray:
     from scipy import ndimage
 
     cls_tok, grid = posemb[:, :1], posemb[0, 1:]
-    old = int(round(np.sqrt(len(grid))))
+    old = round(np.sqrt(len(grid)))
     if old * old != len(grid):
         raise CheckpointError(f"position embeddings have {len(grid)} patch tokens: not a square grid")
     if old == new_grid:
@@ -104,7 +108,7 @@ def convert(weights: dict[str, np.ndarray], cfg: ViTConfig, head: str = "zero") 
     pos_key = "Transformer/posembed_input/pos_embedding"
     if pos_key not in weights:
         raise CheckpointError(f"not a ViT checkpoint: key {pos_key!r} is missing")
-    npz_grid = int(round(np.sqrt(weights[pos_key].shape[1] - 1)))
+    npz_grid = round(np.sqrt(weights[pos_key].shape[1] - 1))
     table = expected_keys(cfg, npz_grid)
     missing = [k for k, _, _, _ in table if k not in weights]
     wrong = [
@@ -119,7 +123,8 @@ def convert(weights: dict[str, np.ndarray], cfg: ViTConfig, head: str = "zero") 
         raise CheckpointError(
             "the .npz does not match the model "
             f"(hidden {cfg.hidden_size}, {cfg.num_layers} layers, patch {cfg.patch_size}):\n  "
-            + "\n  ".join(lines) + suffix
+            + "\n  ".join(lines)
+            + suffix
         )
     out: dict[str, np.ndarray] = {}
     for key, _, name, how in table:

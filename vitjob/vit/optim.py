@@ -14,8 +14,19 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 
-def _adamw_step(beta1: Tensor, beta2: Tensor, eps: Tensor, lr: Tensor, bc1: Tensor, bc2: Tensor,
-                weight_decay: Tensor, param: Parameter, m: Parameter, v: Parameter, grad: Tensor) -> Tensor:
+def _adamw_step(
+    beta1: Tensor,
+    beta2: Tensor,
+    eps: Tensor,
+    lr: Tensor,
+    bc1: Tensor,
+    bc2: Tensor,
+    weight_decay: Tensor,
+    param: Parameter,
+    m: Parameter,
+    v: Parameter,
+    grad: Tensor,
+) -> Tensor:
     grad = grad.astype(ms.float32)
     m_new = beta1 * m + (1.0 - beta1) * grad
     v_new = beta2 * v + (1.0 - beta2) * ops.square(grad)
@@ -27,8 +38,15 @@ def _adamw_step(beta1: Tensor, beta2: Tensor, eps: Tensor, lr: Tensor, bc1: Tens
 
 
 class AdamW(nn.Optimizer):
-    def __init__(self, params: Any, learning_rate: Any, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Any,
+        learning_rate: Any,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(learning_rate, params, weight_decay)
         self.beta1 = Tensor(beta1, ms.float32)
         self.beta2 = Tensor(beta2, ms.float32)
@@ -50,15 +68,32 @@ class AdamW(nn.Optimizer):
         bc1 = 1.0 - b1p
         bc2 = 1.0 - b2p
         if self.is_group:
-            return self.map(
-                ops.partial(_adamw_step, self.beta1, self.beta2, self.eps, lr, bc1, bc2),
-                weight_decay, self.parameters, self.moments1, self.moments2, gradients,
-            ) if not self.is_group_lr else self.map(
-                ops.partial(_adamw_step, self.beta1, self.beta2, self.eps),
-                lr, (bc1,) * len(self.parameters), (bc2,) * len(self.parameters),
-                weight_decay, self.parameters, self.moments1, self.moments2, gradients,
+            return (
+                self.map(
+                    ops.partial(_adamw_step, self.beta1, self.beta2, self.eps, lr, bc1, bc2),
+                    weight_decay,
+                    self.parameters,
+                    self.moments1,
+                    self.moments2,
+                    gradients,
+                )
+                if not self.is_group_lr
+                else self.map(
+                    ops.partial(_adamw_step, self.beta1, self.beta2, self.eps),
+                    lr,
+                    (bc1,) * len(self.parameters),
+                    (bc2,) * len(self.parameters),
+                    weight_decay,
+                    self.parameters,
+                    self.moments1,
+                    self.moments2,
+                    gradients,
+                )
             )
         return self.map(
             ops.partial(_adamw_step, self.beta1, self.beta2, self.eps, lr, bc1, bc2, weight_decay),
-            self.parameters, self.moments1, self.moments2, gradients,
+            self.parameters,
+            self.moments1,
+            self.moments2,
+            gradients,
         )

@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from vitjob.constants import ENV_SIMULATE_DEVICE
 from vitjob.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,12 @@ def set_up(device: str, amp: str = "auto", mode: str = "graph", seed: int | None
     """Configure MindSpore for this process and join the cluster if one was prepared."""
     import mindspore as ms
 
+    simulated = os.environ.get(ENV_SIMULATE_DEVICE)
+    if simulated and simulated != device:
+        log.info(
+            "device %s is simulated: computing on %s (%s is set)", device, simulated, ENV_SIMULATE_DEVICE
+        )
+        device = simulated
     if device not in DEVICES:
         raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)

@@ -52,8 +52,10 @@ class TrainOptions:
     log_steps: int = 0  # 0: about 10 lines per epoch
     num_workers: int | None = None
     hflip: bool | None = None  # None: from the data set's dataset.json
+    random_crop: bool | None = None  # None: from the data set's dataset.json
     max_steps: int | None = None  # stop after this global step (benchmarks, tests)
     progress: bool | None = None  # None: a bar when stdout is a terminal
+    save_rank_weights: bool = False  # every rank writes OUT/rank-weights/rank-<r>.ckpt at the end (checks)
 
 
 @dataclass
@@ -100,14 +102,23 @@ def make_plan(opts: TrainOptions, train_size: int, world_size: int) -> Plan:
             "processes: lower --batch-size"
         )
     peak = opts.lr if opts.lr is not None else r.base_lr * batch * world_size / r.base_batch
-    warmup = round((opts.warmup_epochs if opts.warmup_epochs is not None else r.warmup_epochs) * steps_per_epoch)
+    warmup = round(
+        (opts.warmup_epochs if opts.warmup_epochs is not None else r.warmup_epochs) * steps_per_epoch
+    )
     total = epochs * steps_per_epoch
     lr = warmup_cosine(total, peak, warmup, peak * r.min_lr_ratio)
     return Plan(
-        preset=preset, optimizer=optimizer, epochs=epochs, batch_size=batch, world_size=world_size,
-        steps_per_epoch=steps_per_epoch, peak_lr=peak,
+        preset=preset,
+        optimizer=optimizer,
+        epochs=epochs,
+        batch_size=batch,
+        world_size=world_size,
+        steps_per_epoch=steps_per_epoch,
+        peak_lr=peak,
         weight_decay=opts.weight_decay if opts.weight_decay is not None else r.weight_decay,
-        warmup_steps=warmup, grad_clip=opts.grad_clip if opts.grad_clip is not None else r.grad_clip, lr=lr,
+        warmup_steps=warmup,
+        grad_clip=opts.grad_clip if opts.grad_clip is not None else r.grad_clip,
+        lr=lr,
     )
 
 
@@ -188,8 +199,9 @@ def load_pretrained(net: Any, path: Path, head: str) -> None:
 def evaluate_split(net: Any, split: Split, image_size: int, batch_size: int, workers: int | None) -> dict:
     """Top-1 accuracy of ``net`` on every sample of ``split`` (no augmentation, no dropped batch)."""
     net.set_train(False)
-    dataset = create_dataset(split, batch_size=batch_size, image_size=image_size, training=False,
-                             num_workers=workers)
+    dataset = create_dataset(
+        split, batch_size=batch_size, image_size=image_size, training=False, num_workers=workers
+    )
     correct = 0
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
         pred = net(images).asnumpy().argmax(axis=1)
@@ -214,8 +226,12 @@ class Reporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(
-            TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False,
+            TextColumn(f"epoch {epoch + 1}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            transient=False,
         )
         self._bar.start()
         self._task = self._bar.add_task("train", total=self.steps_per_epoch, completed=done, info="")
@@ -248,6 +264,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     test_split = load_split(opts.data, "test")
     info = dataset_info(opts.data)
     hflip = info.get("hflip", True) if opts.hflip is None else opts.hflip
+    random_crop = info.get("random_crop", True) if opts.random_crop is None else opts.random_crop
     plan = make_plan(opts, len(train_split), rt.world_size)
     cfg = plan.preset.model
     out = Path(opts.output)
@@ -274,17 +291,32 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if state is not None and state.latest is not None:
         params = ck.load_params(out / state.latest)
         ck.load_into(net, params, state.latest)
-        ms.load_param_into_net(optimizer, {k: v for k, v in params.items() if k not in dict(net.parameters_and_names())})
+        ms.load_param_into_net(
+            optimizer, {k: v for k, v in params.items() if k not in dict(net.parameters_and_names())}
+        )
         start_step = state.step
         log.info("resuming %s from step %d (epoch %d) of %d", out, start_step, state.epoch, plan.total_steps)
     elif state is None:
-        state = ck.RunState(preset=plan.preset.name, num_classes=cfg.num_classes, image_size=cfg.image_size,
-                            total_steps=plan.total_steps)
+        state = ck.RunState(
+            preset=plan.preset.name,
+            num_classes=cfg.num_classes,
+            image_size=cfg.image_size,
+            total_steps=plan.total_steps,
+        )
     if rt.is_main:
         log.info(
-            "training %s: %d images, %d epochs x %d steps, batch %d x %d processes, %s lr %.2e, amp %s, device %s",
-            plan.preset.name, len(train_split), plan.epochs, plan.steps_per_epoch, plan.batch_size,
-            rt.world_size, plan.optimizer, plan.peak_lr, rt.amp_level, rt.device,
+            "training %s: %d images, %d epochs x %d steps, batch %d x %d processes, %s lr %.2e, "
+            "amp %s, device %s",
+            plan.preset.name,
+            len(train_split),
+            plan.epochs,
+            plan.steps_per_epoch,
+            plan.batch_size,
+            rt.world_size,
+            plan.optimizer,
+            plan.peak_lr,
+            rt.amp_level,
+            rt.device,
         )
     use_bar = opts.progress if opts.progress is not None else sys.stdout.isatty()
     reporter = Reporter(rt.is_main, use_bar, plan.steps_per_epoch)
@@ -314,8 +346,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         ms.dataset.config.set_seed(opts.seed * 1000 + epoch)
         order = np.random.default_rng(opts.seed * 1000 + epoch).permutation(len(train_split))[:n_used]
         dataset = create_dataset(
-            train_split, batch_size=plan.batch_size, image_size=cfg.image_size, training=True, hflip=hflip,
-            num_shards=rt.world_size, shard_id=rt.rank, num_workers=opts.num_workers, order=order,
+            train_split,
+            batch_size=plan.batch_size,
+            image_size=cfg.image_size,
+            training=True,
+            hflip=hflip,
+            random_crop=random_crop,
+            num_shards=rt.world_size,
+            shard_id=rt.rank,
+            num_workers=opts.num_workers,
+            order=order,
         )
         done_in_epoch = step - epoch * plan.steps_per_epoch
         if done_in_epoch:
@@ -335,8 +375,17 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             lr = float(plan.lr[step - 1])
             reporter.step(step, f"loss {loss:.4f} lr {lr:.2e} {img_s:.0f} img/s", is_log)
             if is_log and rt.is_main:
-                ck.append_metrics(out, {"step": step, "epoch": epoch + 1, "loss": float(np.mean(losses)),
-                                        "lr": lr, "img_s": img_s, "time": time.time()})
+                ck.append_metrics(
+                    out,
+                    {
+                        "step": step,
+                        "epoch": epoch + 1,
+                        "loss": float(np.mean(losses)),
+                        "lr": lr,
+                        "img_s": img_s,
+                        "time": time.time(),
+                    },
+                )
                 window_t, window_n, losses = time.time(), 0, []
             if opts.save_steps and step % opts.save_steps == 0 and step % plan.steps_per_epoch:
                 checkpoint(epoch)
@@ -350,28 +399,49 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         msg = f"epoch {epoch + 1}/{plan.epochs} done at step {step}"
         if want_eval and rt.is_main:
             last_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
-            msg += f": test accuracy {last_eval['accuracy']:.4f} ({last_eval['top1_correct']}/{last_eval['samples']})"
-            ck.append_metrics(out, {"step": step, "epoch": epoch + 1, "eval_accuracy": last_eval["accuracy"],
-                                    "time": time.time()})
+            acc, n_ok, n = last_eval["accuracy"], last_eval["top1_correct"], last_eval["samples"]
+            msg += f": test accuracy {acc:.4f} ({n_ok}/{n})"
+            ck.append_metrics(
+                out,
+                {
+                    "step": step,
+                    "epoch": epoch + 1,
+                    "eval_accuracy": last_eval["accuracy"],
+                    "time": time.time(),
+                },
+            )
             if state.best is None or last_eval["accuracy"] > state.best["accuracy"]:
                 ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
                 state.best = {"file": ck.BEST_FILE, "accuracy": last_eval["accuracy"], "step": step}
                 ck.save_state(out, state)
         reporter.end_epoch(msg)
 
+    if opts.save_rank_weights:
+        ck.save_ckpt_atomic(net, out / "rank-weights" / f"rank-{rt.rank}.ckpt")
     if last_eval is None and rt.is_main and step >= plan.total_steps:
         last_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
     elapsed = time.time() - t_start
     steps_run = step - start_step
     summary = {
-        "preset": plan.preset.name, "steps": step, "total_steps": plan.total_steps, "resumed_from": start_step,
-        "rank": rt.rank, "world_size": rt.world_size, "seconds": elapsed,
+        "preset": plan.preset.name,
+        "steps": step,
+        "total_steps": plan.total_steps,
+        "resumed_from": start_step,
+        "rank": rt.rank,
+        "world_size": rt.world_size,
+        "seconds": elapsed,
         "img_s": steps_run * plan.global_batch / elapsed if steps_run and elapsed > 0 else 0.0,
         "step_ms_median": 1000 * float(np.median(step_times[1:] or step_times or [0.0])),
         "accuracy": last_eval["accuracy"] if last_eval else None,
-        "best": state.best, "output": str(out),
+        "best": state.best,
+        "output": str(out),
     }
     if rt.is_main:
-        log.info("finished at step %d/%d in %.1f s; accuracy %s", step, plan.total_steps, elapsed,
-                 f"{summary['accuracy']:.4f}" if summary["accuracy"] is not None else "n/a")
+        log.info(
+            "finished at step %d/%d in %.1f s; accuracy %s",
+            step,
+            plan.total_steps,
+            elapsed,
+            f"{summary['accuracy']:.4f}" if summary["accuracy"] is not None else "n/a",
+        )
     return summary

@@ -1,0 +1,1 @@
+"""Benchmarks of vitjob: ``python -m bench`` runs them all (``bench.suite``); each script runs alone too."""

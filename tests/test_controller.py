@@ -1,0 +1,366 @@
+"""The pipeline controller against the FAKE API server: stage transitions, a failed stage, restarts
+between every pair of steps, leader election between two replicas, 200 pipelines at once, a stage
+job deleted by hand, and the health endpoint. Job phases are driven through the fake (it runs no
+Volcano); assertions are on the requests each client sent."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from kube_testing import fake_cluster, pipeline_definition, seed_pipeline
+
+from vitjob.backends.kubernetes import KubernetesBackend
+from vitjob.controller import Controller, ControllerOptions
+
+pytestmark = pytest.mark.timeout(120)
+
+JOBS = "/apis/batch.volcano.sh/v1alpha1/namespaces/default/jobs"
+STAGES = ("train", "eval", "export", "infer310")
+FAST = {"resync_s": 0.5, "error_backoff_s": 0.05, "max_backoff_s": 0.2}
+# Short, but with room for a loaded CI machine: a leader that misses renewals for 1.2 s steps down.
+ELECTION = {"lease_duration_s": 2.0, "renew_deadline_s": 1.2, "retry_period_s": 0.2}
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    with fake_cluster(tmp_path, monkeypatch) as api:
+        yield api
+
+
+class Running:
+    """A controller running in a thread; ``stop`` ends it the way SIGTERM does."""
+
+    def __init__(self, agent: str = "vitjob-test", **options):
+        backend = KubernetesBackend()
+        backend.api.client.user_agent = agent  # tells replicas apart in the fake's request log
+        self.agent = agent
+        opts = ControllerOptions(
+            health_host="127.0.0.1", health_port=0, identity=agent, **{**FAST, **options}
+        )
+        self.controller = Controller(backend, opts)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.controller.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "controller did not stop"
+
+    def get(self, path: str) -> tuple[int, str]:
+        deadline = time.monotonic() + 5
+        while self.controller.health_address is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        host, port = self.controller.health_address
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def controllers() -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for ctl in started:
+        if ctl.thread.is_alive():
+            ctl.stop()
+
+
+def job(fake, name: str) -> dict | None:
+    return fake.get("batch.volcano.sh", "jobs", name, "default")
+
+
+def annotations(fake, pipeline: str = "vit") -> dict[str, str]:
+    return fake.get("", "configmaps", f"{pipeline}-pipeline", "default")["metadata"]["annotations"]
+
+
+def creates(fake, name: str, agent: str | None = None) -> int:
+    return sum(
+        1
+        for r in fake.requests_matching("POST", JOBS + "$")
+        if r.body["metadata"]["name"] == name and (agent is None or r.user_agent == agent)
+    )
+
+
+def wait_recorded(fake, stage: str, state: str, pipeline: str = "vit", timeout: float = 15) -> None:
+    fake.wait_for(
+        lambda: annotations(fake, pipeline).get(f"vitjob.io/stage.{stage}") == state,
+        timeout=timeout,
+        what=f"{pipeline}: stage {stage} recorded {state}",
+    )
+
+
+def complete(fake, name: str) -> None:
+    fake.set_job_phase("default", name, "Running")
+    fake.set_job_phase("default", name, "Completed")
+
+
+# ------------------------------------------------------------------------------ transitions
+def test_stage_transitions_one_create_and_one_record_per_step(fake, controllers) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    controllers.append(ctl := Running())
+    for stage, nxt in itertools.pairwise(STAGES):
+        complete(fake, f"vit-{stage}")
+        wait_recorded(fake, nxt, "Created")
+        assert job(fake, f"vit-{nxt}")["metadata"]["ownerReferences"][0]["name"] == "vit-pipeline"
+    complete(fake, "vit-infer310")
+    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Completed", what="Completed")
+    assert (
+        annotations(fake)["vitjob.io/pipeline-reason"]
+        == "all 4 stages completed (train, eval, export, infer310)"
+    )
+    assert [creates(fake, f"vit-{s}") for s in STAGES] == [0, 1, 1, 1]  # train: seeded, as submit does
+    patches = fake.requests_matching("PATCH", "/configmaps/vit-pipeline$")
+    assert len(patches) == 4  # (train done + eval created) … (infer310 done + Completed)
+    assert all(p.content_type == "application/merge-patch+json" for p in patches)
+    assert all(p.body["metadata"]["resourceVersion"] for p in patches), "writes must be conditional"
+    assert not fake.requests_matching("DELETE") and not fake.requests_matching("PUT", "/jobs/")
+    assert ctl.get("/healthz")[0] == 200
+    code, text = ctl.get("/readyz")
+    assert code == 200 and text.startswith("ready: leader; 1 pipelines tracked")
+    assert ctl.get("/metrics")[0] == 404
+
+
+def test_a_failed_stage_stops_the_pipeline_with_its_reason(fake, controllers) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    controllers.append(Running())
+    complete(fake, "vit-train")
+    wait_recorded(fake, "eval", "Created")
+    fake.set_job_phase(
+        "default", "vit-eval", "Failed", reason="PodFailed", message="pod vit-eval-worker-0 exit 2"
+    )
+    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Failed", what="Failed")
+    reason = annotations(fake)["vitjob.io/pipeline-reason"]
+    assert reason.startswith(
+        "stage eval failed: job vit-eval ended Failed (PodFailed: pod vit-eval-worker-0 exit 2)"
+    )
+    time.sleep(3 * FAST["resync_s"])  # resyncs pass: still nothing more is created
+    assert creates(fake, "vit-export") == 0 and job(fake, "vit-export") is None
+    assert annotations(fake)["vitjob.io/stage.eval"] == "Failed"
+
+
+def test_a_training_job_deleted_by_hand_is_reported_not_recreated(fake, controllers) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    controllers.append(Running())
+    fake.wait_for(lambda: len(fake.requests_matching("GET", JOBS + "$", verb="watch")) > 0, what="watching")
+    fake.delete("batch.volcano.sh", "jobs", "vit-train", "default")
+    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Failed", what="Failed")
+    assert (
+        "job vit-train was deleted while the pipeline was running"
+        in annotations(fake)["vitjob.io/pipeline-reason"]
+    )
+    # The cache said "gone"; the controller asked the API server before concluding so.
+    assert fake.requests_matching("GET", JOBS + "/vit-train$")
+    time.sleep(3 * FAST["resync_s"])
+    assert creates(fake, "vit-train") == 0 and job(fake, "vit-train") is None
+
+
+# ---------------------------------------------------------------------------------- restarts
+def test_killed_and_restarted_between_every_pair_of_steps_runs_each_stage_once(fake) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    ctl = Running()  # nothing to do while train runs; killed
+    fake.wait_for(lambda: ctl.controller.ready()[0], what="synced")
+    ctl.stop()
+    for stage, nxt in itertools.pairwise(STAGES):
+        complete(fake, f"vit-{stage}")  # the step happens while no controller runs
+        if nxt == "eval":
+            # Killed between creating the job and recording it: the record write keeps failing.
+            fake.fail("PATCH", "/configmaps/vit-pipeline$", 500, times=10_000)
+            ctl = Running()
+            fake.wait_for(lambda: job(fake, "vit-eval") is not None, what="vit-eval created")
+            ctl.stop()
+            fake.failures.clear()
+            assert "vitjob.io/stage.eval" not in annotations(fake)
+        ctl = Running()
+        wait_recorded(fake, nxt, "Created")
+        ctl.stop()
+        idle = Running()  # and once more with nothing to do
+        fake.wait_for(lambda: idle.controller.ready()[0], what="synced")  # noqa: B023
+        idle.stop()
+    complete(fake, "vit-infer310")
+    ctl = Running()
+    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Completed", what="Completed")
+    ctl.stop()
+    assert [creates(fake, f"vit-{s}") for s in STAGES] == [0, 1, 1, 1]
+    names = sorted(j["metadata"]["name"] for j in fake.list(fake._resource("batch.volcano.sh", "jobs"), None))
+    assert names == sorted(f"vit-{s}" for s in STAGES)
+
+
+# ------------------------------------------------------------------------------ leader election
+def test_two_replicas_only_the_leader_acts_and_the_other_takes_over(fake, controllers) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    controllers += [Running("replica-a", leader_elect=True, **ELECTION)]
+    fake.wait_for(lambda: controllers[0].controller.is_leader, what="replica-a leads")
+    controllers += [Running("replica-b", leader_elect=True, **ELECTION)]
+    leader, standby = controllers
+    fake.wait_for(lambda: standby.controller.role == "standby", what="replica-b stands by")
+    assert standby.get("/readyz") == (
+        200,
+        "ready: standby; 0 pipelines tracked, 0 reconciles, 0 actions, 0 errors\n",
+    )
+
+    complete(fake, "vit-train")
+    for nxt in STAGES[1:]:
+        wait_recorded(fake, nxt, "Created")
+        complete(fake, f"vit-{nxt}")
+    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Completed", what="Completed")
+    acting = [
+        r for r in fake.requests if r.method in ("POST", "PATCH", "PUT", "DELETE") and "/leases" not in r.path
+    ]
+    assert acting and {r.user_agent for r in acting} == {"replica-a"}
+    assert {r.path.split("/")[-2] for r in fake.requests if r.user_agent == "replica-b"} <= {"leases"}
+    lease = fake.get("coordination.k8s.io", "leases", "vitjob-controller", "default")
+    assert lease["spec"]["holderIdentity"] == "replica-a"
+
+    # The leader crashes (no release): replica-b takes over once the lease expires, by its own clock.
+    seed_pipeline(fake, pipeline_definition("vit2"))
+    leader.controller.elector.release = lambda: None
+    crashed = time.monotonic()  # its last renewal was at most one retry period before this
+    leader.stop()
+    fake.wait_for(lambda: standby.controller.is_leader, timeout=10, what="replica-b leads")
+    assert time.monotonic() - crashed >= ELECTION["lease_duration_s"] - 2 * ELECTION["retry_period_s"]
+    complete(fake, "vit2-train")
+    wait_recorded(fake, "eval", "Created", pipeline="vit2")
+    assert creates(fake, "vit2-eval", "replica-b") == 1 and creates(fake, "vit2-eval") == 1
+    lease = fake.get("coordination.k8s.io", "leases", "vitjob-controller", "default")
+    assert lease["spec"]["holderIdentity"] == "replica-b" and lease["spec"]["leaseTransitions"] == 1
+
+
+def test_a_leader_that_cannot_renew_stops_acting(fake, controllers) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    controllers.append(ctl := Running("replica-a", leader_elect=True, **ELECTION))
+    fake.wait_for(lambda: ctl.controller.is_leader, what="leads")
+    fake.fail("PUT", "/leases/vitjob-controller$", 500, times=10_000)
+    fake.wait_for(lambda: not ctl.controller.is_leader, timeout=10, what="steps down")
+    complete(fake, "vit-train")
+    time.sleep(ELECTION["lease_duration_s"])
+    assert job(fake, "vit-eval") is None, "a replica without the lease must not act"
+    fake.failures.clear()
+    wait_recorded(fake, "eval", "Created")  # it wins the lease back and goes on
+    assert creates(fake, "vit-eval") == 1
+
+
+def test_leader_election_timings_are_checked() -> None:
+    from vitjob.errors import UsageError
+
+    with pytest.raises(UsageError, match="retry period < renew deadline < lease duration"):
+        ControllerOptions(lease_duration_s=5, renew_deadline_s=10)
+
+
+# ------------------------------------------------------------------------------------- scale
+def test_two_hundred_pipelines_at_once_complete(fake, controllers) -> None:
+    count = 200
+    definitions = [pipeline_definition(f"p{i}") for i in range(count)]
+    fake.validators.clear()  # CRD validation of 800 jobs is tested elsewhere and would dominate here
+    for d in definitions:
+        seed_pipeline(fake, d)
+        complete(fake, f"{d.name}-train")
+    stop = threading.Event()
+
+    def volcano() -> None:  # completes every job the controller creates
+        seen = 0
+        while not stop.is_set():
+            with fake.lock:
+                new = fake.requests[seen:]
+                seen = len(fake.requests)
+            for r in new:
+                if r.method == "POST" and r.path == JOBS:
+                    fake.wait_for(lambda r=r: job(fake, r.body["metadata"]["name"]) is not None, what="job")
+                    complete(fake, r.body["metadata"]["name"])
+            stop.wait(0.01)
+
+    helper = threading.Thread(target=volcano, daemon=True)
+    helper.start()
+    started = time.monotonic()
+    controllers.append(ctl := Running())
+    try:
+        fake.wait_for(
+            lambda: all(
+                annotations(fake, d.name)["vitjob.io/pipeline-phase"] == "Completed" for d in definitions
+            ),
+            timeout=90,
+            what="200 pipelines Completed",
+        )
+    finally:
+        stop.set()
+        helper.join()
+    elapsed = time.monotonic() - started
+    posts = fake.requests_matching("POST", JOBS + "$")
+    assert len(posts) == 3 * count
+    assert len({p.body["metadata"]["name"] for p in posts}) == 3 * count, "one create per stage job"
+    assert ctl.controller.stats.errors == 0
+    print(f"200 pipelines x 3 stage transitions in {elapsed:.1f}s")
+
+
+# ---------------------------------------------------------------------------------- manifests
+def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
+    import yaml
+
+    from vitjob.cli import main
+    from vitjob.validate import validate_objects
+
+    assert main(["controller", "--render", "-n", "ml", "--replicas", "2"]) == 0
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    validate_objects(objects)  # kubernetes-validate schemas of the default Kubernetes version
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert kinds == {
+        ("ServiceAccount", "vitjob-controller"),
+        ("Role", "vitjob-controller"),
+        ("Role", "vitjob-controller-leader-election"),
+        ("RoleBinding", "vitjob-controller"),
+        ("RoleBinding", "vitjob-controller-leader-election"),
+        ("Deployment", "vitjob-controller"),
+    }
+    rules = {
+        (o["metadata"]["name"], g, r, tuple(rule.get("resourceNames", ())), tuple(rule["verbs"]))
+        for o in objects
+        if o["kind"] == "Role"
+        for rule in o["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert rules == {
+        ("vitjob-controller", "batch.volcano.sh", "jobs", (), ("get", "list", "watch", "create")),
+        ("vitjob-controller", "", "configmaps", (), ("get", "list", "watch", "patch")),
+        ("vitjob-controller-leader-election", "coordination.k8s.io", "leases", (), ("create",)),
+        (
+            "vitjob-controller-leader-election",
+            "coordination.k8s.io",
+            "leases",
+            ("vitjob-controller",),
+            ("get", "update"),
+        ),
+    }
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == [
+        "vitjob",
+        "controller",
+        "--health-port",
+        "8080",
+        "--namespace",
+        "ml",
+        "--leader-elect",
+    ]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+    with pytest.raises(SystemExit):  # argparse: one or the other
+        main(["controller", "--render", "-A", "-n", "ops"])
+    capsys.readouterr()
+    assert main(["controller", "--render", "-A", "--lease-namespace", "ops", "--replicas", "1"]) == 0
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    validate_objects(objects)
+    assert {o["metadata"].get("namespace") for o in objects} == {"ops", None}  # cluster roles: none
+    assert {o["kind"] for o in objects} >= {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    assert "--all-namespaces" in deploy["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--leader-elect" not in deploy["spec"]["template"]["spec"]["containers"][0]["command"]

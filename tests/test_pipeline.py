@@ -1,0 +1,329 @@
+"""Pipelines: the pure ``reconcile`` (table-driven), ``--then`` parsing, and the loop run from the CLI
+(``submit --then``, ``pipeline run --wait``, ``status``) against the FAKE API server, asserting on the
+requests the client sent."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import yaml
+from kube_testing import fake_cluster, pipeline_definition
+
+from vitjob.backends import get_backend
+from vitjob.backends.base import JobPhase
+from vitjob.cli import main
+from vitjob.errors import ConflictError, PreflightError, UsageError
+from vitjob.pipeline import (
+    CreateStage,
+    Observed,
+    PipelinePhase,
+    PipelineRecord,
+    StageJob,
+    StageState,
+    UpdatePipeline,
+    parse_then,
+    pipeline_store,
+    reconcile,
+    step,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+STAGES = ("train", "eval", "export", "infer310")
+JOBS = "/apis/batch.volcano.sh/v1alpha1/namespaces/default/jobs"
+CM = "/api/v1/namespaces/default/configmaps/vit-pipeline"
+C, D, F = StageState.CREATED, StageState.COMPLETED, StageState.FAILED
+
+
+def record(phase: PipelinePhase = PipelinePhase.RUNNING, **progress: StageState) -> PipelineRecord:
+    return PipelineRecord(
+        name="vit",
+        namespace="ml",
+        part_of="vit",
+        stages=STAGES,
+        job_names={s: f"vit-{s}" for s in STAGES},
+        phase=phase,
+        progress=progress,
+    )
+
+
+def jobs(**phases: str) -> dict[str, StageJob]:
+    return {s: StageJob(f"vit-{s}", JobPhase(p), "vit") for s, p in phases.items()}
+
+
+# ----------------------------------------------------------------------------------- reconcile
+@pytest.mark.parametrize(
+    ("case", "observed", "expected"),
+    [
+        ("train running: nothing to do", Observed(record(train=C), jobs(train="Running")), []),
+        (
+            "train completed: create eval and record both in one write",
+            Observed(record(train=C), jobs(train="Completed")),
+            [CreateStage("eval", "vit-eval"), UpdatePipeline({"train": D, "eval": C})],
+        ),
+        (
+            "eval exists but was not recorded (crash after create): adopt it, create nothing",
+            Observed(record(train=D), jobs(train="Completed", eval="Pending")),
+            [UpdatePipeline({"eval": C})],
+        ),
+        (
+            "a completed stage's job may be gone (ttlSecondsAfterFinished)",
+            Observed(record(train=D, eval=C), jobs(eval="Running")),
+            [],
+        ),
+        (
+            "Pending (submit still creating train): wait",
+            Observed(record(PipelinePhase.PENDING), {}),
+            [],
+        ),
+        (
+            "Pending but train exists (submit died before recording): adopt it",
+            Observed(record(PipelinePhase.PENDING), jobs(train="Pending")),
+            [UpdatePipeline({"train": C}, PipelinePhase.RUNNING)],
+        ),
+        ("a finished pipeline is left alone", Observed(record(PipelinePhase.FAILED), {}), []),
+        (
+            "all stages completed",
+            Observed(record(train=D, eval=D, export=D, infer310=C), jobs(infer310="Completed")),
+            [
+                UpdatePipeline(
+                    {"infer310": D},
+                    PipelinePhase.COMPLETED,
+                    "all 4 stages completed (train, eval, export, infer310)",
+                )
+            ],
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_reconcile_table(case: str, observed: Observed, expected: list) -> None:
+    assert reconcile(observed) == expected, case
+    assert reconcile(observed) == expected, "reconcile must be deterministic"
+
+
+@pytest.mark.parametrize("phase", ["Failed", "Aborted", "Terminated"])
+def test_a_failed_stage_fails_the_pipeline_with_the_jobs_reason_and_starts_nothing(phase: str) -> None:
+    failed = {"eval": StageJob("vit-eval", JobPhase(phase), "vit", "PodFailed: exit code 1")}
+    (action,) = reconcile(Observed(record(train=D, eval=C), failed))
+    assert action.phase == PipelinePhase.FAILED and action.stages == {"eval": F}
+    assert f"stage eval failed: job vit-eval ended {phase} (PodFailed: exit code 1)" in action.reason
+    assert "vitjob status vit-eval" in action.reason
+
+
+def test_a_stage_job_deleted_while_running_is_reported_not_recreated() -> None:
+    (action,) = reconcile(Observed(record(train=C), {}))
+    assert not isinstance(action, CreateStage)
+    assert action.phase == PipelinePhase.FAILED and action.stages == {"train": F}
+    assert "job vit-train was deleted while the pipeline was running" in action.reason
+    assert "--replace" in action.reason
+
+
+def test_a_same_named_job_of_another_pipeline_is_not_adopted() -> None:
+    other = {
+        "train": StageJob("vit-train", JobPhase.COMPLETED, "vit"),
+        "eval": StageJob("vit-eval", JobPhase.RUNNING, "someone-else"),
+    }
+    (action,) = reconcile(Observed(record(train=D), other))
+    assert action.phase == PipelinePhase.FAILED
+    assert "job vit-eval exists but belongs to pipeline someone-else, not vit" in action.reason
+
+
+def test_reconcile_does_not_mutate_what_it_observed() -> None:
+    observed = Observed(record(train=C), jobs(train="Completed"))
+    before = (dict(observed.pipeline.progress), dict(observed.jobs))
+    reconcile(observed)
+    assert (dict(observed.pipeline.progress), dict(observed.jobs)) == before
+
+
+# ------------------------------------------------------------------------------------ --then
+def test_parse_then() -> None:
+    assert parse_then("eval, export,infer310", "train") == ("eval", "export", "infer310")
+    assert parse_then("infer310", "export") == ("infer310",)
+    for bad, words in (
+        ("eval,bogus", "unknown: bogus"),
+        ("export,eval", "in the order"),
+        ("eval,eval", "in the order"),
+        ("train", "in the order"),
+        ("", "expected stages"),
+    ):
+        with pytest.raises(UsageError, match=words):
+            parse_then(bad, "train")
+
+
+# -------------------------------------------------------------------------- against the fake
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    with fake_cluster(tmp_path, monkeypatch) as api:
+        yield api
+
+
+def creates(fake, name: str) -> int:
+    return sum(1 for r in fake.requests_matching("POST", JOBS + "$") if r.body["metadata"]["name"] == name)
+
+
+def annotations(fake) -> dict[str, str]:
+    return fake.get("", "configmaps", "vit-pipeline", "default")["metadata"]["annotations"]
+
+
+SUBMIT = ["submit", "--name", "vit", "--hw", "cpu", "--cards", "2", "--then", "eval,export,infer310"]
+
+
+def test_submit_then_stores_the_stages_and_starts_the_first(fake, capsys) -> None:
+    assert main(SUBMIT) == 0
+    out = capsys.readouterr().out
+    assert "submitted pipeline vit in namespace default: train → eval → export → infer310" in out
+    cm = fake.get("", "configmaps", "vit-pipeline", "default")
+    assert cm["metadata"]["labels"]["app.kubernetes.io/component"] == "pipeline"
+    assert "ownerReferences" not in cm["metadata"]  # nothing may delete it before the pipeline ends
+    assert json.loads(cm["data"]["stages"]) == list(STAGES)
+    eval_job = yaml.safe_load(cm["data"]["eval.yaml"])
+    assert eval_job["metadata"]["name"] == "vit-eval" and eval_job["kind"] == "Job"
+    assert cm["metadata"]["annotations"] == {
+        "vitjob.io/pipeline-phase": "Running",
+        "vitjob.io/pipeline-reason": "",
+        "vitjob.io/stage.train": "Created",
+    }
+    train = fake.get("batch.volcano.sh", "jobs", "vit-train", "default")
+    assert train["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "vit-pipeline", "uid": cm["metadata"]["uid"]}
+    ]
+    assert [creates(fake, f"vit-{s}") for s in STAGES] == [1, 0, 0, 0]
+    # The record went Pending → Running only after the job existed (so a controller never races it).
+    cm_writes = [r for r in fake.requests if "configmaps" in r.path and r.method in ("POST", "PATCH")]
+    assert [r.method for r in cm_writes] == ["POST", "PATCH"]
+    assert cm_writes[0].body["metadata"]["annotations"]["vitjob.io/pipeline-phase"] == "Pending"
+
+    assert main(["status", "vit"]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline: vit" in out and "phase:    Running" in out
+    assert "train     vit-train     Pending" in out and "eval      vit-eval      not started" in out
+
+
+def test_submit_then_twice_conflicts_and_replace_starts_over(fake, capsys) -> None:
+    assert main(SUBMIT) == 0
+    fake.set_job_phase("default", "vit-train", "Completed")
+    backend = get_backend("kubernetes")
+    step(pipeline_store(backend), "vit")
+    assert fake.get("batch.volcano.sh", "jobs", "vit-eval", "default") is not None
+    assert main(SUBMIT) == 1
+    assert "pipeline 'vit' already exists in namespace 'default' (Running)" in capsys.readouterr().err
+    assert main([*SUBMIT, "--replace"]) == 0
+    assert fake.get("batch.volcano.sh", "jobs", "vit-eval", "default") is None
+    assert annotations(fake)["vitjob.io/stage.train"] == "Created"
+    assert "vitjob.io/stage.eval" not in annotations(fake)
+
+
+def test_a_failed_first_submission_leaves_no_pipeline_behind(fake) -> None:
+    store = pipeline_store(get_backend("kubernetes"))
+    with pytest.raises(PreflightError, match="queue 'nope' does not exist"):
+        store.create_pipeline(pipeline_definition("vit", queue="nope"))
+    assert fake.get("", "configmaps", "vit-pipeline", "default") is None
+
+
+def _complete_jobs_as_they_appear(fake, stop: threading.Event, fail: dict[str, str]) -> None:
+    """A stand-in for Volcano: every new vit job runs, then Completes (or Fails, for ``fail``)."""
+    seen: set[str] = set()
+    while not stop.is_set():
+        for job in fake.list(fake._resource("batch.volcano.sh", "jobs"), "default"):
+            name = job["metadata"]["name"]
+            if name not in seen:
+                seen.add(name)
+                fake.set_job_phase("default", name, "Running")
+                fake.set_job_phase(
+                    "default",
+                    name,
+                    fail.get(name, "Completed"),
+                    reason="PodFailed" if name in fail else "",
+                    message="exit code 3",
+                )
+        stop.wait(0.02)
+
+
+@pytest.mark.parametrize("failing", [None, "vit-eval"])
+def test_pipeline_run_wait_drives_every_stage_once(fake, capsys, failing) -> None:
+    assert main(SUBMIT) == 0
+    capsys.readouterr()
+    stop = threading.Event()
+    volcano = threading.Thread(
+        target=_complete_jobs_as_they_appear, args=(fake, stop, {failing: "Failed"} if failing else {})
+    )
+    volcano.start()
+    try:
+        code = main(["pipeline", "run", "vit", "--wait", "--poll", "0.05", "--timeout", "60"])
+    finally:
+        stop.set()
+        volcano.join()
+    out = capsys.readouterr().out
+    if failing is None:
+        assert code == 0
+        assert [creates(fake, f"vit-{s}") for s in STAGES] == [1, 1, 1, 1]
+        assert annotations(fake)["vitjob.io/pipeline-phase"] == "Completed"
+        assert "pipeline vit: stage infer310 Completed" in out and "phase:    Completed" in out
+    else:
+        assert code == 1
+        assert [creates(fake, f"vit-{s}") for s in STAGES] == [1, 1, 0, 0]
+        reason = annotations(fake)["vitjob.io/pipeline-reason"]
+        assert reason.startswith("stage eval failed: job vit-eval ended Failed (PodFailed: exit code 3)")
+        assert "phase:    Failed" in out and "export    vit-export    not started" in out
+
+
+def test_a_training_job_deleted_by_hand_is_reported_and_not_recreated(fake, capsys) -> None:
+    assert main(SUBMIT) == 0
+    fake.delete("batch.volcano.sh", "jobs", "vit-train", "default")
+    fake.clear_requests()
+    assert main(["pipeline", "run", "vit", "--wait", "--poll", "0.05", "--timeout", "10"]) == 1
+    assert not fake.requests_matching("POST", JOBS + "$"), "a deleted stage job must not be recreated"
+    ann = annotations(fake)
+    assert ann["vitjob.io/pipeline-phase"] == "Failed" and ann["vitjob.io/stage.train"] == "Failed"
+    assert "job vit-train was deleted while the pipeline was running" in ann["vitjob.io/pipeline-reason"]
+    capsys.readouterr()
+    assert main(["pipeline", "status", "vit"]) == 0
+    assert "train     vit-train     Failed (job gone)" in capsys.readouterr().out
+
+
+def test_pipeline_status_json_shows_each_stage(fake, capsys) -> None:
+    assert main(SUBMIT) == 0
+    fake.set_job_phase("default", "vit-train", "Completed")
+    step(pipeline_store(get_backend("kubernetes")), "vit")
+    capsys.readouterr()
+    assert main(["pipeline", "status", "vit", "-o", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["phase"] == "Running"
+    assert shown["stages"] == [
+        {"stage": "train", "job": "vit-train", "phase": "Completed"},
+        {"stage": "eval", "job": "vit-eval", "phase": "Pending"},
+        {"stage": "export", "job": "vit-export", "phase": "not started"},
+        {"stage": "infer310", "job": "vit-infer310", "phase": "not started"},
+    ]
+
+
+def test_a_stage_the_cluster_refuses_fails_the_pipeline_with_the_cluster_message(fake) -> None:
+    store = pipeline_store(get_backend("kubernetes"))
+    fake.add_queue("q1")
+    store.create_pipeline(pipeline_definition("vit", queue="q1"))
+    fake.delete("scheduling.volcano.sh", "queues", "q1")
+    fake.set_job_phase("default", "vit-train", "Completed")
+    result = step(store, "vit")
+    assert result.phase == PipelinePhase.FAILED
+    assert result.reason.startswith("stage eval: job vit-eval could not be created: the cluster refused")
+    assert "unable to find job queue: q1" in result.reason
+    assert step(store, "vit").phase == PipelinePhase.FAILED  # and it stays so, creating nothing more
+    assert creates(fake, "vit-eval") == 1
+
+
+def test_a_stale_record_is_read_again_not_overwritten(fake) -> None:
+    store = pipeline_store(get_backend("kubernetes"))
+    store.create_pipeline(pipeline_definition("vit"))
+    stale = store.get_pipeline("vit")
+    fake.update(
+        "",
+        "configmaps",
+        "vit-pipeline",
+        "default",
+        lambda cm: cm["metadata"]["annotations"].update({"vitjob.io/pipeline-reason": "touched"}),
+    )
+    with pytest.raises(ConflictError):
+        store.update_pipeline(stale, UpdatePipeline({"train": D}))
+    assert annotations(fake)["vitjob.io/stage.train"] == "Created"

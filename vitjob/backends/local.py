@@ -1,0 +1,528 @@
+"""The local backend: runs the rendered Volcano Jobs as processes on this machine.
+
+It emulates what the cluster would do with the very objects ``vitjob render`` produces:
+- each replica of each task becomes one local "pod": the container's command and args run as a
+  process with the container's env, ``$(VAR)`` references expanded as the kubelet does;
+- Volcano's env and svc plugins: ``VC_TASK_INDEX``, ``VC_<TASK>_HOSTS``/``_NUM`` and a ``<task>.host``
+  file (every host is 127.0.0.1; each job gets its own free ports);
+- volumes: a ``persistentVolumeClaim`` mounted at the data or output mount path maps to ``--data`` /
+  ``--output``, other claims to ``<local-root>/pvc/<claim>``; env values under a mount path are
+  rewritten to the local directory;
+- Ascend: a downward-API ``annotations`` file with a simulated device-plugin allocation per pod, so
+  ``vitjob launch`` builds the rank table for real, then computes on the CPU
+  (``VITJOB_SIMULATE_DEVICE=cpu``);
+- policies: a failed pod restarts the whole job (``PodFailed → RestartJob``) up to ``maxRetry``, then the
+  job is Failed with the reason; all pods succeeding completes it (``TaskCompleted → CompleteJob``).
+
+State lives in ``<local-root>/jobs/<job>/`` (``state.json``, ``logs/<pod>.log`` and the previous run's
+``logs/<pod>.previous.log``), so ``vitjob status/logs/wait/cancel/delete/list`` work from another shell.
+``submit`` runs the job in the foreground and streams its output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+from vitjob import constants as c
+from vitjob.backends.base import Backend, JobPhase, JobStatus, PodStatus
+from vitjob.errors import ConflictError, JobNotFoundError, UsageError, WaitTimeoutError
+from vitjob.launch.ranktable import format_downward_annotations
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+CANCEL_FILE = "cancel"
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def default_root() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "vitjob" / "local"
+
+
+def expand_vars(text: str, env: dict[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion: defined variables are substituted, ``$$`` escapes, others stay."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env[name] if name in env else m.group(0)
+
+    return _VAR_REF.sub(sub, text)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_volcano_job(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    jobs = [
+        o for o in objects if o.get("kind") == c.VOLCANO_KIND and o.get("apiVersion") == c.VOLCANO_API_VERSION
+    ]
+    if len(jobs) != 1:
+        raise UsageError(
+            f"expected exactly one Volcano Job ({c.VOLCANO_API_VERSION}) among the objects, got {len(jobs)}"
+        )
+    return jobs[0]
+
+
+def simulated_ascend_annotation(pod: str, index: int, cards: int) -> str:
+    """What the Ascend device plugin would write for a pod (documentation addresses, 192.0.2.0/24)."""
+    return json.dumps(
+        {
+            "pod_name": pod,
+            "server_id": f"local-node-{index}",
+            "host_ip": "127.0.0.1",
+            "devices": [
+                {"device_id": str(d), "device_ip": f"192.0.2.{index * 8 + d + 1}"} for d in range(cards)
+            ],
+        }
+    )
+
+
+class _LocalPod:
+    def __init__(self, name: str, index: int, argv: list[str], env: dict[str, str], log_file: Path) -> None:
+        self.name, self.index, self.argv, self.env, self.log_file = name, index, argv, env, log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pump: threading.Thread | None = None
+        self.restarts = 0
+
+    def start(self, out: IO[str] | None, prefix: bool, lock: threading.Lock) -> None:
+        if self.log_file.exists():
+            os.replace(self.log_file, self.log_file.with_suffix(".previous.log"))
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.pump = threading.Thread(target=self._pump, args=(out, prefix, lock), daemon=True)
+        self.pump.start()
+
+    def _pump(self, out: IO[str] | None, prefix: bool, lock: threading.Lock) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with open(self.log_file, "a") as fh:
+            for raw in iter(self.proc.stdout.readline, b""):
+                line = raw.decode(errors="replace")
+                fh.write(line)
+                fh.flush()
+                if out is not None:
+                    with lock:
+                        out.write(f"[{self.name}] {line}" if prefix else line)
+                        out.flush()
+
+    def kill(self, grace_s: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(
+        self,
+        local_root: str | Path | None = None,
+        data_dir: str | Path | None = None,
+        output_dir: str | Path | None = None,
+        stream: IO[str] | bool | None = True,
+        poll_s: float = 0.2,
+        grace_s: float = 15.0,
+    ) -> None:
+        self.root = Path(local_root) if local_root else default_root()
+        self.data_dir = Path(data_dir).resolve() if data_dir else None
+        self.output_dir = Path(output_dir).resolve() if output_dir else None
+        self.out: IO[str] | None = sys.stdout if stream is True else (stream or None)
+        self.poll_s = poll_s
+        self.grace_s = grace_s
+
+    # -------------------------------------------------------------------------------- state files
+    def job_dir(self, name: str) -> Path:
+        return self.root / "jobs" / name
+
+    def _read_state(self, name: str) -> dict[str, Any]:
+        path = self.job_dir(name) / STATE_FILE
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise JobNotFoundError(
+                f"no local job {name!r} under {self.root / 'jobs'} (`vitjob list --backend local`)"
+            ) from None
+
+    def _write_state(self, name: str, state: dict[str, Any]) -> None:
+        path = self.job_dir(name) / STATE_FILE
+        tmp = path.with_name(".state.json.tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _to_status(state: dict[str, Any]) -> JobStatus:
+        phase = JobPhase(state["phase"])
+        reasons = list(state.get("reasons", []))
+        pid = state.get("runner_pid")
+        if not phase.is_terminal and pid and not _alive(pid):
+            phase = JobPhase.FAILED
+            reasons.append(f"the local runner (pid {pid}) is gone: the submitting process was killed")
+        return JobStatus(
+            name=state["name"],
+            namespace=state.get("namespace", ""),
+            phase=phase,
+            retry_count=state.get("retry_count", 0),
+            stage=state.get("stage", ""),
+            hw=state.get("hw", ""),
+            cards=state.get("cards", 0),
+            age_s=time.time() - state.get("created", time.time()),
+            pods=[PodStatus(**p) for p in state.get("pods", [])],
+            reasons=reasons,
+        )
+
+    # -------------------------------------------------------------------------------- Backend API
+    def submit(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
+        job = find_volcano_job(objects)
+        name = job["metadata"]["name"]
+        jdir = self.job_dir(name)
+        if (jdir / STATE_FILE).exists():
+            current = self._to_status(self._read_state(name))
+            if not replace:
+                raise ConflictError(
+                    f"local job {name} already exists ({current.phase}); pass --replace to run it again "
+                    f"or `vitjob delete {name} --backend local`"
+                )
+            self.delete(name)
+        jdir.mkdir(parents=True)
+        (jdir / "job.json").write_text(json.dumps(job, indent=2))
+        return _Runner(self, job, jdir).run()
+
+    def status(self, name: str) -> JobStatus:
+        return self._to_status(self._read_state(name))
+
+    def logs(
+        self,
+        name: str,
+        *,
+        follow: bool = False,
+        rank: int | None = None,
+        pod: str | None = None,
+        previous: bool = False,
+        tail: int | None = None,
+        since_s: int | None = None,
+    ) -> Iterator[str]:
+        state = self._read_state(name)
+        pods = [p["name"] for p in state.get("pods", [])]
+        if rank is not None:
+            pods = [p for i, p in enumerate(pods) if i == rank]
+        if pod is not None:
+            pods = [p for p in pods if p == pod]
+        if not pods:
+            raise JobNotFoundError(f"job {name} has no pod matching --rank/--pod")
+        suffix = ".previous.log" if previous else ".log"
+        files = {p: self.job_dir(name) / "logs" / f"{p}{suffix}" for p in pods}
+        offsets = dict.fromkeys(pods, 0)
+        first = True
+        while True:
+            for p, path in files.items():
+                if not path.exists():
+                    continue
+                with open(path) as fh:
+                    fh.seek(offsets[p])
+                    lines = fh.read().splitlines(keepends=True)
+                    complete = [ln for ln in lines if ln.endswith("\n")]
+                    offsets[p] += sum(len(ln.encode()) for ln in complete)
+                if first and tail is not None:
+                    complete = complete[-tail:] if tail > 0 else []
+                for ln in complete:
+                    yield f"[{p}] {ln.rstrip()}"
+            first = False
+            if not follow or self._to_status(self._read_state(name)).phase.is_terminal:
+                if follow:  # one last read after the end
+                    follow = False
+                    continue
+                return
+            time.sleep(self.poll_s)
+
+    def wait(self, name: str, timeout_s: float | None = None) -> JobStatus:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            status = self.status(name)
+            if status.phase.is_terminal:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeoutError(f"job {name} is still {status.phase} after {timeout_s:g} s")
+            time.sleep(self.poll_s)
+
+    def cancel(self, name: str) -> None:
+        self._read_state(name)
+        (self.job_dir(name) / CANCEL_FILE).touch()
+
+    def delete(self, name: str) -> None:
+        status = self.status(name)
+        if not status.phase.is_terminal:
+            self.cancel(name)
+            self.wait(name, timeout_s=self.grace_s + 30)
+        shutil.rmtree(self.job_dir(name))
+
+    def list_jobs(self, all_namespaces: bool = False) -> list[JobStatus]:
+        jobs_dir = self.root / "jobs"
+        if not jobs_dir.is_dir():
+            return []
+        return [
+            self._to_status(self._read_state(d.name))
+            for d in sorted(jobs_dir.iterdir())
+            if (d / STATE_FILE).is_file()
+        ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Runner:
+    """Runs one Volcano Job to a terminal phase, honouring its policies and maxRetry."""
+
+    def __init__(self, backend: LocalBackend, job: dict[str, Any], jdir: Path) -> None:
+        self.b = backend
+        self.job = job
+        self.jdir = jdir
+        self.name = job["metadata"]["name"]
+        labels = job["metadata"].get("labels", {})
+        self.hw = labels.get(c.LABEL_HW, "")
+        self.max_retry = int(job["spec"].get("maxRetry", c.DEFAULT_MAX_RETRY))
+        self.state: dict[str, Any] = {
+            "name": self.name,
+            "namespace": job["metadata"].get("namespace", ""),
+            "phase": JobPhase.PENDING.value,
+            "retry_count": 0,
+            "stage": labels.get(c.LABEL_COMPONENT, ""),
+            "hw": self.hw,
+            "cards": int(labels.get(c.LABEL_CARDS, "0") or 0),
+            "created": time.time(),
+            "pods": [],
+            "reasons": [],
+            "runner_pid": os.getpid(),
+        }
+        self.lock = threading.Lock()
+        self.pods = self._plan_pods()
+
+    # ---------------------------------------------------------------------------------- planning
+    def _volume_dirs(self, spec: dict[str, Any], pod: str) -> dict[str, Path | None]:
+        dirs: dict[str, Path | None] = {}
+        for vol in spec.get("volumes", []):
+            if "persistentVolumeClaim" in vol:
+                dirs[vol["name"]] = self.b.root / "pvc" / vol["persistentVolumeClaim"]["claimName"]
+            elif "emptyDir" in vol:
+                dirs[vol["name"]] = self.jdir / "pods" / pod / "volumes" / vol["name"]
+            else:  # hostPath/downwardAPI: emulated separately or not needed locally
+                dirs[vol["name"]] = None
+        return dirs
+
+    def _mounts(self, spec: dict[str, Any], container: dict[str, Any], pod: str) -> dict[str, Path]:
+        dirs = self._volume_dirs(spec, pod)
+        mounts: dict[str, Path] = {}
+        for m in container.get("volumeMounts", []):
+            local = dirs.get(m["name"])
+            if m["mountPath"] == c.DATA_MOUNT_PATH and self.b.data_dir is not None:
+                local = self.b.data_dir
+            elif m["mountPath"] == c.OUTPUT_MOUNT_PATH and self.b.output_dir is not None:
+                local = self.b.output_dir
+            if local is not None and m["mountPath"] != c.SHM_MOUNT_PATH:
+                mounts[m["mountPath"]] = local / m.get("subPath", "")
+        return mounts
+
+    def _env(
+        self,
+        container: dict[str, Any],
+        pod: str,
+        index: int,
+        task: str,
+        replicas: int,
+        mounts: dict[str, Path],
+        ports: dict[str, int],
+    ) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.setdefault("GLOG_v", "2")
+        for item in container.get("env", []):
+            if "value" in item:
+                value = str(item["value"])
+                for mount, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+                    if value == mount or value.startswith(mount + "/"):
+                        value = str(local) + value[len(mount) :]
+                        break
+                env[item["name"]] = value
+            elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+                env[item["name"]] = pod
+        key = task.upper().replace("-", "_")
+        volcano_dir = self.jdir / "volcano"
+        env.update(
+            {
+                c.ENV_VC_TASK_INDEX: str(index),
+                f"VC_{key}_HOSTS": ",".join(["127.0.0.1"] * replicas),
+                f"VC_{key}_NUM": str(replicas),
+                c.ENV_VOLCANO_DIR: str(volcano_dir),
+                c.ENV_SCHED_PORT: str(ports["sched"]),
+                c.ENV_RDZV_PORT: str(ports["rdzv"]),
+                c.ENV_WORKDIR: str(self.jdir / "pods" / pod / "launch"),
+                "HOSTNAME": pod,
+                c.ENV_PODINFO_DIR: str(self.jdir / "pods" / pod / "podinfo"),
+            }
+        )
+        if self.hw == "ascend" or env.get(c.ENV_HW) == "ascend":
+            env[c.ENV_SIMULATE_DEVICE] = "cpu"
+        return env
+
+    def _plan_pods(self) -> list[_LocalPod]:
+        ports = {"sched": free_port(), "rdzv": free_port()}
+        (self.jdir / "logs").mkdir(parents=True, exist_ok=True)
+        pods = []
+        for task in self.job["spec"]["tasks"]:
+            replicas = int(task.get("replicas", 1))
+            tname = task["name"]
+            volcano_dir = self.jdir / "volcano"
+            volcano_dir.mkdir(parents=True, exist_ok=True)
+            (volcano_dir / f"{tname}.host").write_text("\n".join(["127.0.0.1"] * replicas) + "\n")
+            spec = task["template"]["spec"]
+            container = spec["containers"][0]
+            for index in range(replicas):
+                pod = c.VOLCANO_POD_NAME_FORMAT.format(job=self.name, task=tname, index=index)
+                mounts = self._mounts(spec, container, pod)
+                for local in mounts.values():
+                    local.mkdir(parents=True, exist_ok=True)
+                env = self._env(container, pod, index, tname, replicas, mounts, ports)
+                self._write_podinfo(pod, index, env)
+                argv = [expand_vars(a, env) for a in container.get("command", []) + container.get("args", [])]
+                if not argv:
+                    raise UsageError(
+                        f"task {tname}: the container has neither command nor args to run locally"
+                    )
+                pods.append(_LocalPod(pod, index, argv, env, self.jdir / "logs" / f"{pod}.log"))
+        return pods
+
+    def _write_podinfo(self, pod: str, index: int, env: dict[str, str]) -> None:
+        info = self.jdir / "pods" / pod / "podinfo"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / c.PODINFO_NAME_FILE).write_text(pod + "\n")
+        annotations: dict[str, str] = {}
+        if env.get(c.ENV_SIMULATE_DEVICE):
+            cards = int(env.get(c.ENV_CARDS_PER_POD, "1"))
+            annotations[c.ASCEND_DEVICE_ANNOTATIONS[0]] = simulated_ascend_annotation(pod, index, cards)
+        (info / c.PODINFO_ANNOTATIONS_FILE).write_text(format_downward_annotations(annotations))
+
+    # ---------------------------------------------------------------------------------- running
+    def _save(self, phase: JobPhase, pod_phases: dict[str, str] | None = None) -> None:
+        self.state["phase"] = phase.value
+        self.state["pods"] = [
+            asdict(
+                PodStatus(
+                    name=p.name,
+                    phase=(pod_phases or {}).get(p.name, _pod_phase(p)),
+                    node="localhost",
+                    restarts=p.restarts,
+                    exit_code=p.proc.poll() if p.proc else None,
+                )
+            )
+            for p in self.pods
+        ]
+        self.b._write_state(self.name, self.state)
+
+    def _start_all(self) -> None:
+        prefix = len(self.pods) > 1
+        for pod in self.pods:
+            pod.start(self.b.out, prefix, self.lock)
+
+    def _stop_all(self) -> None:
+        for pod in self.pods:
+            pod.kill(self.b.grace_s)
+        for pod in self.pods:
+            if pod.pump:
+                pod.pump.join(timeout=5)
+
+    def run(self) -> JobStatus:
+        self._save(JobPhase.PENDING)
+        log.info(
+            "local job %s: %d pod(s), maxRetry %d, state in %s",
+            self.name,
+            len(self.pods),
+            self.max_retry,
+            self.jdir,
+        )
+        self._start_all()
+        self._save(JobPhase.RUNNING)
+        try:
+            while True:
+                time.sleep(self.b.poll_s)
+                if (self.jdir / CANCEL_FILE).exists():
+                    self._stop_all()
+                    self.state["reasons"].append("aborted by `vitjob cancel`")
+                    self._save(JobPhase.ABORTED)
+                    break
+                codes = {p.name: p.proc.poll() if p.proc else None for p in self.pods}
+                failed = [(n, code) for n, code in codes.items() if code not in (None, 0)]
+                if failed:
+                    pod_name, code = failed[0]
+                    reason = f"pod {pod_name} failed with exit code {code}"
+                    if self.state["retry_count"] >= self.max_retry:
+                        self._stop_all()
+                        self.state["reasons"].append(f"{reason}; maxRetry {self.max_retry} exhausted")
+                        self._save(JobPhase.FAILED)
+                        break
+                    self.state["retry_count"] += 1
+                    self.state["reasons"].append(
+                        f"{reason}: PodFailed → RestartJob "
+                        f"(retry {self.state['retry_count']} of {self.max_retry})"
+                    )
+                    log.warning(
+                        "local job %s: %s; restarting the job (retry %d of %d)",
+                        self.name,
+                        reason,
+                        self.state["retry_count"],
+                        self.max_retry,
+                    )
+                    self._save(JobPhase.RESTARTING)
+                    self._stop_all()
+                    for pod in self.pods:
+                        pod.restarts += 1
+                    self._start_all()
+                    self._save(JobPhase.RUNNING)
+                    continue
+                if all(code == 0 for code in codes.values()):
+                    self._save(JobPhase.COMPLETED)
+                    break
+                self._save(JobPhase.RUNNING)
+        except KeyboardInterrupt:
+            self._stop_all()
+            self.state["reasons"].append("interrupted (Ctrl-C)")
+            self._save(JobPhase.ABORTED)
+            raise
+        return self.b._to_status(self.state)
+
+
+def _pod_phase(pod: _LocalPod) -> str:
+    if pod.proc is None:
+        return "Pending"
+    code = pod.proc.poll()
+    return "Running" if code is None else ("Succeeded" if code == 0 else "Failed")

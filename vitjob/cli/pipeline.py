@@ -1,0 +1,227 @@
+"""Commands for pipelines (``vitjob submit … --then``): ``pipeline run``, ``pipeline status`` and
+``controller``.
+
+``pipeline run NAME --wait`` drives a pipeline from this machine with the same reconcile loop the
+in-cluster controller runs; ``controller`` is that controller (``--render`` prints its Deployment
+and least-privilege RBAC instead of running it). Exit codes: 0 Completed (or running, without
+``--wait``), 1 Failed, 2 usage errors and ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import yaml
+
+from vitjob import constants as c
+from vitjob.errors import UsageError
+
+log = logging.getLogger("vitjob")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pipeline",
+        help="run or show a pipeline (vitjob submit … --then eval,export,infer310)",
+        description="Pipelines chain stage jobs: train → eval → export → infer310.",
+    )
+    psub = p.add_subparsers(dest="pipeline_command", metavar="SUBCOMMAND", required=True)
+    run = psub.add_parser(
+        "run",
+        help="advance a pipeline from this machine (what the controller does in the cluster)",
+        description="Reconcile the pipeline once, or with --wait until it Completes or Fails. Safe to "
+        "run beside a controller or another `pipeline run`: each stage job is created once.",
+    )
+    run.add_argument("name", help="pipeline name (the --name given to submit)")
+    run.add_argument("--wait", action="store_true", help="keep going until the pipeline ends")
+    run.add_argument(
+        "--timeout", type=float, default=None, help="with --wait: give up after SECONDS (exit 2)"
+    )
+    run.add_argument(
+        "--poll", type=float, default=c.DEFAULT_PIPELINE_POLL_S, help="seconds between checks (--wait)"
+    )
+    status = psub.add_parser("status", help="show a pipeline's phase and each stage's job and phase")
+    status.add_argument("name", help="pipeline name")
+    status.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    for q in (run, status):
+        _add_backend(q)
+    run.set_defaults(func=_cmd_run)
+    status.set_defaults(func=_cmd_status)
+    _register_controller(sub)
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    from vitjob.cli.jobs import _add_backend_arguments
+
+    _add_backend_arguments(p)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from vitjob.cli.jobs import _backend
+    from vitjob.pipeline import pipeline_store
+
+    return pipeline_store(_backend(args))
+
+
+# ------------------------------------------------------------------------------------- pipeline
+def _cmd_run(args: argparse.Namespace) -> int:
+    from vitjob.pipeline import PipelinePhase, PipelineRecord, run_pipeline
+
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout applies to --wait; add --wait")
+    store = _store(args)
+    seen: dict[str, str] = {}
+
+    def report(record: PipelineRecord) -> None:
+        for stage in record.stages:
+            state = str(record.progress.get(stage, ""))
+            if state and seen.get(stage) != state:
+                print(f"pipeline {record.name}: stage {stage} {state}", flush=True)
+            seen[stage] = state
+
+    record = run_pipeline(
+        store, args.name, wait=args.wait, poll_s=args.poll, timeout_s=args.timeout, on_step=report
+    )
+    print(format_pipeline(store_observed(store, record.name)))
+    if record.phase == PipelinePhase.FAILED:
+        return 1
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    print_pipeline(store_observed(_store(args), args.name), args.output)
+    return 0
+
+
+def store_observed(store: Any, name: str) -> Any:
+    """The pipeline and its stage jobs as they are now (``vitjob.pipeline.Observed``)."""
+    from vitjob.pipeline import Observed
+
+    record = store.get_pipeline(name)
+    return Observed(record, store.list_stage_jobs(record))
+
+
+def print_pipeline(observed: Any, output: str) -> None:
+    from vitjob.pipeline import pipeline_dict
+
+    if output == "json":
+        print(json.dumps(pipeline_dict(observed), indent=2))
+    elif output == "yaml":
+        print(yaml.safe_dump(pipeline_dict(observed), sort_keys=False), end="")
+    else:
+        print(format_pipeline(observed))
+
+
+def format_pipeline(observed: Any) -> str:
+    from vitjob.cli.jobs import format_table
+    from vitjob.pipeline import stage_rows
+
+    record = observed.pipeline
+    where = f"  (namespace {record.namespace})" if record.namespace else ""
+    lines = [f"pipeline: {record.name}{where}", f"phase:    {record.phase}"]
+    if record.reason:
+        lines.append(f"reason:   {record.reason}")
+    lines += ["", format_table(["STAGE", "JOB", "PHASE"], stage_rows(observed))]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- controller
+def _register_controller(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "controller",
+        help="run the pipeline controller (in the cluster: a Deployment, see --render)",
+        description="Watch vitjob jobs and pipelines and start each pipeline's next stage when one "
+        "completes. State lives on the cluster: restart it at any time. With --leader-elect several "
+        "replicas may run; one acts.",
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", default=None, help="namespace to watch (default: the context's)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    p.add_argument("--leader-elect", action="store_true", help="elect one active replica through a Lease")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=c.DEFAULT_HEALTH_PORT,
+        help=f"port of /healthz and /readyz (default {c.DEFAULT_HEALTH_PORT}; 0: any free port)",
+    )
+    p.add_argument("--health-host", default="0.0.0.0", help="address of the health endpoint")
+    p.add_argument(
+        "--identity", default="", help=f"name in the Lease (default ${c.ENV_CONTROLLER_ID} or host)"
+    )
+    p.add_argument("--lease-name", default=c.CONTROLLER_NAME, help="the Lease's name")
+    p.add_argument(
+        "--lease-namespace",
+        default=None,
+        help="the Lease's namespace (default: the context's); with --render -A: the controller's namespace",
+    )
+    p.add_argument("--lease-duration", type=float, default=c.DEFAULT_LEASE_DURATION_S, metavar="S")
+    p.add_argument("--renew-deadline", type=float, default=c.DEFAULT_RENEW_DEADLINE_S, metavar="S")
+    p.add_argument("--retry-period", type=float, default=c.DEFAULT_RETRY_PERIOD_S, metavar="S")
+    p.add_argument(
+        "--resync",
+        type=float,
+        default=c.DEFAULT_RESYNC_S,
+        metavar="S",
+        help="reconcile every pipeline at least this often",
+    )
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="print the controller's Deployment, ServiceAccount and RBAC as YAML; run nothing",
+    )
+    p.add_argument("--image", default="", help="--render: controller image (default: the vitjob CPU image)")
+    p.add_argument("--replicas", type=int, default=2, help="--render: replicas (>1 adds --leader-elect)")
+    p.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
+    p.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    p.set_defaults(func=_cmd_controller)
+
+
+def _cmd_controller(args: argparse.Namespace) -> int:
+    if args.render:
+        from vitjob.render import render_controller_documents
+
+        docs = render_controller_documents(
+            namespace=args.namespace or args.lease_namespace or c.DEFAULT_NAMESPACE,
+            all_namespaces=args.all_namespaces,
+            image=args.image,
+            replicas=args.replicas,
+            health_port=args.health_port,
+        )
+        sys.stdout.write("".join(f"---\n{d}" for d in docs))
+        return 0
+    from vitjob.backends.kubernetes import KubernetesBackend
+    from vitjob.controller import Controller, ControllerOptions
+
+    options = ControllerOptions(
+        namespace=args.namespace,
+        all_namespaces=args.all_namespaces,
+        leader_elect=args.leader_elect,
+        identity=args.identity,
+        lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace,
+        lease_duration_s=args.lease_duration,
+        renew_deadline_s=args.renew_deadline,
+        retry_period_s=args.retry_period,
+        resync_s=args.resync,
+        health_host=args.health_host,
+        health_port=args.health_port,
+    )
+    backend = KubernetesBackend(args.kubeconfig, args.context, args.namespace)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    Controller(backend, options).run(stop)
+    return 0

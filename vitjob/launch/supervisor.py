@@ -1,0 +1,152 @@
+"""Runs one child process per card and keeps the pod honest about them.
+
+- Every line a child prints reaches the pod's stdout prefixed with ``[rank N]`` (so ``kubectl logs``
+  alone tells the ranks apart), written whole under a lock.
+- If any child fails, the others are stopped (SIGTERM, then SIGKILL after a grace period) and the
+  supervisor returns the first failure's exit code with a one-line summary.
+- SIGTERM/SIGINT to the supervisor are forwarded to every child. Each child runs in its own process
+  group and the whole group is signalled, so no orphan (e.g. a data-loader worker) survives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChildSpec:
+    label: str  # output prefix, e.g. "rank 3" or "sched"
+    argv: list[str]
+    env: dict[str, str]
+    required: bool = True  # a worker; False for helpers (the scheduler) that are stopped at the end
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    summary: str
+    codes: dict[str, int | None] = field(default_factory=dict)
+
+
+class Supervisor:
+    def __init__(self, children: list[ChildSpec], out: IO[str] | None = None, grace_s: float = 10.0) -> None:
+        self.specs = children
+        self.out = out or sys.stdout
+        self.grace_s = grace_s
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._pumps: list[threading.Thread] = []
+        self._stop_signal: int | None = None
+
+    def _pump(self, label: str, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self._lock:
+                self.out.write(f"[{label}] {line}\n")
+                self.out.flush()
+        stream.close()
+
+    def start(self) -> tuple[str, int, str] | None:
+        """Start every child; if one cannot be started, stop those already running and say why."""
+        for spec in self.specs:
+            try:
+                proc = subprocess.Popen(
+                    spec.argv, env=spec.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                code = 126 if isinstance(exc, PermissionError) else 127  # the shell's codes
+                return spec.label, code, f"cannot run {spec.argv[0]!r}: {exc.strerror or exc}"
+            self.procs.append(proc)
+            pump = threading.Thread(target=self._pump, args=(spec.label, proc.stdout), daemon=True)
+            pump.start()
+            self._pumps.append(pump)
+        return None
+
+    def signal_all(self, sig: int) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, sig)
+
+    def stop_all(self) -> None:
+        self.signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs):
+            time.sleep(0.05)
+        self.signal_all(signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait()
+        # Kill the rest of each child's process group (workers it spawned that outlived it).
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def request_stop(self, signum: int) -> None:
+        if self._stop_signal is None:
+            self._stop_signal = signum
+        self.signal_all(signum)
+
+    def run(self, poll_s: float = 0.1) -> Outcome:
+        """Start the children and wait; returns when every required child ended or one failed."""
+        failure: tuple[str, int] | None = None
+        start_error: str | None = None
+        try:
+            not_started = self.start()
+            if not_started is not None:
+                label, code, why = not_started
+                failure, start_error = (label, code), why
+            while failure is None and self._stop_signal is None:
+                required_done = True
+                for spec, proc in zip(self.specs, self.procs, strict=True):
+                    code = proc.poll()
+                    if code is not None and code != 0 and failure is None:
+                        failure = (spec.label, code)
+                    if spec.required and code is None:
+                        required_done = False
+                if failure or required_done:
+                    break
+                time.sleep(poll_s)
+        finally:
+            self.stop_all()
+            for pump in self._pumps:
+                pump.join(timeout=5)
+        codes: dict[str, int | None] = {spec.label: None for spec in self.specs}
+        codes.update({spec.label: proc.returncode
+                      for spec, proc in zip(self.specs, self.procs, strict=False)})
+        if self._stop_signal is not None and failure is None:
+            name = _signal_name(self._stop_signal)
+            return Outcome(128 + self._stop_signal, f"stopped: received {name}; children stopped", codes)
+        if failure:
+            label, code = failure
+            others = len(self.procs) - (0 if start_error else 1)
+            if start_error:
+                return Outcome(code, f"{label}: {start_error}; stopped {others} other process(es)", codes)
+            shown = code if code >= 0 else f"signal {_signal_name(-code)}"
+            exit_code = code if code > 0 else 128 - code
+            return Outcome(exit_code, f"{label} failed with exit code {shown}; "
+                           f"stopped {others} other process(es)", codes)
+        return Outcome(0, f"all {sum(s.required for s in self.specs)} process(es) finished", codes)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def install_signal_forwarding(supervisor: Supervisor) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: supervisor.request_stop(signum))
