@@ -140,7 +140,7 @@ def run_training(
         "global_batch": batch * world,
         "steps": int(summary["steps"]),
         "step_ms_median": round(step_ms, 2),
-        "img_s": round(batch * world * 1000.0 / step_ms, 2) if step_ms > 0 else None,
+        "img_s": float(f"{batch * world * 1000.0 / step_ms:.4g}") if step_ms > 0 else None,
         "img_s_wall_incl_compile": round(float(summary["img_s"]), 2),
         "wall_s": round(wall, 1),
     }

@@ -143,7 +143,8 @@ def flops_rows() -> tuple[list[Row], dict[str, int]]:
             Row(
                 "model",
                 "FLOPs per image (forward)",
-                f"{name} {cfg.image_size}×{cfg.image_size}",
+                f"{name} {cfg.image_size}×{cfg.image_size}, patch {cfg.patch_size}, "
+                f"{cfg.num_layers} layers × {cfg.hidden_size}",
                 flops[name] / 1e9,
                 "GFLOP",
                 detail=f"training ≈ 3× forward = {3 * flops[name] / 1e9:.3g} GFLOP/image",
@@ -265,8 +266,8 @@ def train_rows(
         cores = os.cpu_count() or 1
         if device == "cpu":
             note = (
-                f"{case.procs} processes share {cores} cores: one process already uses every core, so "
-                "CPU data parallelism cannot scale here; the number measures its overhead"
+                f"the {case.procs} processes share {cores} cores (each MindSpore process uses every core): "
+                "over 50 % is a speed-up, 100 % needs a device per process"
             )
         rows.append(
             Row(
@@ -330,7 +331,7 @@ def pipeline_rows(quick: bool, trained: dict[TrainCase, dict[str, Any]], device:
                         f"BOTTLENECK: the pipeline feeds only {100 * ratio:.0f} % of what training consumes"
                     )
                 else:
-                    note = f"not the bottleneck ({ratio:.3g}× headroom)"
+                    note = f"not the bottleneck ({format_value(ratio)}× headroom)"
             rows.append(
                 Row(
                     "pipeline",
@@ -380,10 +381,8 @@ def jobs_rows(quick: bool) -> list[Row]:
         )
 
     progress("rank table 128 × 8")
-    rows.append(
-        _generic_script_row(
-            "bench_ranktable.py", "rank-table generation", "128 pods × 8 Ascend cards", [], 600
-        )
+    rows.extend(
+        script_rows("bench_ranktable.py", "rank-table generation", "128 pods × 8 Ascend cards", [], 600)
     )
 
     progress("Kubernetes API requests per job")
@@ -422,8 +421,8 @@ def jobs_rows(quick: bool) -> list[Row]:
 
     progress("controller: API requests per pipeline")
     ctl_args = ["--pipelines", "20", "--tracked", "200"] if quick else []
-    rows.append(
-        _generic_script_row(
+    rows.extend(
+        script_rows(
             "bench_controller.py",
             "API requests per pipeline",
             "controller: train → eval → export → infer310",
@@ -472,28 +471,50 @@ def _number(text: Any) -> float | None:
         return None
 
 
-def _generic_script_row(
-    script: str, name: str, config: str, args: list[str], timeout_s: float, value_keys: tuple[str, ...] = ()
-) -> Row:
-    """A bench script's result: its JSON line, else its ``key  value`` lines, else its last lines.
+_LABELLED = re.compile(r"^\s*(?P<label>[^:]+?):\s+(?P<value>\d[\d,]*(?:\.\d+)?)\s*(?P<unit>[A-Za-z/%]+)\s*$")
 
-    The value is the first of ``value_keys`` found, else the first numeric key mentioning ms or requests.
+
+def parse_labelled_values(out: str) -> list[tuple[str, float, str]]:
+    """``label: 10.1 ms`` lines, as the rank-table benchmark prints them."""
+    found = []
+    for line in out.splitlines():
+        match = _LABELLED.match(line)
+        if match:
+            found.append((match["label"].strip(), float(match["value"].replace(",", "")), match["unit"]))
+    return found
+
+
+def script_rows(
+    script: str, name: str, config: str, args: list[str], timeout_s: float, value_keys: tuple[str, ...] = ()
+) -> list[Row]:
+    """Rows of a bench script this suite only knows by its output's shape.
+
+    A JSON line; ``label (config): 10.1 ms`` lines (one row each, named by the label); or ``  key  value``
+    lines (one row, whose value is the first of ``value_keys`` found, else the first numeric key
+    mentioning ms or requests). Other output is quoted. A missing or failing script: one row, a note.
     """
     out, err = run_script(script, args, timeout_s)
     if err:
-        return Row("jobs", name, config, None, "", note=err)
+        return [Row("jobs", name, config, None, "", note=err)]
+    labelled = parse_labelled_values(out) if last_json_line(out) is None else []
+    if labelled:
+        rows = []
+        for label, value, unit in labelled:
+            title, _, inner = label.partition(" (")
+            rows.append(Row("jobs", title, inner.rstrip(")") or config, value, unit, metrics={label: value}))
+        return rows
     found: dict[str, Any] = last_json_line(out) or parse_key_values(out)
     if not found:
         lines = [line.strip() for line in out.strip().splitlines() if line.strip()]
         detail = " / ".join(lines[-3:]) or "no output"
-        return Row("jobs", name, config, None, "", detail=detail, metrics={"output": out[-4000:]})
+        return [Row("jobs", name, config, None, "", detail=detail, metrics={"output": out[-4000:]})]
     keys = [k for k in value_keys if k in found] or [
         k for k in found if ("ms" in k or "request" in k) and _number(found[k]) is not None
     ]
     key = keys[0] if keys else None
     value = _number(found[key]) if key else None
     detail = ", ".join(f"{k} {v}" for k, v in found.items() if k != key and len(str(v)) < 60)
-    return Row("jobs", name, config, value, key or "", detail=detail, metrics=found)
+    return [Row("jobs", name, config, value, key or "", detail=detail, metrics=found)]
 
 
 def reference_rows(flops: dict[str, int]) -> list[Row]:

@@ -161,8 +161,20 @@ def test_parse_kube_api_table() -> None:
 
 
 def test_missing_script_is_a_note_not_a_crash() -> None:
-    row = suite._generic_script_row("bench_does_not_exist.py", "thing", "cfg", [], 10)
+    (row,) = suite.script_rows("bench_does_not_exist.py", "thing", "cfg", [], 10)
     assert row.value is None and "not found: skipped" in row.note
+
+
+def test_parse_labelled_values_of_the_rank_table_output() -> None:
+    out = (
+        "rank table build (128 pods x 8 cards = 1024 ranks): 10.1 ms\n"
+        "rank table gather through the rendezvous (128 client threads): 1,590.6 ms\n"
+        "readyz: ready: leader\n"
+    )
+    assert suite.parse_labelled_values(out) == [
+        ("rank table build (128 pods x 8 cards = 1024 ranks)", 10.1, "ms"),
+        ("rank table gather through the rendezvous (128 client threads)", 1590.6, "ms"),
+    ]
 
 
 def test_train_plan_covers_the_matrix() -> None:

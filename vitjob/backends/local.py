@@ -280,6 +280,25 @@ class LocalBackend(Backend):
             self.wait(name, timeout_s=self.grace_s + 30)
         shutil.rmtree(self.job_dir(name))
 
+    # PipelineStore (vitjob.pipeline): delegated, so `pipeline_store(backend)` finds the methods here.
+    def _pipelines(self) -> LocalPipelineStore:
+        return LocalPipelineStore(self)
+
+    def create_pipeline(self, definition: Any, *, replace: bool = False) -> JobStatus:
+        return self._pipelines().create_pipeline(definition, replace=replace)
+
+    def get_pipeline(self, name: str) -> Any:
+        return self._pipelines().get_pipeline(name)
+
+    def list_stage_jobs(self, pipeline: Any) -> dict[str, Any]:
+        return self._pipelines().list_stage_jobs(pipeline)
+
+    def create_stage(self, pipeline: Any, stage: str) -> None:
+        self._pipelines().create_stage(pipeline, stage)
+
+    def update_pipeline(self, pipeline: Any, update: Any) -> Any:
+        return self._pipelines().update_pipeline(pipeline, update)
+
     def list_jobs(self, all_namespaces: bool = False) -> list[JobStatus]:
         jobs_dir = self.root / "jobs"
         if not jobs_dir.is_dir():
@@ -526,3 +545,122 @@ def _pod_phase(pod: _LocalPod) -> str:
         return "Pending"
     code = pod.proc.poll()
     return "Running" if code is None else ("Succeeded" if code == 0 else "Failed")
+
+
+class LocalPipelineStore:
+    """Pipelines on the local backend (``vitjob.pipeline.PipelineStore``).
+
+    A pipeline is ``<local-root>/pipelines/<name>.json``; its stage jobs are ordinary local jobs.
+    Creating a stage runs it in the foreground, so ``run_pipeline`` advances stage by stage.
+    """
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.b = backend
+
+    def _path(self, name: str) -> Path:
+        return self.b.root / "pipelines" / f"{name}.json"
+
+    def _write(self, data: dict[str, Any]) -> None:
+        path = self._path(data["name"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def _record(self, data: dict[str, Any]) -> Any:
+        from vitjob.pipeline import PipelinePhase, PipelineRecord, StageState
+
+        return PipelineRecord(
+            name=data["name"],
+            namespace=data.get("namespace", ""),
+            part_of=data["part_of"],
+            stages=tuple(data["stages"]),
+            job_names=data["job_names"],
+            manifests=data["manifests"],
+            phase=PipelinePhase(data["phase"]),
+            reason=data.get("reason", ""),
+            progress={k: StageState(v) for k, v in data.get("progress", {}).items()},
+            version=str(data["version"]),
+        )
+
+    def create_pipeline(self, definition: Any, *, replace: bool = False) -> JobStatus:
+        from vitjob.pipeline import PipelinePhase, StageState
+
+        if self._path(definition.name).exists():
+            if not replace:
+                raise ConflictError(
+                    f"local pipeline {definition.name} already exists; pass --replace to run it again"
+                )
+            for stage in definition.stages:
+                if (self.b.job_dir(stage.job_name) / STATE_FILE).exists():
+                    self.b.delete(stage.job_name)
+            self._path(definition.name).unlink()
+        data = {
+            "name": definition.name,
+            "namespace": definition.namespace,
+            "part_of": definition.part_of,
+            "stages": [s.stage for s in definition.stages],
+            "job_names": {s.stage: s.job_name for s in definition.stages},
+            "manifests": {s.stage: s.manifest for s in definition.stages},
+            "phase": PipelinePhase.PENDING.value,
+            "reason": "",
+            "progress": {},
+            "version": 1,
+        }
+        self._write(data)
+        first = definition.stages[0]
+        record = self._record(data)
+        try:
+            data.update(
+                phase=PipelinePhase.RUNNING.value, progress={first.stage: StageState.CREATED.value}, version=2
+            )
+            self._write(data)
+            return self.b.submit(record.stage_objects(first.stage))
+        except Exception:
+            self._path(definition.name).unlink(missing_ok=True)
+            raise
+
+    def get_pipeline(self, name: str) -> Any:
+        from vitjob.errors import PipelineNotFoundError
+
+        try:
+            return self._record(json.loads(self._path(name).read_text()))
+        except FileNotFoundError:
+            raise PipelineNotFoundError(
+                f"no local pipeline {name!r} under {self.b.root / 'pipelines'}"
+            ) from None
+
+    def list_stage_jobs(self, pipeline: Any) -> dict[str, Any]:
+        from vitjob.pipeline import StageJob
+
+        jobs = {}
+        for stage in pipeline.stages:
+            name = pipeline.job_names[stage]
+            jdir = self.b.job_dir(name)
+            if not (jdir / STATE_FILE).exists():
+                continue
+            status = self.b.status(name)
+            labels = json.loads((jdir / "job.json").read_text())["metadata"].get("labels", {})
+            jobs[stage] = StageJob(
+                name, status.phase, labels.get(c.LABEL_PART_OF, ""), "; ".join(status.reasons)
+            )
+        return jobs
+
+    def create_stage(self, pipeline: Any, stage: str) -> None:
+        name = pipeline.job_names[stage]
+        if (self.b.job_dir(name) / STATE_FILE).exists():
+            return
+        self.b.submit(pipeline.stage_objects(stage))
+
+    def update_pipeline(self, pipeline: Any, update: Any) -> Any:
+        data = json.loads(self._path(pipeline.name).read_text())
+        if pipeline.version and str(data["version"]) != pipeline.version:
+            raise ConflictError(f"local pipeline {pipeline.name} changed meanwhile")
+        data["progress"].update({k: v.value for k, v in update.stages.items()})
+        if update.phase is not None:
+            data["phase"] = update.phase.value
+        if update.reason is not None:
+            data["reason"] = update.reason
+        data["version"] = int(data["version"]) + 1
+        self._write(data)
+        return self._record(data)

@@ -21,6 +21,7 @@ from vitjob.errors import VitjobError
 COMMAND_MODULES: tuple[str, ...] = (
     "vitjob.cli.vit",
     "vitjob.cli.launch",
+    "vitjob.cli.demo",
     "vitjob.cli.infer310",
     "vitjob.cli.render",
     "vitjob.cli.jobs",

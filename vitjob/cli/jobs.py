@@ -225,6 +225,17 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_local_pipeline(store: Any, name: str) -> int:
+    from vitjob.pipeline import PipelinePhase, run_pipeline
+
+    record = run_pipeline(store, name, wait=True, poll_s=0.2)
+    print(f"pipeline {name} {record.phase}" + (f": {record.reason}" if record.reason else ""))
+    for stage in record.stages:
+        state = record.progress.get(stage)
+        print(f"  {stage:<9} {record.job_names[stage]:<24} {state.value if state else 'not started'}")
+    return 0 if record.phase == PipelinePhase.COMPLETED else 1
+
+
 def _report_local_run(status: Any) -> int:
     print(f"job {status.name} {status.phase} (local backend, {status.retry_count} restart(s))")
     for reason in status.reasons:
@@ -262,7 +273,10 @@ def _submit_pipeline(args: argparse.Namespace) -> int:
         later = [o for s in definition.stages[1:] for o in yaml.safe_load_all(s.manifest) if o]
         validate_objects(later, crd_source=args.crd)
     backend = _backend(args)
-    status = pipeline_store(backend).create_pipeline(definition, replace=args.replace)
+    store = pipeline_store(backend)
+    status = store.create_pipeline(definition, replace=args.replace)
+    if backend.name == "local":  # no controller here: advance the pipeline in the foreground
+        return _run_local_pipeline(store, definition.name)
     for warning in status.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     where = f" in namespace {status.namespace}" if status.namespace else ""

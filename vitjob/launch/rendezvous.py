@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vitjob import constants as c
 from vitjob.errors import RankTableError
 from vitjob.launch.ranktable import PodPiece, build_rank_table
 
@@ -42,6 +43,7 @@ class _Gather:
         self.pieces: dict[int, PodPiece] = {}
         self.table: dict[str, Any] | None = None
         self.error: str | None = None
+        self._line: bytes | None = None
         self.cond = threading.Condition()
 
     def add(self, piece: PodPiece) -> None:
@@ -78,6 +80,14 @@ class _Gather:
             assert self.table is not None
             return self.table
 
+    def table_line(self, deadline: float) -> bytes:
+        """The answer to every pod, encoded once: ``{"table": ...}`` and a newline."""
+        table = self.wait(deadline)
+        with self.cond:
+            if self._line is None:
+                self._line = (json.dumps({"table": table}) + "\n").encode()
+            return self._line
+
     def missing_message(self) -> str:
         missing = sorted(set(range(self.expected)) - set(self.pieces))
         return (
@@ -112,18 +122,24 @@ class RendezvousServer:
                     try:
                         msg = json.loads(self.rfile.readline(_MAX_LINE))
                         gather.add(PodPiece.from_json(msg["piece"]))
-                        reply: dict[str, Any] = {"table": gather.wait(deadline)}
+                        line = gather.table_line(deadline)
                     except (RankTableError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                        reply = {"error": f"{exc.__class__.__name__}: {exc}"
-                                 if not isinstance(exc, RankTableError) else str(exc)}
+                        error = str(exc)
+                        if not isinstance(exc, RankTableError):
+                            error = f"{exc.__class__.__name__}: {exc}"
+                        line = (json.dumps({"error": error}) + "\n").encode()
                     with contextlib.suppress(OSError):  # that pod went away; it will ask again
-                        self.wfile.write((json.dumps(reply) + "\n").encode())
+                        self.wfile.write(line)
                 finally:
                     with server._idle:
                         server._active -= 1
                         server._idle.notify_all()
 
-        self._server = _Server((host, port), Handler)
+        try:
+            self._server = _Server((host, port), Handler)
+        except OSError as exc:
+            raise RankTableError(f"cannot serve the rank-table rendezvous on {host}:{port}: "
+                                 f"{exc.strerror or exc} (set {c.ENV_RDZV_PORT} to a free port)") from exc
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True, name="rdzv")

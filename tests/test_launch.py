@@ -1,0 +1,442 @@
+"""``vitjob launch`` end to end with trivial children (tiny Python/bash commands, no MindSpore).
+
+Each test runs ``vitjob launch`` as its own process with the pod environment Volcano would give it
+(paths overridden through the ``VITJOB_*`` variables), and the scheduler child replaced through
+``VITJOB_SCHED_COMMAND``. Checked: the environment of every child, the ``[rank N]`` prefix, the Ascend rank
+table gathered by two concurrent pods, failure propagation and SIGTERM forwarding with no process of the
+launch's tree surviving (psutil).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from vitjob import constants as c
+from vitjob.launch.ranktable import format_downward_annotations
+
+LAUNCH = [
+    sys.executable,
+    "-c",
+    "import sys; from vitjob.cli import main; sys.exit(main(sys.argv[1:]))",
+    "launch",
+]
+ENV_KEYS = [
+    "RANK_ID",
+    "RANK_SIZE",
+    "DEVICE_ID",
+    "ASCEND_DEVICE_ID",
+    "MS_ROLE",
+    "MS_NODE_ID",
+    "MS_WORKER_NUM",
+    "MS_SCHED_HOST",
+    "MS_SCHED_PORT",
+    "CUDA_VISIBLE_DEVICES",
+    "RANK_TABLE_FILE",
+    "VITJOB_SCHED_DEVICE",
+]
+# Prints the child's cluster variables as one JSON line (after TEST_MARKER exists, when set).
+DUMP_ENV = (
+    "import json, os, pathlib, time\n"
+    "m = os.environ.get('TEST_MARKER')\n"
+    "end = time.time() + 20\n"
+    "while m and not pathlib.Path(m).exists() and time.time() < end: time.sleep(0.02)\n"
+    f"print(json.dumps({{k: os.environ.get(k) for k in {ENV_KEYS!r}}}))\n"
+)
+# The stand-in scheduler: records its environment, creates the marker the workers wait for, stays up.
+FAKE_SCHED = (
+    "import json, os, pathlib, time\n"
+    f"env = {{k: os.environ.get(k) for k in {ENV_KEYS!r}}}\n"
+    "pathlib.Path(os.environ['TEST_SCHED_OUT']).write_text(json.dumps(env))\n"
+    "pathlib.Path(os.environ['TEST_MARKER']).touch()\n"
+    "print('scheduler up', flush=True)\n"
+    "time.sleep(60)\n"
+)
+PREFIX = re.compile(r"^\[(rank \d+|sched)\] ")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pod_env(
+    tmp_path: Path, *, index: int = 0, pods: int = 1, hosts: list[str] | None = None, **extra: str
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VITJOB_", "VC_", "VK_", "MS_", "RANK_", "CUDA_", "ASCEND_", "DEVICE_ID"))
+    }
+    volcano = tmp_path / "volcano"
+    volcano.mkdir(exist_ok=True)
+    (volcano / "worker.host").write_text(
+        "\n".join(hosts or [f"job-worker-{i}.job" for i in range(pods)]) + "\n"
+    )
+    env.update(
+        {
+            c.ENV_VC_TASK_INDEX: str(index),
+            c.ENV_NUM_PODS: str(pods),
+            c.ENV_VOLCANO_DIR: str(volcano),
+            c.ENV_SCHED_PORT: "23456",
+            c.ENV_PODINFO_DIR: str(tmp_path / f"podinfo-{index}"),
+            c.ENV_WORKDIR: str(tmp_path / f"work-{index}"),
+            c.ENV_OPERATOR_RANK_TABLE: str(tmp_path / "no-hccl.json"),
+            c.ENV_HCCN_CONF: str(tmp_path / "no-hccn.conf"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_launch(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LAUNCH, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def child_envs(stdout: str) -> dict[str, dict[str, Any]]:
+    """label -> the JSON a child printed; every stdout line must carry its child's prefix."""
+    result = {}
+    for line in stdout.splitlines():
+        m = PREFIX.match(line)
+        assert m, f"unprefixed output line: {line!r}"
+        body = line[m.end() :]
+        if body.startswith("{"):
+            result[m.group(1)] = json.loads(body)
+    return result
+
+
+# --------------------------------------------------------------------------- GPU / CPU: dynamic cluster
+def test_cpu_pod0_env_prefix_and_scheduler(tmp_path: Path) -> None:
+    marker, sched_out = tmp_path / "sched-ready", tmp_path / "sched.json"
+    env = pod_env(
+        tmp_path,
+        index=0,
+        pods=2,
+        TEST_MARKER=str(marker),
+        TEST_SCHED_OUT=str(sched_out),
+        VITJOB_SCHED_COMMAND=f"{sys.executable} -c {shlex.quote(FAKE_SCHED)}",
+    )
+    proc = run_launch(["--hw", "cpu", "--cards-per-pod", "2", "--", sys.executable, "-c", DUMP_ENV], env)
+    assert proc.returncode == 0, proc.stderr
+    envs = child_envs(proc.stdout)
+    assert "[sched] scheduler up" in proc.stdout.splitlines()
+    assert set(envs) == {"rank 0", "rank 1"}
+    for rank in (0, 1):
+        e = envs[f"rank {rank}"]
+        assert e["MS_ROLE"] == "MS_WORKER" and e["MS_NODE_ID"] == str(rank) and e["RANK_ID"] == str(rank)
+        assert e["MS_WORKER_NUM"] == "4" and e["RANK_SIZE"] == "4"  # 2 pods x 2 cards
+        assert e["MS_SCHED_HOST"] == "job-worker-0.job" and e["MS_SCHED_PORT"] == "23456"
+        assert e["CUDA_VISIBLE_DEVICES"] is None
+    sched = json.loads(sched_out.read_text())
+    assert sched["MS_ROLE"] == "MS_SCHED" and sched["MS_WORKER_NUM"] == "4"
+    assert sched["MS_SCHED_HOST"] == "job-worker-0.job" and sched["MS_SCHED_PORT"] == "23456"
+    assert sched["MS_NODE_ID"] is None and sched["VITJOB_SCHED_DEVICE"] == "cpu"
+    assert "all 2 process(es) finished" in proc.stderr.splitlines()[-1]
+
+
+def test_cpu_pod1_has_no_scheduler(tmp_path: Path) -> None:
+    env = pod_env(
+        tmp_path, index=1, pods=2, VITJOB_SCHED_COMMAND=f"{sys.executable} -c 'raise SystemExit(9)'"
+    )
+    proc = run_launch(["--hw", "cpu", "--cards-per-pod", "2", "--", sys.executable, "-c", DUMP_ENV], env)
+    assert proc.returncode == 0, proc.stderr
+    envs = child_envs(proc.stdout)
+    assert set(envs) == {"rank 2", "rank 3"}  # no sched: its command would have failed the pod
+    assert [envs[f"rank {r}"]["MS_NODE_ID"] for r in (2, 3)] == ["2", "3"]
+    assert envs["rank 3"]["MS_SCHED_HOST"] == "job-worker-0.job"
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, ["0", "1"]), ("4,5", ["4", "5"])])
+def test_gpu_one_device_per_process(tmp_path: Path, preset: str | None, expected: list[str]) -> None:
+    extra = {"CUDA_VISIBLE_DEVICES": preset} if preset else {}
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND="sleep 30", **extra)
+    proc = run_launch(["--hw", "gpu", "--cards-per-pod", "2", "--", sys.executable, "-c", DUMP_ENV], env)
+    assert proc.returncode == 0, proc.stderr
+    envs = child_envs(proc.stdout)
+    assert [envs[f"rank {r}"]["CUDA_VISIBLE_DEVICES"] for r in (0, 1)] == expected
+    assert [envs[f"rank {r}"]["DEVICE_ID"] for r in (0, 1)] == ["0", "0"]
+    assert [envs[f"rank {r}"]["MS_NODE_ID"] for r in (0, 1)] == ["0", "1"]
+
+
+def test_single_process_gets_no_cluster(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND=f"{sys.executable} -c 'raise SystemExit(9)'")
+    proc = run_launch(["--hw", "cpu", "--", sys.executable, "-c", DUMP_ENV + "print('two\\nlines')"], env)
+    assert proc.returncode == 0, proc.stderr
+    assert child_envs(proc.stdout)["rank 0"]["MS_ROLE"] is None
+    assert proc.stdout.splitlines()[-2:] == ["[rank 0] two", "[rank 0] lines"]
+
+
+# --------------------------------------------------------------------------- Ascend: rank table via 2 pods
+ASCEND_CHILD = (
+    "import hashlib, json, os, pathlib\n"
+    "table = pathlib.Path(os.environ['RANK_TABLE_FILE']).read_bytes()\n"
+    "print(json.dumps({'sha': hashlib.sha256(table).hexdigest(), 'table': os.environ['RANK_TABLE_FILE'],\n"
+    f"                  **{{k: os.environ.get(k) for k in {ENV_KEYS!r}}}}}))\n"
+)
+
+
+def write_podinfo(env: dict[str, str], index: int, devices: list[int]) -> None:
+    info = Path(env[c.ENV_PODINFO_DIR])
+    info.mkdir(parents=True, exist_ok=True)
+    (info / c.PODINFO_NAME_FILE).write_text(f"job-worker-{index}\n")
+    instance = {
+        "pod_name": f"job-worker-{index}",
+        "server_id": f"uid-{index}",
+        "host_ip": "127.0.0.1",
+        "devices": [{"device_id": str(d), "device_ip": f"192.0.2.{10 * index + d + 1}"} for d in devices],
+    }
+    (info / c.PODINFO_ANNOTATIONS_FILE).write_text(
+        format_downward_annotations(
+            {c.ASCEND_DEVICE_ANNOTATIONS[0]: json.dumps(instance), "note": 'say "hi"\nbye'}
+        )
+    )
+
+
+@pytest.mark.parametrize("simulate", ["", "cpu"], ids=["ascend", "simulated"])
+def test_ascend_two_pods_gather_the_identical_table(tmp_path: Path, simulate: str) -> None:
+    port = free_port()
+    procs = []
+    devices = {0: [3, 2], 1: [1, 0]}  # as the device plugin might list them (unsorted)
+    for index in (1, 0):  # pod 1 first: it must wait for pod 0's rendezvous
+        extra = {c.ENV_SIMULATE_DEVICE: simulate, "VITJOB_SCHED_COMMAND": "sleep 30"} if simulate else {}
+        env = pod_env(
+            tmp_path,
+            index=index,
+            pods=2,
+            hosts=["127.0.0.1", "127.0.0.1"],
+            VITJOB_RDZV_PORT=str(port),
+            **extra,
+        )
+        write_podinfo(env, index, devices[index])
+        procs.append(
+            (
+                index,
+                subprocess.Popen(
+                    [
+                        *LAUNCH,
+                        "--hw",
+                        "ascend",
+                        "--cards-per-pod",
+                        "2",
+                        "--rdzv-timeout",
+                        "30",
+                        "--",
+                        sys.executable,
+                        "-c",
+                        ASCEND_CHILD,
+                    ],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
+        time.sleep(0.3)
+    outs = {}
+    for index, proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        outs[index] = child_envs(out)
+    tables = [(tmp_path / f"work-{i}" / "hccl.json").read_bytes() for i in (0, 1)]
+    assert tables[0] == tables[1]
+    sha = hashlib.sha256(tables[0]).hexdigest()
+    table = json.loads(tables[0])
+    assert table["server_count"] == "2" and [s["server_id"] for s in table["server_list"]] == [
+        "uid-0",
+        "uid-1",
+    ]
+    assert set(outs[0]) == {"rank 0", "rank 1"} and set(outs[1]) == {"rank 2", "rank 3"}
+    expected_device = {0: "2", 1: "3", 2: "0", 3: "1"}  # ranks by task index, then device id
+    for index in (0, 1):
+        for label, e in outs[index].items():
+            rank = int(label.split()[1])
+            assert e["sha"] == sha and e["table"] == str(tmp_path / f"work-{index}" / "hccl.json")
+            assert e["RANK_ID"] == str(rank) and e["RANK_SIZE"] == "4"
+            assert e["DEVICE_ID"] == e["ASCEND_DEVICE_ID"] == expected_device[rank]
+            if simulate:
+                assert (
+                    e["MS_ROLE"] == "MS_WORKER" and e["MS_NODE_ID"] == str(rank) and e["MS_WORKER_NUM"] == "4"
+                )
+            else:
+                assert e["MS_ROLE"] is None
+
+
+def test_ascend_missing_pod_times_out_naming_it(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, index=0, pods=3, hosts=["127.0.0.1"] * 3, VITJOB_RDZV_PORT=str(free_port()))
+    write_podinfo(env, 0, [0])
+    start = time.monotonic()
+    proc = run_launch(["--hw", "ascend", "--cards-per-pod", "1", "--rdzv-timeout", "1.5", "--", "true"], env)
+    assert time.monotonic() - start < 20
+    assert proc.returncode == 1
+    assert "missing task indices [1, 2]" in proc.stderr.splitlines()[-1]
+
+
+def test_ascend_bad_annotation_fails_naming_pod_and_device(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, index=0, pods=1)
+    info = Path(env[c.ENV_PODINFO_DIR])
+    info.mkdir()
+    (info / c.PODINFO_NAME_FILE).write_text("job-worker-0\n")
+    (info / c.PODINFO_ANNOTATIONS_FILE).write_text(
+        format_downward_annotations(
+            {
+                c.ASCEND_DEVICE_ANNOTATIONS[0]: (
+                    '{"server_id": "u", "devices": [{"device_id": "0", "device_ip": "10.0.0.1"}, '
+                    '{"device_id": "1", "device_ip": "-1"}]}'
+                )
+            }
+        )
+    )
+    proc = run_launch(["--hw", "ascend", "--cards-per-pod", "2", "--", "true"], env)
+    assert proc.returncode == 1
+    assert "pod job-worker-0: device 1 has device_ip -1" in proc.stderr
+
+
+# --------------------------------------------------------------------------- failures, signals, orphans
+def tree_of(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_for_tree(pid: int, sleeps: int, timeout: float = 20) -> list[psutil.Process]:
+    """The launch's descendants once ``sleeps`` ``sleep 1000`` processes run among them."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        tree = tree_of(pid)
+        found = 0
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                found += p.cmdline()[:2] == ["sleep", "1000"]
+        if found >= sleeps:
+            return tree
+        time.sleep(0.05)
+    raise AssertionError(f"the launch's process tree never had {sleeps} sleeps: {tree_of(pid)}")
+
+
+def assert_all_gone(procs: list[psutil.Process], timeout: float = 5) -> None:
+    end = time.monotonic() + timeout
+    alive: list[psutil.Process] = procs
+    while time.monotonic() < end:
+        alive = []
+        for p in procs:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:  # is_running checks create time
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return
+        time.sleep(0.05)
+    for p in alive:
+        p.kill()
+    raise AssertionError(f"orphans survived the launch: {alive}")
+
+
+FAIL_ON_GO = 'while [ ! -e "$TEST_GO" ]; do sleep 0.05; done; exit 3'
+
+
+@pytest.mark.parametrize(
+    "sibling",
+    [
+        "sleep 1000",
+        "bash -c 'sleep 1000 & wait'",  # a grandchild
+        "bash -c '(trap \"\" TERM; exec sleep 1000) & wait'",  # a grandchild that ignores SIGTERM
+    ],
+    ids=["child", "grandchild", "term-ignoring-grandchild"],
+)
+def test_failing_child_stops_the_others_and_leaves_no_orphans(tmp_path: Path, sibling: str) -> None:
+    go = tmp_path / "go"
+    script = f'if [ "$RANK_ID" = 1 ]; then {FAIL_ON_GO}; else exec {sibling}; fi'
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND="sleep 1000", TEST_GO=str(go))
+    launch = subprocess.Popen(
+        [*LAUNCH, "--hw", "cpu", "--cards-per-pod", "2", "--grace-period", "2", "--", "bash", "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tree = wait_for_tree(launch.pid, sleeps=2)  # rank 0's sleep and the scheduler stand-in
+        start = time.monotonic()
+        go.touch()
+        _out, err = launch.communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        launch.kill()
+    assert launch.returncode == 3, err
+    assert elapsed < 6, elapsed
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("vitjob launch: rank 1 failed with exit code 3;"), summary
+    assert_all_gone(tree)
+
+
+def test_sigterm_is_forwarded_and_leaves_no_orphans(tmp_path: Path) -> None:
+    # Each child traps SIGTERM to say so, then exits; its grandchild sleep dies with the process group.
+    child = "trap 'echo got TERM; exit 0' TERM; sleep 1000 & wait"
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND="sleep 1000")
+    launch = subprocess.Popen(
+        [*LAUNCH, "--hw", "cpu", "--cards-per-pod", "2", "--", "bash", "-c", child],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tree = wait_for_tree(launch.pid, sleeps=3)
+        start = time.monotonic()
+        launch.send_signal(signal.SIGTERM)
+        out, err = launch.communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        launch.kill()
+    assert launch.returncode == 143, err
+    assert elapsed < 6
+    assert "[rank 0] got TERM" in out.splitlines() and "[rank 1] got TERM" in out.splitlines()
+    assert "received SIGTERM" in err.strip().splitlines()[-1]
+    assert_all_gone(tree)
+
+
+def test_command_that_cannot_start(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND="sleep 1000")
+    launch = subprocess.Popen(
+        [*LAUNCH, "--hw", "cpu", "--cards-per-pod", "2", "--", str(tmp_path / "no-such")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _out, err = launch.communicate(timeout=30)
+    assert launch.returncode == 127
+    assert re.search(r"rank 0: cannot run .*no-such.*No such file", err.strip().splitlines()[-1])
+    # The scheduler stand-in, started first, did not survive.
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline", "ppid"])
+        if p.info["cmdline"] == ["sleep", "1000"] and p.info["ppid"] == launch.pid
+    ]
+
+
+def test_no_command_and_bad_cards(tmp_path: Path) -> None:
+    env = pod_env(tmp_path)
+    proc = run_launch(["--hw", "cpu"], env)
+    assert proc.returncode == 2 and "no command to run" in proc.stderr
+    proc = run_launch(["--hw", "cpu", "--cards-per-pod", "0", "--", "true"], env)
+    assert proc.returncode == 2 and "bad pod layout" in proc.stderr

@@ -1,0 +1,7 @@
+"""``python -m vitjob``: the same as the ``vitjob`` command."""
+
+import sys
+
+from vitjob.cli import main
+
+sys.exit(main())
