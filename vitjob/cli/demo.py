@@ -94,7 +94,6 @@ def _summary(run: Path, name: str) -> None:
         lines.append(f"  curves         {plot_run(train, run / 'curves.png')}")
     except (VitjobError, ImportError) as exc:
         lines.append(f"  curves         not plotted: {exc}")
-    lines.append(
-        f"  logs           vitjob logs {name}-train --backend local --local-root {run.parent.parent / 'local'}"
-    )
+    local_root = run.parent.parent / "local"
+    lines.append(f"  logs           vitjob logs {name}-train --backend local --local-root {local_root}")
     print("\n".join(lines), file=sys.stdout)
