@@ -185,5 +185,5 @@ def test_local_pipeline_end_to_end_acc_log_matches_eval(tmp_path: Path, capsys) 
         "NN inference cost average time:"
         in (run / "infer310" / "time_Result" / "test_perform_static.txt").read_text()
     )
-    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "train" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "pipeline demo Completed" in out and "test accuracy" in out

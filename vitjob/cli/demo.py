@@ -68,8 +68,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _summary(run: Path, name: str) -> None:
-    from vitjob.errors import VitjobError
-
     train = run / "train"
     lines = ["", f"demo summary ({run})"]
     metrics = train / "metrics.json"
@@ -88,12 +86,8 @@ def _summary(run: Path, name: str) -> None:
         if path.is_file():
             extra = f"  {path.read_text().strip()}" if path.suffix == ".log" else ""
             lines.append(f"  {label:<14} {path}{extra}")
-    try:
-        from vitjob.plot import plot_run
-
-        lines.append(f"  curves         {plot_run(train, run / 'curves.png')}")
-    except (VitjobError, ImportError) as exc:
-        lines.append(f"  curves         not plotted: {exc}")
+    curves = train / "curves.png"
+    lines.append(f"  curves         {curves if curves.is_file() else 'not plotted (see the train log)'}")
     local_root = run.parent.parent / "local"
     lines.append(f"  logs           vitjob logs {name}-train --backend local --local-root {local_root}")
     print("\n".join(lines), file=sys.stdout)

@@ -437,6 +437,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "output": str(out),
     }
     if rt.is_main:
+        summary["curves"] = _plot_curves(out)
         log.info(
             "finished at step %d/%d in %.1f s; accuracy %s",
             step,
@@ -445,3 +446,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             f"{summary['accuracy']:.4f}" if summary["accuracy"] is not None else "n/a",
         )
     return summary
+
+
+def _plot_curves(out: Path) -> str | None:
+    """``OUT/curves.png`` (loss, learning rate, accuracy against step); a failure is only logged."""
+    from vitjob.errors import VitjobError
+
+    try:
+        from vitjob.plot import plot_run
+
+        return str(plot_run(out))
+    except (VitjobError, ImportError, OSError) as exc:
+        log.warning("training curves not plotted: %s", exc)
+        return None
