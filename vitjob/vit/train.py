@@ -291,9 +291,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if state is not None and state.latest is not None:
         params = ck.load_params(out / state.latest)
         ck.load_into(net, params, state.latest)
-        ms.load_param_into_net(
-            optimizer, {k: v for k, v in params.items() if k not in dict(net.parameters_and_names())}
-        )
+        model_names = {p.name for p in net.get_parameters()}
+        ms.load_param_into_net(optimizer, {k: v for k, v in params.items() if k not in model_names})
         start_step = state.step
         log.info("resuming %s from step %d (epoch %d) of %d", out, start_step, state.epoch, plan.total_steps)
     elif state is None:
