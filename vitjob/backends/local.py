@@ -226,6 +226,8 @@ class LocalBackend(Backend):
         tail: int | None = None,
         since_s: int | None = None,
     ) -> Iterator[str]:
+        if since_s is not None:
+            raise UsageError("--since needs timestamps, which local logs do not have; use --tail N")
         state = self._read_state(name)
         pods = [p["name"] for p in state.get("pods", [])]
         if rank is not None:
