@@ -273,16 +273,7 @@ def render_yaml(spec: JobSpec) -> str:
 
 def render_documents(spec: JobSpec) -> list[str]:
     """The YAML text of each object, in creation order, without ``---`` separators."""
-    context = build_context(spec)
-    env = template_environment()
-    documents: list[str] = []
-    for name in TEMPLATES:
-        try:
-            text = env.get_template(name).render(context)
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"template {name}: {exc}") from exc
-        documents.extend(d.strip("\n") + "\n" for d in _DOCUMENT_SEPARATOR.split(text) if d.strip())
-    return documents
+    return _render_templates(TEMPLATES, build_context(spec))
 
 
 def render_objects(spec: JobSpec) -> list[dict[str, Any]]:

@@ -554,15 +554,7 @@ class KubernetesBackend(Backend):
         crd = self._preflight_volcano()
         warnings = self._preflight_cluster(job, ns)
         self._validate(objects, crd)
-        existing = self._get_or_none(
-            Op("get", VC_JOBS, VC_GROUP, ns, name),
-            self.api.custom.get_namespaced_custom_object,
-            VC_GROUP,
-            VC_VERSION,
-            ns,
-            VC_JOBS,
-            name,
-        )
+        existing = self._get_job_or_none(ns, name)
         if existing is not None and not replace:
             raise ConflictError(
                 f"job {name!r} already exists in namespace {ns!r} (phase {_phase(existing)}, "
@@ -734,19 +726,23 @@ class KubernetesBackend(Backend):
             lambda **kw: custom.get_namespaced_custom_object(group, version, ns, plural, name, **kw),
         )
 
+    def _get_job_or_none(self, ns: str, name: str) -> dict[str, Any] | None:
+        """The Volcano Job ``ns/name``, or None when it does not exist."""
+        return self._get_or_none(
+            Op("get", VC_JOBS, VC_GROUP, ns, name),
+            self.api.custom.get_namespaced_custom_object,
+            VC_GROUP,
+            VC_VERSION,
+            ns,
+            VC_JOBS,
+            name,
+        )
+
     def _wait_gone(self, name: str, ns: str) -> None:
         """After deleting for --replace: wait until the job and its pods are gone (Volcano issue 1241)."""
         deadline = time.monotonic() + self.replace_timeout_s
         while time.monotonic() < deadline:
-            job = self._get_or_none(
-                Op("get", VC_JOBS, VC_GROUP, ns, name),
-                self.api.custom.get_namespaced_custom_object,
-                VC_GROUP,
-                VC_VERSION,
-                ns,
-                VC_JOBS,
-                name,
-            )
+            job = self._get_job_or_none(ns, name)
             if job is None and not self._job_pods(name, ns):
                 return
             time.sleep(self.poll_s)
