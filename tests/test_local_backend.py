@@ -49,13 +49,19 @@ def test_expand_vars_follows_kubernetes_rules() -> None:
     assert expand_vars("$$(A) $(MISSING)", env) == "$(A) $(MISSING)"
 
 
-@pytest.mark.parametrize("hw", ["cpu", "ascend"])
+@pytest.mark.parametrize(
+    ("hw", "extra"),
+    [("cpu", {}), ("cpu", {"cards_per_pod": 1}), ("ascend", {})],
+    ids=["cpu-1pod-2cards", "cpu-2pods-1card", "ascend-simulated-1pod-2cards"],
+)
 def test_two_process_data_parallel_training_ends_with_identical_weights(
-    hw: str, digits_dir: Path, tmp_path: Path
+    hw: str, extra: dict, digits_dir: Path, tmp_path: Path
 ) -> None:
     backend = _backend(tmp_path, digits_dir)
-    status = backend.submit(_objects(hw=hw, extra_args=["--save-rank-weights"]))
-    log = (backend.job_dir("t-train") / "logs" / "t-train-worker-0.log").read_text()
+    status = backend.submit(_objects(hw=hw, extra_args=["--save-rank-weights"], **extra))
+    pods = [p.name for p in status.pods]
+    assert len(pods) == (2 if extra else 1)
+    log = "".join((backend.job_dir("t-train") / "logs" / f"{p}.log").read_text() for p in pods)
     assert status.phase == JobPhase.COMPLETED, log[-3000:]
     run = tmp_path / "out" / "t" / "train"
     _same_weights(run / "rank-weights" / "rank-0.ckpt", run / "rank-weights" / "rank-1.ckpt")
@@ -63,13 +69,10 @@ def test_two_process_data_parallel_training_ends_with_identical_weights(
     assert "batch 64 x 2 processes" in log
     assert "test accuracy" in log
     if hw == "ascend":
-        table = json.loads(
-            (backend.job_dir("t-train") / "pods" / "t-train-worker-0" / "launch" / "hccl.json").read_text()
-        )
-        assert table["version"] == "1.0" and [d["rank_id"] for d in table["server_list"][0]["device"]] == [
-            "0",
-            "1",
-        ]
+        launch_dir = backend.job_dir("t-train") / "pods" / "t-train-worker-0" / "launch"
+        table = json.loads((launch_dir / "hccl.json").read_text())
+        assert table["version"] == "1.0"
+        assert [d["rank_id"] for d in table["server_list"][0]["device"]] == ["0", "1"]
         assert "rank table: 1 servers, 2 devices" in log
 
 

@@ -326,6 +326,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     step = start_step
     t_start = time.time()
     step_times: list[float] = []
+    data_waits: list[float] = []
     last_eval: dict[str, Any] | None = None
 
     def checkpoint(epoch: int) -> None:
@@ -360,12 +361,15 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         if done_in_epoch:
             dataset = dataset.skip(done_in_epoch)
         reporter.start_epoch(epoch, plan.epochs, done_in_epoch)
-        window_t, window_n, losses = time.time(), 0, []
+        window_t, window_n, losses, waits = time.time(), 0, [], []
+        fetch_t = time.time()
         for images, labels in dataset.create_tuple_iterator(num_epochs=1):
             t0 = time.time()
+            waits.append(t0 - fetch_t)  # time spent waiting for the input pipeline
             out_loss = step_cell(images, labels)
             loss = float((out_loss[0] if isinstance(out_loss, tuple) else out_loss).asnumpy())
             step_times.append(time.time() - t0)
+            data_waits.append(waits[-1])
             step += 1
             window_n += 1
             losses.append(loss)
@@ -382,14 +386,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                         "loss": float(np.mean(losses)),
                         "lr": lr,
                         "img_s": img_s,
+                        "data_wait_ms": 1000 * float(np.mean(waits)),
                         "time": time.time(),
                     },
                 )
-                window_t, window_n, losses = time.time(), 0, []
+                window_t, window_n, losses, waits = time.time(), 0, [], []
             if opts.save_steps and step % opts.save_steps == 0 and step % plan.steps_per_epoch:
                 checkpoint(epoch)
             if step >= stop_at:
                 break
+            fetch_t = time.time()
         epoch_done = step % plan.steps_per_epoch == 0
         checkpoint(epoch + 1 if epoch_done else epoch)
         want_eval = epoch_done and (
@@ -431,11 +437,13 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "seconds": elapsed,
         "img_s": steps_run * plan.global_batch / elapsed if steps_run and elapsed > 0 else 0.0,
         "step_ms_median": 1000 * float(np.median(step_times[1:] or step_times or [0.0])),
+        "data_wait_ms_median": 1000 * float(np.median(data_waits[1:] or data_waits or [0.0])),
         "accuracy": last_eval["accuracy"] if last_eval else None,
         "best": state.best,
         "output": str(out),
     }
     if rt.is_main:
+        _warn_if_input_bound(summary)
         summary["curves"] = _plot_curves(out)
         log.info(
             "finished at step %d/%d in %.1f s; accuracy %s",
@@ -458,3 +466,15 @@ def _plot_curves(out: Path) -> str | None:
     except (VitjobError, ImportError, OSError) as exc:
         log.warning("training curves not plotted: %s", exc)
         return None
+
+
+def _warn_if_input_bound(summary: dict[str, Any]) -> None:
+    """Say so when steps wait on the input pipeline for more than a fifth of their compute time."""
+    wait, step_ms = summary["data_wait_ms_median"], summary["step_ms_median"]
+    if step_ms > 0 and wait > 0.2 * step_ms:
+        log.warning(
+            "the input pipeline is the bottleneck: steps wait %.0f ms for data and compute for %.0f ms; "
+            "raise --num-workers (up to one per core) or use fewer transforms",
+            wait,
+            step_ms,
+        )
