@@ -347,6 +347,7 @@ class _Runner:
             "runner_pid": os.getpid(),
         }
         self.lock = threading.Lock()
+        self._saved: tuple[Any, ...] | None = None
         self.pods = self._plan_pods()
 
     # ---------------------------------------------------------------------------------- planning
@@ -454,13 +455,13 @@ class _Runner:
         (info / c.PODINFO_ANNOTATIONS_FILE).write_text(format_downward_annotations(annotations))
 
     # ---------------------------------------------------------------------------------- running
-    def _save(self, phase: JobPhase, pod_phases: dict[str, str] | None = None) -> None:
-        self.state["phase"] = phase.value
-        self.state["pods"] = [
+    def _save(self, phase: JobPhase) -> None:
+        """Record the job's phase and its pods' states; the file is rewritten only when they change."""
+        pods = [
             asdict(
                 PodStatus(
                     name=p.name,
-                    phase=(pod_phases or {}).get(p.name, _pod_phase(p)),
+                    phase=_pod_phase(p),
                     node="localhost",
                     restarts=p.restarts,
                     exit_code=p.proc.poll() if p.proc else None,
@@ -468,6 +469,12 @@ class _Runner:
             )
             for p in self.pods
         ]
+        snapshot = (phase.value, pods, len(self.state["reasons"]))
+        if snapshot == self._saved:
+            return
+        self._saved = snapshot
+        self.state["phase"] = phase.value
+        self.state["pods"] = pods
         self.b._write_state(self.name, self.state)
 
     def _start_all(self) -> None:

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vitjob.backends.local import LocalBackend
-    from vitjob.cli.jobs import _run_local_pipeline
+    from vitjob.cli.jobs import run_local_pipeline
     from vitjob.pipeline import define_pipeline
     from vitjob.spec import load_spec
     from vitjob.vit.data import write_digits
@@ -62,7 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     definition = define_pipeline(spec, stages)
     backend = LocalBackend(local_root=work / "local", data_dir=data_dir, output_dir=output_dir)
     backend.create_pipeline(definition, replace=True)
-    code = _run_local_pipeline(backend, definition.name)
+    code = run_local_pipeline(backend, definition.name)
     _summary(output_dir / spec.pipeline_name, args.name)
     return code
 

@@ -225,7 +225,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_local_pipeline(store: Any, name: str) -> int:
+def run_local_pipeline(store: Any, name: str) -> int:
     from vitjob.pipeline import PipelinePhase, run_pipeline
 
     record = run_pipeline(store, name, wait=True, poll_s=0.2)
@@ -276,7 +276,7 @@ def _submit_pipeline(args: argparse.Namespace) -> int:
     store = pipeline_store(backend)
     status = store.create_pipeline(definition, replace=args.replace)
     if backend.name == "local":  # no controller here: advance the pipeline in the foreground
-        return _run_local_pipeline(store, definition.name)
+        return run_local_pipeline(store, definition.name)
     for warning in status.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     where = f" in namespace {status.namespace}" if status.namespace else ""

@@ -256,7 +256,8 @@ def download_cifar10(
                 shutil.rmtree(out / name)
         shutil.move(src / TEST_DIR, out / TEST_DIR)
         shutil.move(src, out / TRAIN_DIR)
-    load_split(out, "train"), load_split(out, "test")  # validate what we unpacked
+    for split in ("train", "test"):  # validate what was unpacked
+        load_split(out, split)
     return out
 
 

@@ -11,7 +11,6 @@ The mapping (key, layout transform, seed parameter name) follows the seed's conv
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +164,3 @@ def load_npz(path: Path, cfg: ViTConfig, head: str = "zero") -> dict[str, np.nda
         raise CheckpointError(f"cannot read {path} as an .npz archive: {exc}") from exc
     return convert(weights, cfg, head)
 
-
-def npz_config(cfg: ViTConfig, num_classes: int, image_size: int) -> ViTConfig:
-    return replace(cfg, num_classes=num_classes, image_size=image_size)

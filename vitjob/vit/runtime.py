@@ -32,10 +32,6 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
 
 def distributed_requested() -> bool:
     if os.environ.get("MS_ROLE"):
