@@ -108,19 +108,92 @@ def load_params(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot load checkpoint {path}: {exc}") from exc
 
 
-def load_into(net: Any, params: dict[str, Any], source: str, strict_model: bool = True) -> None:
-    """Load parameters into ``net``; every model parameter must be present when ``strict_model``."""
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in value.shape)
+
+
+def _listed(kind: str, names: list[str], limit: int = 20) -> str:
+    more = f" … and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{kind} ({len(names)}): " + ", ".join(names[:limit]) + more
+
+
+def mismatch_report(wanted: dict[str, tuple[int, ...]], params: dict[str, Any]) -> list[str]:
+    """Lines naming the keys that are missing, extra or of another shape in ``params``; empty if none."""
+    missing = sorted(n for n in wanted if n not in params)
+    extra = sorted(n for n in params if n not in wanted)
+    wrong = sorted(
+        f"{n} {_shape(params[n])} in the file, {wanted[n]} here"
+        for n in wanted
+        if n in params and _shape(params[n]) != wanted[n]
+    )
+    lines = []
+    for kind, names in (("missing keys", missing), ("extra keys", extra), ("shape mismatches", wrong)):
+        if names:
+            lines.append(_listed(kind, names))
+    return lines
+
+
+def _load_strict(cell: Any, params: dict[str, Any], source: str) -> None:
+    """``load_param_into_net`` with ``strict_load=True``, its two return lists checked.
+
+    Not strict, MindSpore fills a parameter it does not find by *suffix* from any key that ends with
+    its name (``_load_dismatch_prefix_params``): a model weight ``x.gamma`` absent from the dict gets
+    the optimizer moment ``adam_m.x.gamma``, and both returned lists are then empty. Strict loading
+    matches exact names only.
+    """
     import mindspore as ms
 
-    wanted = {p.name: tuple(p.shape) for p in net.get_parameters()}
+    try:
+        not_loaded, unused = ms.load_param_into_net(cell, params, strict_load=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load {source}: {exc}") from exc
+    if not_loaded or unused:
+        lines = [_listed("not loaded", sorted(not_loaded))] if not_loaded else []
+        lines += [_listed("unused keys of the file", sorted(unused))] if unused else []
+        raise CheckpointError(f"{source} was not loaded completely:\n  " + "\n  ".join(lines))
+
+
+def restore_all(cell: Any, params: dict[str, Any], source: str) -> None:
+    """Load a full training state: every parameter of ``cell`` and nothing else, exact names and shapes.
+
+    Raises ``CheckpointError`` listing the missing, extra and shape-mismatched keys otherwise.
+    """
+    wanted = {p.name: _shape(p) for p in cell.get_parameters()}
+    problems = mismatch_report(wanted, params)
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match this run's model and optimizer:\n  "
+            + "\n  ".join(problems)
+            + "\nIt was written by other settings (--preset, --optimizer, --amp) or another version: resume "
+            "with the settings that wrote it, or train into another --output."
+        )
+    _load_strict(cell, params, source)
+
+
+def load_into(net: Any, params: dict[str, Any], source: str, strict_model: bool = True) -> None:
+    """Load model weights into ``net``; every model parameter must be present when ``strict_model``.
+
+    Keys of the file that are not model parameters (optimizer state) are ignored.
+    """
+    wanted = {p.name: _shape(p) for p in net.get_parameters()}
     missing = sorted(n for n in wanted if n not in params)
     wrong = sorted(
-        f"{n}: {tuple(params[n].shape)} in file, {wanted[n]} in model"
+        f"{n}: {_shape(params[n])} in file, {wanted[n]} in model"
         for n in wanted
-        if n in params and tuple(params[n].shape) != wanted[n]
+        if n in params and _shape(params[n]) != wanted[n]
     )
     if strict_model and (missing or wrong):
         lines = [f"missing {n}" for n in missing[:10]] + wrong[:10]
         raise CheckpointError(f"{source} does not fit the model (wrong --preset?):\n  " + "\n  ".join(lines))
-    subset = {n: params[n] for n in wanted if n in params and tuple(params[n].shape) == wanted[n]}
-    ms.load_param_into_net(net, subset)
+    subset = {n: params[n] for n in wanted if n in params and _shape(params[n]) == wanted[n]}
+    not_loaded = [n for n in wanted if n not in subset]
+    try:
+        import mindspore as ms
+
+        _, unused = ms.load_param_into_net(net, subset, strict_load=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load {source}: {exc}") from exc
+    if unused:
+        raise CheckpointError(f"{source}: {_listed('keys not loaded', sorted(unused))}")
+    if not_loaded:
+        log.info("%s: %s keep their initial values", source, _listed("model parameters", not_loaded))

@@ -163,12 +163,36 @@ def build_train_step(net: Any, optimizer: Any, plan: Plan, amp_level: str) -> An
     return ClippedStep(with_loss, optimizer)
 
 
-def training_state(net: Any, optimizer: Any) -> list[dict[str, Any]]:
-    """Model and optimizer parameters (moments, global step) for a resumable checkpoint."""
-    params: dict[str, Any] = {p.name: p for p in net.get_parameters()}
-    for p in optimizer.get_parameters():
-        params.setdefault(p.name, p)
-    return [{"name": n, "data": p} for n, p in params.items()]
+def training_state(step_cell: Any) -> list[dict[str, Any]]:
+    """Every parameter of the training step cell, for a resumable checkpoint.
+
+    That is the model weights, the optimizer's moments, ``global_step`` (which indexes the learning-rate
+    array) and bias-correction powers, and with a loss-scale cell its scale and overflow counters.
+    """
+    return [{"name": p.name, "data": p} for p in step_cell.get_parameters()]
+
+
+def restore_training_state(step_cell: Any, optimizer: Any, path: Path, plan: Plan, step: int) -> None:
+    """Load ``path`` into every parameter of ``step_cell``, then check it continues this plan at ``step``."""
+    from mindspore import nn
+
+    ck.restore_all(step_cell, ck.load_params(path), str(path))
+    global_step = int(optimizer.global_step.asnumpy().reshape(-1)[0])
+    # With dynamic loss scaling an overflowing step skips the optimizer, so its counter may lag behind.
+    lags = isinstance(step_cell, nn.TrainOneStepWithLossScaleCell)
+    if global_step > step or (global_step != step and not lags):
+        raise CheckpointError(
+            f"{path} holds optimizer step {global_step} but state.json says step {step}: the run directory "
+            "is inconsistent; delete state.json and ckpt/ to start the run afresh"
+        )
+    # The per-step learning-rate array is a parameter of the optimizer (indexed by global_step).
+    saved = {p.name: p for p in step_cell.get_parameters()}["learning_rate"].asnumpy().reshape(-1)
+    if saved.shape != plan.lr.shape or not np.array_equal(saved, plan.lr):
+        raise UsageError(
+            f"{path} was written with another learning-rate schedule (--lr, --warmup-epochs, --batch-size "
+            "or the number of processes differ): resume with the run's original settings, or use another "
+            "--output"
+        )
 
 
 def load_pretrained(net: Any, path: Path, head: str) -> None:
@@ -289,10 +313,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
     start_step = 0
     if state is not None and state.latest is not None:
-        params = ck.load_params(out / state.latest)
-        ck.load_into(net, params, state.latest)
-        model_names = {p.name for p in net.get_parameters()}
-        ms.load_param_into_net(optimizer, {k: v for k, v in params.items() if k not in model_names})
+        restore_training_state(step_cell, optimizer, out / state.latest, plan, state.step)
         start_step = state.step
         log.info("resuming %s from step %d (epoch %d) of %d", out, start_step, state.epoch, plan.total_steps)
     elif state is None:
@@ -333,7 +354,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         if not rt.is_main:
             return
         name = f"{ck.CKPT_DIR}/step-{step:08d}.ckpt"
-        ck.save_ckpt_atomic(training_state(net, optimizer), out / name)
+        ck.save_ckpt_atomic(training_state(step_cell), out / name)
         state.checkpoints = [c for c in state.checkpoints if c != name] + [name]
         while len(state.checkpoints) > max(opts.keep, 1):
             (out / state.checkpoints.pop(0)).unlink(missing_ok=True)
