@@ -3,6 +3,9 @@
 #   ./dev.sh demo   set up .venv, then run the local pipeline on the embedded digits data
 #   ./dev.sh test   set up .venv, then run ruff and every test (what CI runs)
 #   ./dev.sh setup  only create/refresh .venv
+#   ./dev.sh cluster up|down|status
+#                   a real Kubernetes v1.35.3 + Volcano v1.15.1 control plane with KWOK nodes on this
+#                   machine (built from pinned Go modules once); `up` prints KUBECONFIG=<path> last
 # Works on a fresh Debian machine with Python 3.11: everything else comes from the package registries.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -49,5 +52,7 @@ case "$cmd" in
     setup; activate
     ruff check .
     exec bash scripts/run-tests.sh "$@" ;;
-  *) sed -n '2,6p' "$0"; exit 2 ;;
+  cluster)
+    exec python3 devcluster/cluster.py "$@" ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""A real Kubernetes + Volcano control plane on this machine: `./dev.sh cluster up|down|status`.
+
+Owns the life cycle of the development cluster that the e2e tests and users try vitjob against: etcd,
+kube-apiserver (RBAC on, ServiceAccount tokens) and kube-controller-manager of Kubernetes v1.35.3, KWOK
+v0.8.0 simulating the nodes, and Volcano v1.15.1's controller-manager, scheduler and admission webhook,
+all listening on 127.0.0.1. kwokctl's binary runtime starts and stops every process, Volcano's included
+(as kwokctl components); this module writes its configuration, makes the webhook's certificate, and waits
+until the cluster accepts a Volcano Job through the webhook.
+
+Standard library only, so it runs before any virtual environment exists. The binaries come from
+`devcluster/build.sh` (pinned Go modules, built here, cached outside the repository).
+
+Pods on KWOK nodes become Running and stay Running until a test annotates them
+`vitjob.io/exit-code: "<n>"` (stages/pod-exit.yaml). Log lines for a pod are served through the real
+pod-log API from a file named by a `Logs` object (kwok.x-k8s.io/v1alpha1) in the pod's namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLUSTER = "vitjob"
+VOLCANO_COMPONENTS = ("vc-webhook-manager", "vc-controller-manager", "vc-scheduler")
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be built, started or reached; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the cluster keeps its state (all of it under one folder that `down` removes)."""
+
+    home: Path
+
+    @property
+    def kwok_workdir(self) -> Path:
+        return self.home / "kwok"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.kwok_workdir / "clusters" / CLUSTER
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (client certificate of kwokctl's PKI, group system:masters)."""
+        return self.home / "kubeconfig"
+
+    @property
+    def component_kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig.yaml"
+
+    @property
+    def certs(self) -> Path:
+        return self.home / "webhook-certs"
+
+    @property
+    def config(self) -> Path:
+        return self.home / "kwokctl.yaml"
+
+
+def default_layout() -> Layout:
+    home = os.environ.get("VITJOB_CLUSTER_HOME") or str(Path.home() / ".cache" / "vitjob" / "cluster")
+    return Layout(Path(home))
+
+
+def log(msg: str) -> None:
+    print(f"cluster: {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ build
+def build_binaries() -> Path:
+    """Run build.sh (a no-op when the cache holds this pin set) and return the binaries' folder."""
+    proc = subprocess.run(["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise ClusterError("building the control-plane binaries failed (see the go output above)")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------ certs
+def make_webhook_certs(out: Path) -> dict[str, Path]:
+    """A CA and a serving certificate for 127.0.0.1, for Volcano's admission webhook (openssl)."""
+    paths = {"ca": out / "ca.crt", "cert": out / "tls.crt", "key": out / "tls.key"}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    if shutil.which("openssl") is None:
+        raise ClusterError("openssl is required to make the webhook certificate: apt-get install openssl")
+    out.mkdir(parents=True, exist_ok=True)
+    ext = out / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=vitjob-dev-ca",
+        "-keyout", str(out / "ca.key"), "-out", str(paths["ca"]))
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(paths["key"]), "-out", str(out / "tls.csr"))
+    ssl("x509", "-req", "-in", str(out / "tls.csr"), "-CA", str(paths["ca"]), "-CAkey", str(out / "ca.key"),
+        "-CAcreateserial", "-days", "3650", "-extfile", str(ext), "-out", str(paths["cert"]))
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------------------------------------ config
+def kwokctl_config(bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[str, int]) -> str:
+    """The kwokctl configuration: binaries, RBAC, KWOK's CRDs for logs, Volcano as components, stages."""
+    kubeconfig = str(lay.component_kubeconfig)
+    workdir = str(lay.cluster_dir)
+
+    def component(name: str, args: list[str]) -> dict:
+        return {
+            "name": name,
+            "binary": str(bins / name),
+            "links": ["kube-apiserver"],
+            "workDir": workdir,
+            "args": [f"--kubeconfig={kubeconfig}", "--logtostderr=true", "-v=2", *args],
+        }
+
+    webhook = component("vc-webhook-manager", [
+        f"--tls-cert-file={certs['cert']}",
+        f"--tls-private-key-file={certs['key']}",
+        f"--ca-cert-file={certs['ca']}",
+        "--listen-address=127.0.0.1",
+        f"--port={ports['webhook']}",
+        f"--webhook-url=https://127.0.0.1:{ports['webhook']}",
+        f"--admission-conf={bins / 'volcano-admission.conf'}",
+        "--enable-healthz=true",
+        f"--healthz-address=127.0.0.1:{ports['webhook_health']}",
+    ])
+    controllers = component("vc-controller-manager", [
+        "--leader-elect=false",
+        "--enable-healthz=true",
+        f"--healthz-address=127.0.0.1:{ports['controller_health']}",
+        f"--listen-address=127.0.0.1:{ports['controller_metrics']}",
+    ])
+    scheduler = component("vc-scheduler", [
+        "--leader-elect=false",
+        f"--scheduler-conf={bins / 'volcano-scheduler.conf'}",
+        "--enable-healthz=true",
+        f"--healthz-address=127.0.0.1:{ports['scheduler_health']}",
+        f"--listen-address=127.0.0.1:{ports['scheduler_metrics']}",
+        "--cache-dumper=false",
+    ])
+    # Volcano's CRDs, applied by kwokctl once the API server is up (its components wait for them).
+    crds = [p.read_text() for p in sorted((bins / "volcano-crds").glob("*.yaml"))]
+    controllers["manifestContents"] = crds
+    conf = {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {
+            "runtime": "binary",
+            "etcdBinary": str(bins / "etcd"),
+            "kubeApiserverBinary": str(bins / "kube-apiserver"),
+            "kubeControllerManagerBinary": str(bins / "kube-controller-manager"),
+            "kwokControllerBinary": str(bins / "kwok"),
+            "kubectlBinary": str(bins / "kubectl"),
+            "kubeAuthorization": True,
+            "securePort": True,
+            "enableCRDs": ["Logs", "ClusterLogs"],
+            "quietPull": True,
+        },
+        "components": [webhook, controllers, scheduler],
+    }
+    # Node stages and the pod ready/delete stages are KWOK's defaults (copied from its module by
+    # build.sh); the pod end is ours: stages/pod-exit.yaml replaces KWOK's pod-complete.
+    stages = [p.read_text() for p in sorted((bins / "kwok-stages").glob("*.yaml"))]
+    stages.append((HERE / "stages" / "pod-exit.yaml").read_text())
+    return "\n---\n".join([json.dumps(conf, indent=1), *stages])
+
+
+# ------------------------------------------------------------------------------------------------ run
+class Cluster:
+    """kwokctl and kubectl against the development cluster in one layout."""
+
+    def __init__(self, lay: Layout, bins: Path | None):
+        self.lay = lay
+        self.bins = bins
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, KWOK_WORKDIR=str(self.lay.kwok_workdir), KUBECONFIG=str(self.lay.kubeconfig))
+        if self.bins is not None:
+            env["PATH"] = f"{self.bins}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def kwokctl(self, *args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
+        exe = str(self.bins / "kwokctl") if self.bins else "kwokctl"
+        out = subprocess.PIPE if quiet else None
+        proc = subprocess.run([exe, "--name", CLUSTER, *args], env=self.env(), text=True, stdout=out,
+                              stderr=out)
+        if check and proc.returncode != 0:
+            raise ClusterError(f"kwokctl {' '.join(args)} failed (exit {proc.returncode}); logs in "
+                               f"{self.lay.cluster_dir / 'logs'}")
+        return proc
+
+    def kubectl(self, *args: str, input_text: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+        exe = str(self.bins / "kubectl") if self.bins else "kubectl"
+        return subprocess.run([exe, f"--kubeconfig={self.lay.kubeconfig}", *args], env=self.env(), text=True,
+                              capture_output=True, input=input_text, timeout=timeout)
+
+    def healthy(self) -> bool:
+        """Every piece answers: API server, Volcano's three components (and the webhook admits)."""
+        if not self.lay.kubeconfig.is_file():
+            return False
+        try:
+            if self.kubectl("get", "--raw", "/readyz", timeout=10).returncode != 0:
+                return False
+            return not self.problems()
+        except subprocess.TimeoutExpired:
+            return False
+
+    def problems(self) -> list[str]:
+        """What is not ready yet (empty when the cluster takes a Volcano Job through the webhook)."""
+        found = []
+        crds = self.kubectl("get", "crd", "-o", "name")
+        for crd in ("jobs.batch.volcano.sh", "podgroups.scheduling.volcano.sh", "queues.scheduling.volcano.sh",
+                    "commands.bus.volcano.sh", "logs.kwok.x-k8s.io"):
+            if f"customresourcedefinition.apiextensions.k8s.io/{crd}" not in crds.stdout:
+                found.append(f"CRD {crd} not installed")
+        if found:
+            return found
+        q = self.kubectl("get", "queues.scheduling.volcano.sh", "default", "-o", "jsonpath={.status.state}")
+        if q.returncode != 0 or q.stdout != "Open":
+            found.append("Volcano's default queue is not Open yet (vc-scheduler and vc-controller-manager)")
+        hooks = self.kubectl("get", "mutatingwebhookconfigurations", "-o", "name")
+        if "jobs-mutate" not in hooks.stdout:
+            found.append("Volcano's admission webhooks are not registered yet (vc-webhook-manager)")
+            return found
+        probe = {
+            "apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
+            "metadata": {"name": "readiness-probe", "namespace": "default"},
+            "spec": {"minAvailable": 1, "tasks": [{"name": "t", "replicas": 1, "template": {"spec": {
+                "containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}}]},
+        }
+        dry = self.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input_text=json.dumps(probe))
+        if dry.returncode != 0:
+            found.append(f"the webhook does not admit a Volcano Job yet: {dry.stderr.strip()[:200]}")
+        elif json.loads(dry.stdout)["spec"].get("queue") != "default":
+            found.append("Volcano's mutating webhook did not default the job's queue")
+        return found
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        last: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                ok = self.kubectl("get", "--raw", "/readyz", timeout=10).returncode == 0
+                last = self.problems() if ok else ["kube-apiserver is not ready"]
+            except subprocess.TimeoutExpired:
+                last = ["kube-apiserver does not answer"]
+            if not last:
+                return
+            time.sleep(1)
+        raise ClusterError(
+            f"the cluster is not ready after {timeout_s:.0f}s: {'; '.join(last)}; component logs are in "
+            f"{self.lay.cluster_dir / 'logs'}"
+        )
+
+
+def up(lay: Layout, timeout_s: float) -> Path:
+    bins = build_binaries()
+    cl = Cluster(lay, bins)
+    if lay.cluster_dir.is_dir() and cl.healthy():
+        log("reusing the running cluster")
+        return lay.kubeconfig
+    if lay.cluster_dir.is_dir():
+        log("a previous cluster is there but not healthy: removing it")
+        down(lay)
+    lay.home.mkdir(parents=True, exist_ok=True)
+    certs = make_webhook_certs(lay.certs)
+    ports = {k: free_port() for k in ("webhook", "webhook_health", "controller_health", "controller_metrics",
+                                      "scheduler_health", "scheduler_metrics")}
+    lay.config.write_text(kwokctl_config(bins, lay, certs, ports))
+    start = time.monotonic()
+    log("starting etcd, kube-apiserver, kube-controller-manager, kwok and Volcano (kwokctl, binary runtime)")
+    cl.kwokctl("create", "cluster", f"--config={lay.config}", "--runtime=binary", "--disable=kube-scheduler",
+               f"--kubeconfig={lay.kubeconfig}", "--wait=2m", quiet=True)
+    cl.wait_ready(timeout_s)
+    log(f"ready in {time.monotonic() - start:.1f}s")
+    return lay.kubeconfig
+
+
+def down(lay: Layout) -> None:
+    if lay.cluster_dir.is_dir():
+        bins = build_binaries() if (HERE / "build.sh").is_file() else None
+        Cluster(lay, bins).kwokctl("delete", "cluster", f"--kubeconfig={lay.kubeconfig}", check=False, quiet=True)
+    _kill_leftovers(lay)
+    shutil.rmtree(lay.home, ignore_errors=True)
+
+
+def _kill_leftovers(lay: Layout) -> None:
+    """Stop any process kwokctl recorded that is still alive (a half-created cluster, a crash)."""
+    for pidfile in (lay.cluster_dir / "pids").glob("*.pid") if lay.cluster_dir.is_dir() else []:
+        try:
+            os.kill(int(pidfile.read_text().strip()), 9)
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./dev.sh cluster", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="build (once) and start the cluster; last line: KUBECONFIG=<path>")
+    p_up.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness (default 180)")
+    sub.add_parser("down", help="stop every process of the cluster and remove its state")
+    sub.add_parser("status", help="say whether the cluster is up and healthy")
+    sub.add_parser("build", help="only build the binaries; print their folder")
+    args = parser.parse_args(argv)
+    lay = default_layout()
+    try:
+        if args.cmd == "up":
+            print(f"KUBECONFIG={up(lay, args.timeout)}", flush=True)
+        elif args.cmd == "down":
+            down(lay)
+            log(f"stopped; removed {lay.home}")
+        elif args.cmd == "build":
+            print(build_binaries())
+        else:
+            cl = Cluster(lay, build_binaries())
+            if lay.cluster_dir.is_dir() and cl.healthy():
+                print(f"KUBECONFIG={lay.kubeconfig}")
+            else:
+                log("not running (`./dev.sh cluster up` starts it)")
+                return 1
+    except ClusterError as exc:
+        log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
