@@ -1,4 +1,8 @@
-"""Shared fixtures: the digits data set (written once per session), paths to ../shared, the venv on PATH."""
+"""Shared fixtures: the digits data set (written once per session), paths to ../shared, the venv on PATH.
+
+Under CI (``CI`` set to anything but ``false``/``0``) a skipped test is a failure: whatever a test
+needs (``../shared``, cmake, helm, a compiler) must be there, and the report gives the skip's reason.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ci_env import in_ci
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -14,6 +19,18 @@ SHARED = REPO.parent / "shared"
 # msrun-style workers and `vitjob launch` children start `python`/`vitjob` from PATH: the venv first.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("GLOG_v", "2")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under CI, turn every skip (marker, ``pytest.skip`` in a fixture or test) into a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI={os.environ['CI']}, which allows no skip: {reason}"
 
 
 @pytest.fixture(scope="session")
