@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
-from vitjob import constants as c
 from vitjob.errors import SpecError
 from vitjob.images import default_image
 from vitjob.spec import JobSpec, load_spec
@@ -361,8 +361,54 @@ def test_values_file_sets_structured_keys(tmp_path):
     assert spec.num_pods == 2
 
 
-def test_constants_are_consistent_with_the_spec_defaults():
+CHART_VALUES = Path(__file__).resolve().parents[1] / "charts" / "vitjob" / "values.yaml"
+# Where each spec key's default lives in the Helm chart's hand-written, user-facing values.yaml.
+CHART_PLACES: dict[str, tuple[str, ...]] = {
+    "stage": ("stage",),
+    "cards": ("cards",),
+    "image": ("image",),
+    "image_pull_policy": ("imagePullPolicy",),
+    "data_pvc": ("data", "pvc"),
+    "data_subpath": ("data", "subpath"),
+    "output_pvc": ("output", "pvc"),
+    "queue": ("queue",),
+    "priority_class": ("priorityClass",),
+    "preset": ("preset",),
+    "epochs": ("epochs",),
+    "batch_size": ("batchSize",),
+    "lr": ("lr",),
+    "pretrained": ("pretrained",),
+    "extra_args": ("extraArgs",),
+    "max_retry": ("maxRetry",),
+    "ttl_seconds_after_finished": ("ttlSecondsAfterFinished",),
+    "node_selector": ("nodeSelector",),
+    "tolerations": ("tolerations",),
+    "cpu": ("resources", "cpu"),
+    "memory": ("resources", "memory"),
+    "gpus_per_pod": ("gpusPerPod",),
+    "cards_per_pod": ("cardsPerPod",),
+    "pipeline": ("pipeline",),
+    "env": ("env",),
+    "labels": ("labels",),
+    "annotations": ("annotations",),
+    "sched_port": ("schedPort",),
+    "rdzv_port": ("rdzvPort",),
+}
+
+
+def test_spec_defaults_are_the_helm_charts_defaults():
+    # `vitjob render` and `helm install` must give the same job for the same (absent) options, so every
+    # default of the spec is the one the chart documents to its users.
+    values = yaml.safe_load(CHART_VALUES.read_text(encoding="utf-8"))
     spec = JobSpec(name="v", hw="cpu")
-    assert (spec.data_pvc, spec.output_pvc) == (c.DEFAULT_DATA_PVC, c.DEFAULT_OUTPUT_PVC)
-    assert spec.preset == "vit-b16"
-    assert (spec.sched_port, spec.rdzv_port) == (8118, 29400)
+    fields = {f.name for f in dataclasses.fields(JobSpec)}
+    # name and hw are required; the namespace is Helm's release namespace; k8s_version only selects the
+    # schemas `vitjob render` validates against.
+    assert fields - set(CHART_PLACES) == {"name", "hw", "namespace", "k8s_version"}
+    for key, place in CHART_PLACES.items():
+        chart = values
+        for part in place:
+            chart = chart[part]
+        assert getattr(spec, key) == chart, f"{key}: {getattr(spec, key)!r}, chart {place}: {chart!r}"
+    assert spec.namespace == "default"  # Kubernetes' own default namespace
+    assert (spec.sched_port, spec.rdzv_port) == (8118, 29400)  # the chart README's table
