@@ -1,0 +1,247 @@
+"""Training progress lines: the one format that rank 0 writes and that ``vitjob status`` reads back.
+
+While it trains, rank 0 writes a line like this to its standard output every few steps, and once
+more when an epoch ends (after its evaluation)::
+
+    vitjob-progress epoch=3/10 step=69/230 loss=0.4321 acc=0.9567 img_s=140.2 eta_s=95 event=step
+
+Because it is ordinary output, the line reaches the pod's log: ``kubectl logs`` users can read it, and
+both backends read it back. The local backend reads the end of rank 0's log file, and the Kubernetes
+backend reads the last lines of rank 0's pod through the pod-log API (``tailLines``, not a stream).
+Each line carries all the fields, so the last one is enough:
+
+- ``epoch=E/N``: the epoch being trained (1-based) of N; ``step=S/T``: global steps done of T;
+- ``loss``: mean training loss over the steps since the previous line;
+- ``acc``: the last validation accuracy (training evaluates on the validation split after each
+  epoch), ``-`` before the first evaluation or when the data set has no validation split;
+- ``img_s``: training images per second (every rank together) since the previous line;
+- ``eta_s``: seconds left at that speed, evaluation not included;
+- ``event``: ``step`` (a periodic line) or ``epoch`` (an epoch ended).
+
+The marker may be preceded by a prefix such as ``vitjob launch``'s ``[rank 0] ``. Keys the parser
+does not know are ignored and keys it needs may say ``-`` (unknown), so the format can grow.
+
+``ProgressWriter`` writes the lines (``vitjob.vit.train``); ``parse_line``, ``last_progress`` and
+``last_progress_in_file`` read them; ``describe`` and ``TrainProgress.to_dict`` are the views that
+``vitjob status`` and ``vitjob list`` print (table and ``-o json``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+MARKER = "vitjob-progress"
+EVENTS = ("step", "epoch")
+# How much of the end of a log file the local backend reads (progress lines come every few steps).
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One progress line. ``None`` fields were unknown when the line was written."""
+
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float | None = None
+    accuracy: float | None = None
+    img_s: float | None = None
+    eta_s: float | None = None
+    event: str = "step"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (``-o json``/``-o yaml`` of ``vitjob status``); a non-finite
+        number (a diverged loss) becomes None, which JSON can carry."""
+        data = asdict(self)
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
+
+
+def format_line(progress: TrainProgress) -> str:
+    """The progress line for ``progress`` (no newline)."""
+    p = progress
+    fields = [
+        f"epoch={p.epoch}/{p.epochs}",
+        f"step={p.step}/{p.total_steps}",
+        f"loss={_num(p.loss, '.4f')}",
+        f"acc={_num(p.accuracy, '.4f')}",
+        f"img_s={_num(p.img_s, '.1f')}",
+        f"eta_s={_num(p.eta_s, '.0f')}",
+        f"event={p.event}",
+    ]
+    return f"{MARKER} {' '.join(fields)}"
+
+
+def parse_line(line: str) -> TrainProgress | None:
+    """The progress in ``line``, or None when it holds no (well-formed) progress line."""
+    at = line.find(MARKER + " ")
+    if at < 0 or (at > 0 and not line[at - 1].isspace()):
+        return None
+    values: dict[str, str] = {}
+    for token in line[at + len(MARKER) :].split():
+        key, sep, value = token.partition("=")
+        if sep:
+            values[key] = value
+    try:
+        epoch, epochs = _fraction(values["epoch"])
+        step, total = _fraction(values["step"])
+        event = values.get("event", "step")
+        return TrainProgress(
+            epoch=epoch,
+            epochs=epochs,
+            step=step,
+            total_steps=total,
+            loss=_optional(values.get("loss")),
+            accuracy=_optional(values.get("acc")),
+            img_s=_optional(values.get("img_s")),
+            eta_s=_optional(values.get("eta_s")),
+            event=event if event in EVENTS else "step",
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def last_progress(lines: Iterable[str]) -> TrainProgress | None:
+    """The last progress line among ``lines``, or None."""
+    found = None
+    for line in lines:
+        parsed = parse_line(line)
+        if parsed is not None:
+            found = parsed
+    return found
+
+
+def last_progress_in_file(path: Path, tail_bytes: int = TAIL_BYTES) -> TrainProgress | None:
+    """The last progress line in the last ``tail_bytes`` of the log file ``path`` (None if absent)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - tail_bytes))
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    return last_progress(data.decode(errors="replace").splitlines())
+
+
+def format_duration(seconds: float) -> str:
+    """``95`` → ``1m35s``; ``7300`` → ``2h01m``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def describe(progress: TrainProgress) -> str:
+    """One human line: ``epoch 3/10  step 69/230  loss 0.4321  val acc 95.67%  140 img/s  ETA 1m35s``."""
+    p = progress
+    parts = [f"epoch {p.epoch}/{p.epochs}", f"step {p.step}/{p.total_steps}"]
+    if p.loss is not None:
+        parts.append(f"loss {p.loss:.4f}")
+    if p.accuracy is not None:
+        parts.append(f"val acc {p.accuracy:.2%}")
+    if p.img_s is not None:
+        parts.append(f"{p.img_s:.0f} img/s")
+    if p.eta_s is not None and p.step < p.total_steps:
+        parts.append(f"ETA {format_duration(p.eta_s)}")
+    return "  ".join(parts)
+
+
+class ProgressWriter:
+    """Writes progress lines for one training run (rank 0 only), flushed at once.
+
+    Args:
+        out: where the lines go (the process's stdout in a pod).
+        epochs, total_steps: the run's plan.
+        global_batch: images per step, all ranks together (for images per second).
+        start_step: the step the run starts (or resumes) from.
+        clock: seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        out: IO[str],
+        epochs: int,
+        total_steps: int,
+        global_batch: int,
+        start_step: int = 0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.out = out
+        self.epochs = epochs
+        self.total_steps = total_steps
+        self.global_batch = global_batch
+        self.clock = clock
+        self.accuracy: float | None = None
+        self._losses: list[float] = []
+        self._last_loss: float | None = None
+        self._img_s: float | None = None
+        self._mark_t = clock()
+        self._mark_step = start_step
+
+    def step(self, step: int, epoch: int, loss: float, *, emit: bool) -> TrainProgress | None:
+        """Record the loss of global step ``step`` (1-based) in epoch ``epoch`` (1-based); with
+        ``emit``, write a line covering the steps since the previous one and return it."""
+        self._losses.append(loss)
+        if not emit:
+            return None
+        now = self.clock()
+        steps = step - self._mark_step
+        if steps > 0 and now > self._mark_t:
+            self._img_s = steps * self.global_batch / (now - self._mark_t)
+        self._last_loss = sum(self._losses) / len(self._losses)
+        self._losses.clear()
+        self._mark_t, self._mark_step = now, step
+        return self._write(step, epoch, "step")
+
+    def epoch_end(self, step: int, epoch: int, accuracy: float | None) -> TrainProgress:
+        """Write the line that ends epoch ``epoch`` (with its validation accuracy when it was evaluated)."""
+        if accuracy is not None:
+            self.accuracy = accuracy
+        if self._losses:
+            self._last_loss = sum(self._losses) / len(self._losses)
+            self._losses.clear()  # the next epoch's first line covers its own steps only
+        # The evaluation just run is not training time: the next line's speed starts from here.
+        self._mark_t, self._mark_step = self.clock(), step
+        return self._write(step, epoch, "epoch")
+
+    def _write(self, step: int, epoch: int, event: str) -> TrainProgress:
+        eta = None
+        if self._img_s:
+            eta = (self.total_steps - step) * self.global_batch / self._img_s
+        progress = TrainProgress(
+            epoch=epoch,
+            epochs=self.epochs,
+            step=step,
+            total_steps=self.total_steps,
+            loss=self._last_loss,
+            accuracy=self.accuracy,
+            img_s=self._img_s,
+            eta_s=eta,
+            event=event,
+        )
+        self.out.write(format_line(progress) + "\n")
+        self.out.flush()
+        return progress
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)  # a diverged loss stays visible as nan
+
+
+def _optional(text: str | None) -> float | None:
+    return None if text is None or text == "-" else float(text)
+
+
+def _fraction(text: str) -> tuple[int, int]:
+    done, sep, total = text.partition("/")
+    if not sep:
+        raise ValueError(text)
+    return int(done), int(total)
