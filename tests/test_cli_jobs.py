@@ -8,7 +8,10 @@ what the client sent (paths, verbs, bodies).
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import yaml
 from kube_testing import fake_cluster, volcano_job
 
 from vitjob.cli import main
+from vitjob.progress import TrainProgress, format_line
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -385,3 +389,132 @@ def test_follow_of_missing_job_is_404_not_a_hang(fake, capsys):
     assert "job 'ghost' not found in namespace 'default'" in err
     code, _, err = run(capsys, "status", "ghost")
     assert code == 1 and "`vitjob list` shows the jobs there" in err
+
+
+# ----------------------------------------------------------------------------- training progress
+def _running_train_job(fake, capsys, tmp_path, name: str = "t1") -> None:
+    code, _, err = run(capsys, "submit", "--manifest", write_manifest(tmp_path, volcano_job(name)))
+    assert code == 0, err
+    fake.set_job_phase("default", name, "Running")
+    for i in range(2):
+        fake.add_pod("default", name, i)
+        fake.set_pod_running("default", f"{name}-worker-{i}")
+
+
+def test_status_of_a_running_train_job_reads_rank_0s_last_progress_line(fake, capsys, tmp_path):
+    _running_train_job(fake, capsys, tmp_path)
+    older = TrainProgress(2, 10, 40, 230, 0.61, 0.9, 130.0, 300.0, "step")
+    last = TrainProgress(2, 10, 46, 230, 0.55, 0.9, 128.5, 290.0, "step")
+    fake.append_log(
+        "default",
+        "t1-worker-0",
+        [
+            f"[rank 0] {format_line(older)}",
+            "[rank 0] a log line",
+            f"[rank 0] {format_line(last)}",
+            "[rank 1] x",
+        ],
+    )
+    fake.append_log("default", "t1-worker-1", [f"[rank 8] {format_line(TrainProgress(9, 10, 200, 230))}"])
+    fake.clear_requests()
+    code, out, _ = run(capsys, "status", "t1")
+    assert code == 0
+    assert "progress: epoch 2/10  step 46/230  loss 0.5500  val acc 90.00%  128 img/s  ETA 4m50s" in out
+    # one request for the progress: the last lines of rank 0's pod, not a stream
+    [log_req] = fake.requests_matching("GET", r"/log$")
+    assert log_req.path == PODS + "/t1-worker-0/log"
+    assert log_req.query["tailLines"] == "40" and log_req.query["container"] == "vitjob"
+    assert "follow" not in log_req.query
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("GET", JOBS + "/t1"),
+        ("GET", PODS),
+        ("GET", PODS + "/t1-worker-0/log"),
+    ]
+
+    code, out, _ = run(capsys, "status", "t1", "-o", "json")
+    assert json.loads(out)["progress"] == {
+        "epoch": 2, "epochs": 10, "step": 46, "total_steps": 230, "loss": 0.55, "accuracy": 0.9,
+        "img_s": 128.5, "eta_s": 290.0, "event": "step",
+    }
+
+    code, out, _ = run(capsys, "list")
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "STAGE", "HW", "CARDS", "PHASE", "AGE", "PROGRESS"]
+    assert row.startswith("t1") and row.endswith("epoch 2/10  step 46/230  loss 0.5500  val acc 90.00%  "
+                                                 "128 img/s  ETA 4m50s")
+    code, out, _ = run(capsys, "list", "-o", "json")
+    assert json.loads(out)[0]["progress"]["step"] == 46
+
+
+def test_no_progress_request_unless_a_train_job_runs_with_rank_0_started(fake, capsys, tmp_path):
+    run(capsys, "submit", "--manifest", write_manifest(tmp_path, volcano_job("t2")))
+    fake.add_pod("default", "t2", 0)  # container still being created
+    fake.set_job_phase("default", "t2", "Running")
+    run(capsys, "submit", "--manifest", write_manifest(tmp_path, volcano_job("e1", stage="eval", replicas=1)))
+    fake.set_job_phase("default", "e1", "Running")
+    fake.add_pod("default", "e1", 0)
+    fake.set_pod_running("default", "e1-worker-0")
+    fake.append_log("default", "e1-worker-0", [format_line(TrainProgress(1, 1, 1, 1))])
+    fake.clear_requests()
+    for name in ("t2", "e1"):
+        code, out, _ = run(capsys, "status", name)
+        assert code == 0 and "progress:" not in out
+    assert not fake.requests_matching("GET", r"/log$")
+    code, out, _ = run(capsys, "status", "e1", "-o", "json")
+    assert json.loads(out)["progress"] is None
+
+
+def test_a_train_job_without_progress_lines_yet_shows_none(fake, capsys, tmp_path):
+    _running_train_job(fake, capsys, tmp_path, "t3")
+    fake.append_log("default", "t3-worker-0", ["[rank 0] compiling the graph"])
+    code, out, err = run(capsys, "status", "t3")
+    assert code == 0 and "progress:" not in out and err == ""
+
+
+# -------------------------------------------------------------------- what the terminal shows
+def _closed_port_kubeconfig(tmp_path: Path) -> Path:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "x", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "x", "user": "u"}}],
+            }
+        )
+    )
+    return path
+
+
+def _vitjob(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``vitjob ARGV`` in a fresh process, as a user runs it (its own logging set-up, no capture)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "VITJOB_CRD", "VITJOB_DEBUG")}
+    return subprocess.run(
+        [sys.executable, "-m", "vitjob", *argv], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_unreachable_cluster_is_one_line_and_retries_are_debug_output(tmp_path):
+    kubeconfig = str(_closed_port_kubeconfig(tmp_path))
+    proc = _vitjob("status", "x", "--kubeconfig", kubeconfig)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("vitjob status: error: cannot reach the Kubernetes API server at http://127.0.0.1:")
+    assert "4 attempts" in lines[0]  # it did retry, quietly
+    verbose = _vitjob("-v", "status", "x", "--kubeconfig", kubeconfig)
+    assert verbose.stderr.count("retrying in") == 3
+
+
+def test_log_lines_are_plain_sentences_without_logger_names(tmp_path):
+    proc = _vitjob("render", "--hw", "cpu", "--cards", "1", "--name", "x", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("warning: batch.volcano.sh/v1alpha1 Job was not checked against its CRD")
+    assert "vitjob.validate" not in line and "WARNING" not in line

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from vitjob.progress import TrainProgress
+
 
 class JobPhase(StrEnum):
     """Volcano job phases (``status.state.phase``) plus ``Unknown``."""
@@ -64,6 +66,8 @@ class JobStatus:
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
     # Things the user should know that did not stop the action (e.g. preflight capacity warnings)
     warnings: list[str] = field(default_factory=list)
+    # A running train stage: the last progress line of rank 0 (``vitjob.progress``); None otherwise
+    progress: TrainProgress | None = None
 
 
 class Backend(ABC):

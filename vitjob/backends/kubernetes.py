@@ -41,6 +41,7 @@ from vitjob.constants import (
     VOLCANO_GROUP,
     VOLCANO_JOB_NAME_LABEL,
     VOLCANO_PLURAL,
+    VOLCANO_POD_NAME_FORMAT,
     VOLCANO_TASK_INDEX_LABEL,
     VOLCANO_VERSION,
 )
@@ -58,6 +59,7 @@ from vitjob.errors import (
     VitjobError,
     WaitTimeoutError,
 )
+from vitjob.progress import TrainProgress, last_progress
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ DEVICE_PREFIXES = ("huawei.com/", "nvidia.com/")
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Lines of rank 0's log that `vitjob status` reads for training progress (a line comes every few steps)
+PROGRESS_TAIL_LINES = 40
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 
 # Core kinds submit can create beside the Job: kind → CoreV1Api method suffix
@@ -135,7 +139,9 @@ def _to_error(op: Op, status: int, body: Any, server: str, attempts: int = 1) ->
             "the token or certificate in the kubeconfig is missing or expired; log in again and check with "
             "`kubectl auth whoami`"
         )
-    if status == 403 and "admission webhook" in message:
+    if "admission webhook" in message and status in (400, 403):
+        # A webhook's denial: the API server raises codes below 400 to 400 and keeps a webhook's own code
+        # (apiserver's admission/plugin/webhook/errors/statuserror.go); Volcano's validator sets none -> 400.
         return AdmissionDeniedError(f"the cluster refused to {op.what()}: {message}")
     if status == 403:
         role = "Role" if op.namespace else "ClusterRole"
@@ -243,11 +249,11 @@ class _Api:
             except ApiException as exc:
                 if exc.status not in RETRYABLE_STATUS or attempt == self.retry.attempts:
                     raise _to_error(op, exc.status or 0, exc.body, self.server, attempt) from None
-                log.info("%s: HTTP %s, retrying in %.1fs", op.what(), exc.status, delay)
+                log.debug("%s: HTTP %s, retrying in %.1fs", op.what(), exc.status, delay)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if attempt == self.retry.attempts:
                     raise _transport_error(op, exc, self.server, attempt) from None
-                log.info("%s: %s, retrying in %.1fs", op.what(), type(exc).__name__, delay)
+                log.debug("%s: %s, retrying in %.1fs", op.what(), type(exc).__name__, delay)
             time.sleep(delay)
             delay = min(delay * 2, self.retry.max_backoff_s)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -764,7 +770,43 @@ class KubernetesBackend(Backend):
             p.phase == "Failed" for p in st.pods
         ):
             st.reasons += self._failure_reasons(job, pods, ns)
+        if st.phase == JobPhase.RUNNING and st.stage == "train":
+            rank0 = next((p for p in pods if _rank(p) == 0 and _container_started(p)), None)
+            if rank0 is not None:
+                st.progress = self.train_progress(name, ns, job=job)
         return st
+
+    def train_progress(
+        self,
+        name: str,
+        namespace: str | None = None,
+        *,
+        job: dict | None = None,
+        tail_lines: int = PROGRESS_TAIL_LINES,
+    ) -> TrainProgress | None:
+        """The last progress line (``vitjob.progress``) that rank 0 of train job ``name`` wrote.
+
+        One request: ``GET pods/<job>-<task>-0/log?tailLines=N`` (rank 0 is index 0 of the first
+        task; Volcano names pods ``<job>-<task>-<index>``), not a stream. Pass the Volcano Job object
+        as ``job`` to save reading it first. None when the pod has no progress line in those lines,
+        does not exist or has not started (the API's 400/404 are not errors here).
+        """
+        ns = self._ns(namespace)
+        job = job if job is not None else self._get_job(name, ns)
+        try:
+            task = job["spec"]["tasks"][0]
+            container = task["template"]["spec"]["containers"][0]["name"]
+        except (KeyError, IndexError, TypeError):
+            return None  # not a job vitjob rendered
+        pod = VOLCANO_POD_NAME_FORMAT.format(job=name, task=task["name"], index=0)
+        try:
+            resp = self.api.pod_log(
+                Op("get", "pods/log", "", ns, pod), pod, ns, container=container, tail_lines=tail_lines
+            )
+            return last_progress(_split_ts(raw)[1] for raw in _iter_lines(resp))
+        except VitjobError as exc:
+            log.debug("no training progress from %s: %s", pod, exc)
+            return None
 
     def _pending_reasons(self, job: dict, pods: list[dict], ns: str) -> list[str]:
         reasons: list[str] = []
@@ -1132,7 +1174,12 @@ class KubernetesBackend(Backend):
                 VC_JOBS,
                 label_selector=selector,
             )["items"]
-        return sorted((_job_status(j) for j in items), key=lambda s: (s.namespace, s.name))
+        statuses = sorted((_job_status(j) for j in items), key=lambda s: (s.namespace, s.name))
+        by_key = {(j["metadata"].get("namespace", ""), j["metadata"]["name"]): j for j in items}
+        for st in statuses:
+            if st.phase == JobPhase.RUNNING and st.stage == "train":
+                st.progress = self.train_progress(st.name, st.namespace, job=by_key[(st.namespace, st.name)])
+        return statuses
 
 
 # ----------------------------------------------------------------------------------------- following

@@ -32,21 +32,36 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from vitjob import constants as c
 from vitjob.backends.base import Backend, JobPhase, JobStatus, PodStatus
 from vitjob.errors import ConflictError, JobNotFoundError, UsageError, WaitTimeoutError
 from vitjob.launch.ranktable import format_downward_annotations
+from vitjob.logsetup import with_framework_log_env
+from vitjob.progress import last_progress_in_file
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 CANCEL_FILE = "cancel"
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+class LocalJobObserver(Protocol):
+    """Told what a job run in the foreground does, to show it (``vitjob.cli.console``).
+
+    Every pod's output still goes to its log file, whether or not anything observes it.
+    """
+
+    def job_started(self, name: str, stage: str, pods: list[str], log_dir: Path) -> None: ...
+
+    def pod_line(self, name: str, pod: str, line: str) -> None: ...
+
+    def job_finished(self, status: JobStatus, log_dir: Path) -> None: ...
 
 
 def default_root() -> Path:
@@ -104,26 +119,41 @@ class _LocalPod:
         self.pump: threading.Thread | None = None
         self.restarts = 0
 
-    def start(self, out: IO[str] | None, prefix: bool, lock: threading.Lock) -> None:
+    def start(
+        self,
+        out: IO[str] | None,
+        prefix: bool,
+        lock: threading.Lock,
+        on_line: Callable[[str, str], None] | None = None,
+    ) -> None:
         if self.log_file.exists():
             os.replace(self.log_file, self.log_file.with_suffix(".previous.log"))
         self.proc = subprocess.Popen(
             self.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
-        self.pump = threading.Thread(target=self._pump, args=(out, prefix, lock), daemon=True)
+        self.pump = threading.Thread(target=self._pump, args=(out, prefix, lock, on_line), daemon=True)
         self.pump.start()
 
-    def _pump(self, out: IO[str] | None, prefix: bool, lock: threading.Lock) -> None:
+    def _pump(
+        self,
+        out: IO[str] | None,
+        prefix: bool,
+        lock: threading.Lock,
+        on_line: Callable[[str, str], None] | None,
+    ) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         with open(self.log_file, "a") as fh:
             for raw in iter(self.proc.stdout.readline, b""):
                 line = raw.decode(errors="replace")
                 fh.write(line)
                 fh.flush()
-                if out is not None:
+                if out is not None or on_line is not None:
                     with lock:
-                        out.write(f"[{self.name}] {line}" if prefix else line)
-                        out.flush()
+                        if out is not None:
+                            out.write(f"[{self.name}] {line}" if prefix else line)
+                            out.flush()
+                        if on_line is not None:
+                            on_line(self.name, line.rstrip("\n"))
 
     def kill(self, grace_s: float) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -147,6 +177,8 @@ class LocalBackend(Backend):
         stream: IO[str] | bool | None = True,
         poll_s: float = 0.2,
         grace_s: float = 15.0,
+        observer: LocalJobObserver | None = None,
+        verbose: bool = False,
     ) -> None:
         self.root = Path(local_root) if local_root else default_root()
         self.data_dir = Path(data_dir).resolve() if data_dir else None
@@ -154,6 +186,8 @@ class LocalBackend(Backend):
         self.out: IO[str] | None = sys.stdout if stream is True else (stream or None)
         self.poll_s = poll_s
         self.grace_s = grace_s
+        self.observer = observer
+        self.verbose = verbose  # False: MindSpore's own logging limited to errors in the pods
 
     # -------------------------------------------------------------------------------- state files
     def job_dir(self, name: str) -> Path:
@@ -213,7 +247,14 @@ class LocalBackend(Backend):
         return _Runner(self, job, jdir).run()
 
     def status(self, name: str) -> JobStatus:
-        return self._to_status(self._read_state(name))
+        return self._with_progress(self._to_status(self._read_state(name)))
+
+    def _with_progress(self, status: JobStatus) -> JobStatus:
+        """A running train job gets the last progress line of its first pod (rank 0's)."""
+        if status.phase == JobPhase.RUNNING and status.stage == "train" and status.pods:
+            log_file = self.job_dir(status.name) / "logs" / f"{status.pods[0].name}.log"
+            status.progress = last_progress_in_file(log_file)
+        return status
 
     def logs(
         self,
@@ -301,12 +342,15 @@ class LocalBackend(Backend):
     def update_pipeline(self, pipeline: Any, update: Any) -> Any:
         return self._pipelines().update_pipeline(pipeline, update)
 
+    def delete_pipeline(self, pipeline: Any) -> None:
+        self._pipelines().delete_pipeline(pipeline)
+
     def list_jobs(self, all_namespaces: bool = False) -> list[JobStatus]:
         jobs_dir = self.root / "jobs"
         if not jobs_dir.is_dir():
             return []
         return [
-            self._to_status(self._read_state(d.name))
+            self._with_progress(self._to_status(self._read_state(d.name)))
             for d in sorted(jobs_dir.iterdir())
             if (d / STATE_FILE).is_file()
         ]
@@ -387,7 +431,7 @@ class _Runner:
     ) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        env.setdefault("GLOG_v", "2")
+        env = with_framework_log_env(env, self.b.verbose)
         for item in container.get("env", []):
             if "value" in item:
                 value = str(item["value"])
@@ -479,8 +523,10 @@ class _Runner:
 
     def _start_all(self) -> None:
         prefix = len(self.pods) > 1
+        observer = self.b.observer
+        on_line = None if observer is None else (lambda pod, line: observer.pod_line(self.name, pod, line))
         for pod in self.pods:
-            pod.start(self.b.out, prefix, self.lock)
+            pod.start(self.b.out, prefix, self.lock, on_line)
 
     def _stop_all(self) -> None:
         for pod in self.pods:
@@ -491,7 +537,11 @@ class _Runner:
 
     def run(self) -> JobStatus:
         self._save(JobPhase.PENDING)
-        log.info(
+        if self.b.observer is not None:
+            self.b.observer.job_started(
+                self.name, self.state["stage"], [p.name for p in self.pods], self.jdir / "logs"
+            )
+        log.debug(
             "local job %s: %d pod(s), maxRetry %d, state in %s",
             self.name,
             len(self.pods),
@@ -546,7 +596,10 @@ class _Runner:
             self.state["reasons"].append("interrupted (Ctrl-C)")
             self._save(JobPhase.ABORTED)
             raise
-        return self.b._to_status(self.state)
+        status = self.b._to_status(self.state)
+        if self.b.observer is not None:
+            self.b.observer.job_finished(status, self.jdir / "logs")
+        return status
 
 
 def _pod_phase(pod: _LocalPod) -> str:
@@ -673,3 +726,7 @@ class LocalPipelineStore:
         data["version"] = int(data["version"]) + 1
         self._write(data)
         return self._record(data)
+
+    def delete_pipeline(self, pipeline: Any) -> None:
+        """Remove the stored pipeline (its stage jobs are deleted by ``vitjob.pipeline.delete_pipeline``)."""
+        self._path(pipeline.name).unlink(missing_ok=True)

@@ -3,7 +3,9 @@
 Writes the digits data set (offline), then runs the rendered train → eval → export → infer310 jobs
 on the local backend (2 data-parallel CPU processes by default), plots the training curves and
 prints where everything is. It is exactly ``vitjob submit --backend local --then eval,export,infer310``
-with the data and output mapped into ``--workdir``.
+with the data and output mapped into ``--workdir``. The terminal shows a few lines per stage and the
+training progress; every pod's full output goes to the jobs' log files (``vitjob logs``; ``-v``
+prints it too).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vitjob.backends.local import LocalBackend
+    from vitjob.cli.console import RunConsole
     from vitjob.cli.jobs import run_local_pipeline
     from vitjob.pipeline import define_pipeline
     from vitjob.spec import load_spec
@@ -60,7 +63,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     spec = load_spec(values, None, [])
     stages = ("eval", "export") + (("infer310",) if args.hw == "cpu" else ())
     definition = define_pipeline(spec, stages)
-    backend = LocalBackend(local_root=work / "local", data_dir=data_dir, output_dir=output_dir)
+    verbose = bool(getattr(args, "verbose", False))  # -v: every pod's raw output, MindSpore's warnings
+    backend = LocalBackend(
+        local_root=work / "local",
+        data_dir=data_dir,
+        output_dir=output_dir,
+        stream=verbose,
+        observer=None if verbose else RunConsole(sys.stdout, sys.stdout.isatty()),
+        verbose=verbose,
+    )
     backend.create_pipeline(definition, replace=True)
     code = run_local_pipeline(backend, definition.name)
     _summary(output_dir / spec.pipeline_name, args.name)

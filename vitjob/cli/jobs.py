@@ -21,8 +21,10 @@ import yaml
 
 from vitjob.backends import BACKEND_NAMES, get_backend
 from vitjob.backends.base import Backend, JobPhase, JobStatus
+from vitjob.cli.console import RunConsole
 from vitjob.constants import DEFAULT_NAMESPACE
 from vitjob.errors import BackendError, JobNotFoundError, PipelineNotFoundError, UsageError
+from vitjob.progress import describe
 
 log = logging.getLogger("vitjob")
 
@@ -42,12 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
         add(p)
-        _add_backend_arguments(p)
+        add_backend_arguments(p)
         p.set_defaults(func=_HANDLERS[name])
 
 
 # ------------------------------------------------------------------------------------------- arguments
-def _add_backend_arguments(p: argparse.ArgumentParser) -> None:
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument(
         "--backend",
@@ -98,7 +100,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
         "(e.g. --then eval,export,infer310); stored on the cluster, advanced by `vitjob controller` "
         "or `vitjob pipeline run NAME --wait`",
     )
-    _add_backend_arguments(p)
+    add_backend_arguments(p)
     local = p.add_argument_group("local backend")
     local.add_argument("--data", type=Path, default=None, metavar="DIR",
                        help="the data PVC's directory on this machine (CIFAR-10 binary layout)")
@@ -147,9 +149,16 @@ def _add_name_only(p: argparse.ArgumentParser) -> None:
 
 def _add_list(p: argparse.ArgumentParser) -> None:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="jobs of every namespace")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
 
-def _backend(args: argparse.Namespace) -> Backend:
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """The backend the backend flags of ``args`` choose. Local jobs run in the foreground show on the
+    terminal through a ``RunConsole`` (with ``-v``: every pod's raw output instead)."""
+    verbose = bool(getattr(args, "verbose", False))
+    quiet: dict[str, Any] = {}
+    if not verbose:
+        quiet = {"stream": False, "observer": RunConsole(sys.stdout, sys.stdout.isatty())}
     return get_backend(
         args.backend,
         kubeconfig=args.kubeconfig,
@@ -158,6 +167,8 @@ def _backend(args: argparse.Namespace) -> Backend:
         local_root=getattr(args, "local_root", None),
         data_dir=getattr(args, "data", None),
         output_dir=getattr(args, "output", None) if isinstance(getattr(args, "output", None), Path) else None,
+        verbose=verbose,
+        **quiet,
     )
 
 
@@ -208,12 +219,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             validate_objects(objects, crd_source=getattr(args, "crd", None))
         print(yaml.safe_dump_all(objects, sort_keys=False), end="")
         return 0
-    backend = _backend(args)
+    backend = backend_from_args(args)
     status = backend.submit(objects, replace=args.replace)
     for warning in status.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if backend.name == "local":  # ran in the foreground: report how it ended
-        return _report_local_run(status)
+        return _report_local_run(status, shown=getattr(backend, "observer", None) is not None)
     where = f" in namespace {status.namespace}" if status.namespace else ""
     print(f"submitted job {status.name}{where} ({backend.name} backend)")
     print("next:")
@@ -236,11 +247,13 @@ def run_local_pipeline(store: Any, name: str) -> int:
     return 0 if record.phase == PipelinePhase.COMPLETED else 1
 
 
-def _report_local_run(status: Any) -> int:
-    print(f"job {status.name} {status.phase} (local backend, {status.retry_count} restart(s))")
-    for reason in status.reasons:
-        print(f"  {reason}")
-    print(f"  vitjob logs {status.name} --backend local   # the pods' output again")
+def _report_local_run(status: Any, *, shown: bool) -> int:
+    """How a local job ended (unless the console ``shown`` it already) and how to see its output."""
+    if not shown:
+        print(f"job {status.name} {status.phase} (local backend, {status.retry_count} restart(s))")
+        for reason in status.reasons:
+            print(f"  {reason}")
+    print(f"  vitjob logs {status.name} --backend local   # every pod's output")
     return 0 if status.phase == JobPhase.COMPLETED else 1
 
 
@@ -272,7 +285,7 @@ def _submit_pipeline(args: argparse.Namespace) -> int:
 
         later = [o for s in definition.stages[1:] for o in yaml.safe_load_all(s.manifest) if o]
         validate_objects(later, crd_source=args.crd)
-    backend = _backend(args)
+    backend = backend_from_args(args)
     store = pipeline_store(backend)
     status = store.create_pipeline(definition, replace=args.replace)
     if backend.name == "local":  # no controller here: advance the pipeline in the foreground
@@ -291,7 +304,7 @@ def _submit_pipeline(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    backend = _backend(args)
+    backend = backend_from_args(args)
     try:
         status = backend.status(args.name)
     except JobNotFoundError:
@@ -315,7 +328,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     if args.follow and args.previous:
         raise UsageError("--previous shows a finished run; it cannot be combined with -f")
     since_s = parse_duration(args.since) if args.since else None
-    lines = _backend(args).logs(
+    lines = backend_from_args(args).logs(
         args.name,
         follow=args.follow,
         rank=args.rank,
@@ -330,7 +343,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
-    status = _backend(args).wait(args.name, timeout_s=args.timeout)
+    status = backend_from_args(args).wait(args.name, timeout_s=args.timeout)
     if status.phase == JobPhase.COMPLETED:
         print(f"job {status.name} Completed")
         return 0
@@ -341,7 +354,7 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    _backend(args).cancel(args.name)
+    backend_from_args(args).cancel(args.name)
     print(
         f"asked to abort job {args.name}; it stays listed with its history (`vitjob delete {args.name}` "
         "removes it)"
@@ -350,18 +363,25 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    _backend(args).delete(args.name)
+    backend_from_args(args).delete(args.name)
     print(f"deleted job {args.name} and the objects submit created for it")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    jobs = _backend(args).list_jobs(all_namespaces=args.all_namespaces)
+    jobs = backend_from_args(args).list_jobs(all_namespaces=args.all_namespaces)
+    if getattr(args, "output", "table") == "json":
+        keys = ("name", "namespace", "stage", "hw", "cards", "phase", "age_s", "progress")
+        print(json.dumps([{k: _status_dict(j)[k] for k in keys} for j in jobs], indent=2))
+        return 0
     rows = [
         [j.name, j.stage or "-", j.hw or "-", str(j.cards or "-"), str(j.phase), format_age(j.age_s)]
         for j in jobs
     ]
     header = ["NAME", "STAGE", "HW", "CARDS", "PHASE", "AGE"]
+    if any(j.progress for j in jobs):  # running train jobs: where they are
+        header.append("PROGRESS")
+        rows = [[*row, describe(j.progress) if j.progress else ""] for j, row in zip(jobs, rows, strict=True)]
     if args.all_namespaces:
         header.insert(0, "NAMESPACE")
         rows = [[j.namespace, *row] for j, row in zip(jobs, rows, strict=True)]
@@ -399,6 +419,7 @@ def _status_dict(status: JobStatus) -> dict[str, Any]:
     data = dataclasses.asdict(status)
     data["phase"] = str(status.phase)
     data["age_s"] = round(status.age_s, 1)
+    data["progress"] = status.progress.to_dict() if status.progress else None
     return data
 
 
@@ -425,6 +446,8 @@ def format_status(status: JobStatus) -> str:
     what = ", ".join(x for x in (status.stage, status.hw, cards) if x)
     if what:
         lines.append(f"job is:   {what}" + (f"   queue: {status.queue}" if status.queue else ""))
+    if status.progress is not None:
+        lines.append(f"progress: {describe(status.progress)}")
     for task, counts in sorted(status.tasks.items()):
         lines.append(f"task {task}: " + ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items())))
     if status.pods:

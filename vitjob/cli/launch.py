@@ -55,9 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_launch(args: argparse.Namespace) -> int:
     from vitjob.launch.entrypoint import launch
+    from vitjob.logsetup import framework_log_environment
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    outcome = launch(command, args.hw, args.cards_per_pod, args.rdzv_timeout, args.workdir, args.grace_period)
+    # The children (training processes, the MindSpore scheduler) log MindSpore errors only, unless -v
+    # or the pod's environment sets GLOG_v & co. itself.
+    with framework_log_environment(getattr(args, "verbose", False)):
+        outcome = launch(
+            command, args.hw, args.cards_per_pod, args.rdzv_timeout, args.workdir, args.grace_period
+        )
     print(f"vitjob launch: {outcome.summary}", file=sys.stderr)
     return outcome.exit_code
 
