@@ -5,11 +5,13 @@ requests the client sent."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import time
 
 import pytest
 import yaml
-from kube_testing import fake_cluster, pipeline_definition
+from kube_testing import fake_cluster, pipeline_definition, volcano_job
 
 from vitjob.backends import get_backend
 from vitjob.backends.base import JobPhase
@@ -18,14 +20,17 @@ from vitjob.errors import ConflictError, PreflightError, UsageError
 from vitjob.pipeline import (
     CreateStage,
     Observed,
+    PipelineDefinition,
     PipelinePhase,
     PipelineRecord,
+    StageDefinition,
     StageJob,
     StageState,
     UpdatePipeline,
     parse_then,
     pipeline_store,
     reconcile,
+    run_pipeline,
     step,
 )
 
@@ -327,3 +332,95 @@ def test_a_stale_record_is_read_again_not_overwritten(fake) -> None:
     with pytest.raises(ConflictError):
         store.update_pipeline(stale, UpdatePipeline({"train": D}))
     assert annotations(fake)["vitjob.io/stage.train"] == "Created"
+
+
+# ------------------------------------------------------------------------------- cancel and delete
+COMMANDS = "/apis/bus.volcano.sh/v1alpha1/namespaces/default/commands"
+
+
+def test_pipeline_cancel_stops_the_chain_and_aborts_the_running_stage(fake, capsys) -> None:
+    assert main(SUBMIT) == 0
+    fake.set_job_phase("default", "vit-train", "Completed")
+    step(pipeline_store(get_backend("kubernetes")), "vit")  # eval is created
+    fake.set_job_phase("default", "vit-eval", "Running")
+    capsys.readouterr()
+    assert main(["pipeline", "cancel", "vit"]) == 0
+    assert "cancelled pipeline vit; asked to abort vit-eval" in capsys.readouterr().out
+    ann = annotations(fake)
+    assert ann["vitjob.io/pipeline-phase"] == "Failed"
+    assert ann["vitjob.io/pipeline-reason"].startswith("cancelled with `vitjob pipeline cancel`")
+    [abort] = fake.requests_matching("POST", COMMANDS + "$")
+    assert abort.body["action"] == "AbortJob" and abort.body["target"]["name"] == "vit-eval"
+    # the finished train job is not aborted, and nothing starts after the cancel
+    fake.set_job_phase("default", "vit-eval", "Completed")
+    assert main(["pipeline", "run", "vit", "--wait", "--poll", "0.05", "--timeout", "5"]) == 1
+    assert creates(fake, "vit-export") == 0
+    # cancelling again finds nothing running
+    capsys.readouterr()
+    assert main(["pipeline", "cancel", "vit"]) == 0
+    assert "no stage job was running" in capsys.readouterr().out
+    assert len(fake.requests_matching("POST", COMMANDS + "$")) == 1
+
+
+def test_pipeline_delete_removes_its_jobs_and_record_but_not_a_foreign_job(fake, capsys) -> None:
+    assert main(SUBMIT) == 0
+    fake.set_job_phase("default", "vit-train", "Completed")
+    step(pipeline_store(get_backend("kubernetes")), "vit")
+    fake.set_job_phase("default", "vit-eval", "Running")
+    capsys.readouterr()
+    assert main(["pipeline", "delete", "vit"]) == 0
+    assert "deleted pipeline vit and its jobs vit-train, vit-eval" in capsys.readouterr().out
+    assert fake.get("batch.volcano.sh", "jobs", "vit-train", "default") is None
+    assert fake.get("batch.volcano.sh", "jobs", "vit-eval", "default") is None
+    assert fake.get("", "configmaps", "vit-pipeline", "default") is None
+    assert fake.requests_matching("POST", COMMANDS + "$")  # the running stage was aborted first
+    assert main(["pipeline", "delete", "vit"]) == 1
+    assert "pipeline 'vit' not found" in capsys.readouterr().err
+
+
+def _sleeper_definition(name: str, seconds: float) -> PipelineDefinition:
+    """A two-stage pipeline whose train stage sleeps (a real process) and whose eval stage prints."""
+    stages = []
+    for stage, code in (("train", f"import time; time.sleep({seconds})"), ("eval", "print('eval ran')")):
+        job = volcano_job(f"{name}-{stage}", replicas=1, cards=0, hw="cpu", stage=stage)
+        job["metadata"]["labels"]["app.kubernetes.io/part-of"] = name
+        job["spec"]["maxRetry"] = 0
+        job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", code]
+        stages.append(StageDefinition(stage, f"{name}-{stage}", yaml.safe_dump(job)))
+    return PipelineDefinition(name, "", name, tuple(stages))
+
+
+def test_local_pipeline_cancel_and_delete_from_another_command(tmp_path, capsys) -> None:
+    from vitjob.backends.local import LocalBackend
+
+    root = tmp_path / "local"
+    backend = LocalBackend(local_root=root, stream=False, poll_s=0.05)
+    result: dict[str, PipelineRecord] = {}
+
+    def foreground() -> None:  # what `vitjob submit --backend local --then …` does
+        backend.create_pipeline(_sleeper_definition("lp", 60))
+        result["record"] = run_pipeline(backend, "lp", poll_s=0.05)
+
+    runner = threading.Thread(target=foreground)
+    runner.start()
+    state = root / "jobs" / "lp-train" / "state.json"
+    deadline = time.monotonic() + 30
+    while not (state.is_file() and json.loads(state.read_text())["phase"] == "Running"):
+        assert time.monotonic() < deadline, "the train stage did not start"
+        time.sleep(0.05)
+    local = ["--backend", "local", "--local-root", str(root)]
+    started = time.monotonic()
+    assert main(["pipeline", "cancel", "lp", *local]) == 0
+    assert "cancelled pipeline lp; asked to abort lp-train" in capsys.readouterr().out
+    runner.join(30)
+    assert not runner.is_alive() and time.monotonic() - started < 20  # not the 60 s sleep
+    record = result["record"]
+    assert record.phase == PipelinePhase.FAILED and record.reason.startswith("cancelled with")
+    assert backend.status("lp-train").phase == JobPhase.ABORTED
+    assert not (root / "jobs" / "lp-eval").exists()  # the next stage never started
+
+    assert main(["pipeline", "delete", "lp", *local]) == 0
+    assert "deleted pipeline lp and its jobs lp-train" in capsys.readouterr().out
+    assert not (root / "jobs" / "lp-train").exists() and not (root / "pipelines" / "lp.json").exists()
+    assert main(["pipeline", "status", "lp", *local]) == 1
+    assert "no local pipeline 'lp'" in capsys.readouterr().err

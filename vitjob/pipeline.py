@@ -410,6 +410,73 @@ def run_pipeline(
         sleep(poll_s)
 
 
+# --------------------------------------------------------------------------------- cancel and delete
+CANCELLED_REASON = "cancelled with `vitjob pipeline cancel`; later stages will not start"
+
+
+@runtime_checkable
+class RemovablePipelineStore(PipelineStore, Protocol):
+    """A ``PipelineStore`` that can also remove a stored pipeline (``vitjob pipeline delete``)."""
+
+    def delete_pipeline(self, pipeline: PipelineRecord) -> None:
+        """Remove the stored record of ``pipeline`` (not its jobs); absent already is fine."""
+        ...
+
+
+def cancel_pipeline(store: PipelineStore, backend: Backend, name: str, attempts: int = 5) -> list[str]:
+    """Stop pipeline ``name``: record it Failed (cancelled) so that no further stage starts, then abort
+    every stage job of it that is still running. Returns the names of the jobs asked to abort.
+
+    The record is written first, so a controller that races with this cannot start another stage
+    afterwards; a stage it started just before is in the job list read afterwards and is aborted too.
+    """
+    for _ in range(attempts):
+        record = store.get_pipeline(name)
+        if record.phase.is_terminal:
+            break
+        try:
+            record = store.update_pipeline(
+                record, UpdatePipeline(phase=PipelinePhase.FAILED, reason=CANCELLED_REASON)
+            )
+            break
+        except ConflictError as exc:
+            log.debug("pipeline %s changed while cancelling it (%s); reading it again", name, exc)
+    else:
+        raise ConflictError(f"pipeline {name!r} kept changing while it was being cancelled; run it again")
+    aborted = []
+    for job in store.list_stage_jobs(record).values():
+        if job.part_of != record.part_of or job.phase.is_terminal:
+            continue
+        try:
+            backend.cancel(job.name)
+        except BackendError:
+            if not backend.status(job.name).phase.is_terminal:
+                raise
+            log.debug("job %s ended before it could be aborted", job.name)
+            continue
+        aborted.append(job.name)
+    return aborted
+
+
+def delete_pipeline(store: PipelineStore, backend: Backend, name: str) -> list[str]:
+    """Cancel pipeline ``name``, delete each of its stage jobs (with what submit created for them),
+    then its stored record. Returns the names of the deleted jobs. Jobs that only share a stage
+    job's name (another pipeline's, or none) are left alone."""
+    if not isinstance(store, RemovablePipelineStore):
+        raise BackendError(
+            f"the {backend.name} backend cannot delete pipelines; delete their jobs with `vitjob delete`"
+        )
+    cancel_pipeline(store, backend, name)
+    record = store.get_pipeline(name)
+    deleted = []
+    for job in store.list_stage_jobs(record).values():
+        if job.part_of == record.part_of:
+            backend.delete(job.name)
+            deleted.append(job.name)
+    store.delete_pipeline(record)
+    return deleted
+
+
 # ------------------------------------------------------------------------------------------ display
 def stage_rows(observed: Observed) -> list[list[str]]:
     """STAGE, JOB, PHASE rows: the job's live phase, else what the pipeline recorded, else ``-``."""

@@ -259,6 +259,10 @@ class KubernetesPipelineStore:
     def update_pipeline(self, pipeline: PipelineRecord, update: UpdatePipeline) -> PipelineRecord:
         return record_from_configmap(self._patch(pipeline, update_patch(pipeline, update)))
 
+    def delete_pipeline(self, pipeline: PipelineRecord) -> None:
+        """Delete the pipeline's ConfigMap (jobs it still owns are garbage-collected with it)."""
+        self._delete_configmap(pipeline)
+
     # ------------------------------------------------------------------------------- helpers
     def _patch(self, record: PipelineRecord, patch: dict[str, Any]) -> dict[str, Any]:
         api, ns, name = self.backend.api, record.namespace, configmap_name(record.name)

@@ -1,5 +1,5 @@
-"""Commands for pipelines (``vitjob submit … --then``): ``pipeline run``, ``pipeline status`` and
-``controller``.
+"""Commands for pipelines (``vitjob submit … --then``): ``pipeline run``, ``pipeline status``,
+``pipeline cancel``, ``pipeline delete`` and ``controller``.
 
 ``pipeline run NAME --wait`` drives a pipeline from this machine with the same reconcile loop the
 in-cluster controller runs; ``controller`` is that controller (``--render`` prints its Deployment
@@ -49,24 +49,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     status = psub.add_parser("status", help="show a pipeline's phase and each stage's job and phase")
     status.add_argument("name", help="pipeline name")
     status.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
-    for q in (run, status):
+    cancel = psub.add_parser(
+        "cancel",
+        help="stop a pipeline: no further stage starts, its running stage job is aborted",
+        description="Record the pipeline as Failed (cancelled) so that no controller or `pipeline run` "
+        "starts another stage, then abort its stage jobs that are still running. The jobs and the "
+        "pipeline stay listed (`vitjob pipeline delete NAME` removes them).",
+    )
+    cancel.add_argument("name", help="pipeline name")
+    delete = psub.add_parser(
+        "delete",
+        help="cancel a pipeline, then delete its stage jobs and the pipeline itself",
+        description="Cancel the pipeline, delete each of its stage jobs (with the objects submit created "
+        "for them), then the stored pipeline.",
+    )
+    delete.add_argument("name", help="pipeline name")
+    for q in (run, status, cancel, delete):
         _add_backend(q)
     run.set_defaults(func=_cmd_run)
     status.set_defaults(func=_cmd_status)
+    cancel.set_defaults(func=_cmd_cancel)
+    delete.set_defaults(func=_cmd_delete)
     _register_controller(sub)
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    from vitjob.cli.jobs import _add_backend_arguments
+    from vitjob.cli.jobs import add_backend_arguments
 
-    _add_backend_arguments(p)
+    add_backend_arguments(p)
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from vitjob.cli.jobs import _backend
+    from vitjob.cli.jobs import backend_from_args
     from vitjob.pipeline import pipeline_store
 
-    return pipeline_store(_backend(args))
+    return pipeline_store(backend_from_args(args))
 
 
 # ------------------------------------------------------------------------------------- pipeline
@@ -96,6 +113,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     print_pipeline(store_observed(_store(args), args.name), args.output)
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from vitjob.cli.jobs import backend_from_args
+    from vitjob.pipeline import cancel_pipeline, pipeline_store
+
+    backend = backend_from_args(args)
+    aborted = cancel_pipeline(pipeline_store(backend), backend, args.name)
+    jobs = f"; asked to abort {', '.join(aborted)}" if aborted else "; no stage job was running"
+    print(f"cancelled pipeline {args.name}{jobs} (`vitjob pipeline delete {args.name}` removes it)")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from vitjob.cli.jobs import backend_from_args
+    from vitjob.pipeline import delete_pipeline, pipeline_store
+
+    backend = backend_from_args(args)
+    deleted = delete_pipeline(pipeline_store(backend), backend, args.name)
+    jobs = f" and its jobs {', '.join(deleted)}" if deleted else " (it had no stage jobs left)"
+    print(f"deleted pipeline {args.name}{jobs}")
     return 0
 
 
