@@ -8,7 +8,7 @@
 # this script's output changes), so a second run (or CI on the same machine) reuses them and a change of
 # any pin rebuilds.
 #
-#   kube/  kube-apiserver, kube-controller-manager, kubectl (Kubernetes v1.35.3), etcd (v3.6.5),
+#   kube/  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes v1.35.3), etcd (v3.6.5),
 #          vc-controller-manager, vc-scheduler, vc-webhook-manager (Volcano v1.15.1)
 #   kwok/  kwok, kwokctl (v0.8.0)
 set -euo pipefail
@@ -61,7 +61,8 @@ echo "build.sh: this takes a while the first time (about 20-30 minutes on 2 core
 (
   cd "$work"
   go build -ldflags "$ldflags" -o "$bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
   # One invocation per group lets go link one program while it compiles the next.
   mkdir -p "$bin/tmp"
   go build -ldflags "-s -w" -o "$bin/tmp/" go.etcd.io/etcd/server/v3 volcano.sh/volcano/cmd/controller-manager \

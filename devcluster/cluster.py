@@ -2,7 +2,8 @@
 """A real Kubernetes + Volcano control plane on this machine: `./dev.sh cluster up|down|status`.
 
 Owns the life cycle of the development cluster that the e2e tests and users try vitjob against: etcd,
-kube-apiserver (RBAC on, ServiceAccount tokens) and kube-controller-manager of Kubernetes v1.35.3, KWOK
+kube-apiserver (RBAC on, ServiceAccount tokens), kube-controller-manager and kube-scheduler (for pods
+that do not ask for Volcano, as in a real cluster: Deployments, helm test pods) of Kubernetes v1.35.3, KWOK
 v0.8.0 simulating the nodes, and Volcano v1.15.1's controller-manager, scheduler and admission webhook,
 all listening on 127.0.0.1. kwokctl's binary runtime starts and stops every process, Volcano's included
 (as kwokctl components); this module writes its configuration, makes the webhook's certificate, and waits
@@ -19,6 +20,7 @@ pod-log API from a file named by a `Logs` object (kwok.x-k8s.io/v1alpha1) in the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -103,12 +105,50 @@ def make_webhook_certs(out: Path) -> dict[str, Path]:
     def ssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
 
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=vitjob-dev-ca",
-        "-keyout", str(out / "ca.key"), "-out", str(paths["ca"]))
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", str(paths["key"]), "-out", str(out / "tls.csr"))
-    ssl("x509", "-req", "-in", str(out / "tls.csr"), "-CA", str(paths["ca"]), "-CAkey", str(out / "ca.key"),
-        "-CAcreateserial", "-days", "3650", "-extfile", str(ext), "-out", str(paths["cert"]))
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=vitjob-dev-ca",
+        "-keyout",
+        str(out / "ca.key"),
+        "-out",
+        str(paths["ca"]),
+    )
+    ssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(paths["key"]),
+        "-out",
+        str(out / "tls.csr"),
+    )
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        str(out / "tls.csr"),
+        "-CA",
+        str(paths["ca"]),
+        "-CAkey",
+        str(out / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(paths["cert"]),
+    )
     return paths
 
 
@@ -133,31 +173,40 @@ def kwokctl_config(bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[
             "args": [f"--kubeconfig={kubeconfig}", "--logtostderr=true", "-v=2", *args],
         }
 
-    webhook = component("vc-webhook-manager", [
-        f"--tls-cert-file={certs['cert']}",
-        f"--tls-private-key-file={certs['key']}",
-        f"--ca-cert-file={certs['ca']}",
-        "--listen-address=127.0.0.1",
-        f"--port={ports['webhook']}",
-        f"--webhook-url=https://127.0.0.1:{ports['webhook']}",
-        f"--admission-conf={bins / 'volcano-admission.conf'}",
-        "--enable-healthz=true",
-        f"--healthz-address=127.0.0.1:{ports['webhook_health']}",
-    ])
-    controllers = component("vc-controller-manager", [
-        "--leader-elect=false",
-        "--enable-healthz=true",
-        f"--healthz-address=127.0.0.1:{ports['controller_health']}",
-        f"--listen-address=127.0.0.1:{ports['controller_metrics']}",
-    ])
-    scheduler = component("vc-scheduler", [
-        "--leader-elect=false",
-        f"--scheduler-conf={bins / 'volcano-scheduler.conf'}",
-        "--enable-healthz=true",
-        f"--healthz-address=127.0.0.1:{ports['scheduler_health']}",
-        f"--listen-address=127.0.0.1:{ports['scheduler_metrics']}",
-        "--cache-dumper=false",
-    ])
+    webhook = component(
+        "vc-webhook-manager",
+        [
+            f"--tls-cert-file={certs['cert']}",
+            f"--tls-private-key-file={certs['key']}",
+            f"--ca-cert-file={certs['ca']}",
+            "--listen-address=127.0.0.1",
+            f"--port={ports['webhook']}",
+            f"--webhook-url=https://127.0.0.1:{ports['webhook']}",
+            f"--admission-conf={bins / 'volcano-admission.conf'}",
+            "--enable-healthz=true",
+            f"--healthz-address=127.0.0.1:{ports['webhook_health']}",
+        ],
+    )
+    controllers = component(
+        "vc-controller-manager",
+        [
+            "--leader-elect=false",
+            "--enable-healthz=true",
+            f"--healthz-address=127.0.0.1:{ports['controller_health']}",
+            f"--listen-address=127.0.0.1:{ports['controller_metrics']}",
+        ],
+    )
+    scheduler = component(
+        "vc-scheduler",
+        [
+            "--leader-elect=false",
+            f"--scheduler-conf={bins / 'volcano-scheduler.conf'}",
+            "--enable-healthz=true",
+            f"--healthz-address=127.0.0.1:{ports['scheduler_health']}",
+            f"--listen-address=127.0.0.1:{ports['scheduler_metrics']}",
+            "--cache-dumper=false",
+        ],
+    )
     # Volcano's CRDs, applied by kwokctl once the API server is up (its components wait for them).
     crds = [p.read_text() for p in sorted((bins / "volcano-crds").glob("*.yaml"))]
     controllers["manifestContents"] = crds
@@ -169,6 +218,7 @@ def kwokctl_config(bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[
             "etcdBinary": str(bins / "etcd"),
             "kubeApiserverBinary": str(bins / "kube-apiserver"),
             "kubeControllerManagerBinary": str(bins / "kube-controller-manager"),
+            "kubeSchedulerBinary": str(bins / "kube-scheduler"),
             "kwokControllerBinary": str(bins / "kwok"),
             "kubectlBinary": str(bins / "kubectl"),
             "kubeAuthorization": True,
@@ -202,17 +252,28 @@ class Cluster:
     def kwokctl(self, *args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
         exe = str(self.bins / "kwokctl") if self.bins else "kwokctl"
         out = subprocess.PIPE if quiet else None
-        proc = subprocess.run([exe, "--name", CLUSTER, *args], env=self.env(), text=True, stdout=out,
-                              stderr=out)
+        proc = subprocess.run(
+            [exe, "--name", CLUSTER, *args], env=self.env(), text=True, stdout=out, stderr=out
+        )
         if check and proc.returncode != 0:
-            raise ClusterError(f"kwokctl {' '.join(args)} failed (exit {proc.returncode}); logs in "
-                               f"{self.lay.cluster_dir / 'logs'}")
+            raise ClusterError(
+                f"kwokctl {' '.join(args)} failed (exit {proc.returncode}); logs in "
+                f"{self.lay.cluster_dir / 'logs'}"
+            )
         return proc
 
-    def kubectl(self, *args: str, input_text: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, input_text: str | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess:
         exe = str(self.bins / "kubectl") if self.bins else "kubectl"
-        return subprocess.run([exe, f"--kubeconfig={self.lay.kubeconfig}", *args], env=self.env(), text=True,
-                              capture_output=True, input=input_text, timeout=timeout)
+        return subprocess.run(
+            [exe, f"--kubeconfig={self.lay.kubeconfig}", *args],
+            env=self.env(),
+            text=True,
+            capture_output=True,
+            input=input_text,
+            timeout=timeout,
+        )
 
     def healthy(self) -> bool:
         """Every piece answers: API server, Volcano's three components (and the webhook admits)."""
@@ -229,8 +290,13 @@ class Cluster:
         """What is not ready yet (empty when the cluster takes a Volcano Job through the webhook)."""
         found = []
         crds = self.kubectl("get", "crd", "-o", "name")
-        for crd in ("jobs.batch.volcano.sh", "podgroups.scheduling.volcano.sh", "queues.scheduling.volcano.sh",
-                    "commands.bus.volcano.sh", "logs.kwok.x-k8s.io"):
+        for crd in (
+            "jobs.batch.volcano.sh",
+            "podgroups.scheduling.volcano.sh",
+            "queues.scheduling.volcano.sh",
+            "commands.bus.volcano.sh",
+            "logs.kwok.x-k8s.io",
+        ):
             if f"customresourcedefinition.apiextensions.k8s.io/{crd}" not in crds.stdout:
                 found.append(f"CRD {crd} not installed")
         if found:
@@ -243,12 +309,28 @@ class Cluster:
             found.append("Volcano's admission webhooks are not registered yet (vc-webhook-manager)")
             return found
         probe = {
-            "apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
+            "apiVersion": "batch.volcano.sh/v1alpha1",
+            "kind": "Job",
             "metadata": {"name": "readiness-probe", "namespace": "default"},
-            "spec": {"minAvailable": 1, "tasks": [{"name": "t", "replicas": 1, "template": {"spec": {
-                "containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}}]},
+            "spec": {
+                "minAvailable": 1,
+                "tasks": [
+                    {
+                        "name": "t",
+                        "replicas": 1,
+                        "template": {
+                            "spec": {
+                                "containers": [{"name": "c", "image": "busybox"}],
+                                "restartPolicy": "Never",
+                            }
+                        },
+                    }
+                ],
+            },
         }
-        dry = self.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input_text=json.dumps(probe))
+        dry = self.kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input_text=json.dumps(probe)
+        )
         if dry.returncode != 0:
             found.append(f"the webhook does not admit a Volcano Job yet: {dry.stderr.strip()[:200]}")
         elif json.loads(dry.stdout)["spec"].get("queue") != "default":
@@ -284,13 +366,29 @@ def up(lay: Layout, timeout_s: float) -> Path:
         down(lay)
     lay.home.mkdir(parents=True, exist_ok=True)
     certs = make_webhook_certs(lay.certs)
-    ports = {k: free_port() for k in ("webhook", "webhook_health", "controller_health", "controller_metrics",
-                                      "scheduler_health", "scheduler_metrics")}
+    ports = {
+        k: free_port()
+        for k in (
+            "webhook",
+            "webhook_health",
+            "controller_health",
+            "controller_metrics",
+            "scheduler_health",
+            "scheduler_metrics",
+        )
+    }
     lay.config.write_text(kwokctl_config(bins, lay, certs, ports))
     start = time.monotonic()
-    log("starting etcd, kube-apiserver, kube-controller-manager, kwok and Volcano (kwokctl, binary runtime)")
-    cl.kwokctl("create", "cluster", f"--config={lay.config}", "--runtime=binary", "--disable=kube-scheduler",
-               f"--kubeconfig={lay.kubeconfig}", "--wait=2m", quiet=True)
+    log("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and Volcano (kwokctl)")
+    cl.kwokctl(
+        "create",
+        "cluster",
+        f"--config={lay.config}",
+        "--runtime=binary",
+        f"--kubeconfig={lay.kubeconfig}",
+        "--wait=2m",
+        quiet=True,
+    )
     cl.wait_ready(timeout_s)
     log(f"ready in {time.monotonic() - start:.1f}s")
     return lay.kubeconfig
@@ -299,7 +397,9 @@ def up(lay: Layout, timeout_s: float) -> Path:
 def down(lay: Layout) -> None:
     if lay.cluster_dir.is_dir():
         bins = build_binaries() if (HERE / "build.sh").is_file() else None
-        Cluster(lay, bins).kwokctl("delete", "cluster", f"--kubeconfig={lay.kubeconfig}", check=False, quiet=True)
+        Cluster(lay, bins).kwokctl(
+            "delete", "cluster", f"--kubeconfig={lay.kubeconfig}", check=False, quiet=True
+        )
     _kill_leftovers(lay)
     shutil.rmtree(lay.home, ignore_errors=True)
 
@@ -307,17 +407,17 @@ def down(lay: Layout) -> None:
 def _kill_leftovers(lay: Layout) -> None:
     """Stop any process kwokctl recorded that is still alive (a half-created cluster, a crash)."""
     for pidfile in (lay.cluster_dir / "pids").glob("*.pid") if lay.cluster_dir.is_dir() else []:
-        try:
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
             os.kill(int(pidfile.read_text().strip()), 9)
-        except (ValueError, ProcessLookupError, PermissionError):
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev.sh cluster", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="build (once) and start the cluster; last line: KUBECONFIG=<path>")
-    p_up.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness (default 180)")
+    p_up.add_argument(
+        "--timeout", type=float, default=180, help="seconds to wait for readiness (default 180)"
+    )
     sub.add_parser("down", help="stop every process of the cluster and remove its state")
     sub.add_parser("status", help="say whether the cluster is up and healthy")
     sub.add_parser("build", help="only build the binaries; print their folder")

@@ -1,0 +1,189 @@
+"""helm install/upgrade/test/uninstall of charts/vitjob, `kubectl logs`, and dry runs, on the real cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+from conftest import REPO, Kube, wait_for
+
+NPU = {"huawei.com/Ascend910": "8"}
+
+
+def helm_binary() -> Path:
+    found = sorted((REPO / ".tools" / "helm").glob("v3*/helm"))
+    assert found, (
+        "no helm: scripts/get-helm.sh installs the pinned helm into .tools/helm (run-tests.sh runs it)"
+    )
+    return found[0]
+
+
+def helm(kube: Kube, tmp: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[var] = str(tmp / var.lower())
+    return subprocess.run(
+        [str(helm_binary()), *args], text=True, capture_output=True, env=env, timeout=timeout
+    )
+
+
+def _jobs(kube: Kube, ns: str) -> list[str]:
+    return sorted(j["metadata"]["name"] for j in kube.get("vcjob", namespace=ns)["items"])
+
+
+def test_helm_install_upgrade_test_uninstall(kube, namespace, nodes, tmp_path):
+    kube.add_pvcs(namespace)
+    nodes("e2e-npu-0", NPU)
+    nodes("e2e-cpu-0", {})
+    chart = str(REPO / "charts" / "vitjob")
+    inst = helm(
+        kube, tmp_path, "install", "vit", chart, "-n", namespace, "--set", "hw=ascend", "--set", "cards=8"
+    )
+    assert inst.returncode == 0, inst.stderr
+    assert _jobs(kube, namespace) == ["vit-train"]
+    wait_for(
+        lambda: [
+            p
+            for p in kube.pods(namespace, "volcano.sh/job-name=vit-train")
+            if p["status"].get("phase") == "Running"
+        ],
+        90,
+        "the chart's job running",
+    )
+
+    up = helm(
+        kube,
+        tmp_path,
+        "upgrade",
+        "vit",
+        chart,
+        "-n",
+        namespace,
+        "--set",
+        "hw=ascend",
+        "--set",
+        "cards=8",
+        "--set",
+        "epochs=2",
+    )
+    assert up.returncode == 0, up.stderr
+    wait_for(
+        lambda: _jobs(kube, namespace) == ["vit-r2-train"], 60, "revision 2's job replacing revision 1's"
+    )
+
+    tester = subprocess.Popen(
+        [str(helm_binary()), "test", "vit", "-n", namespace, "--timeout", "120s"],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kube.kubeconfig),
+            "HELM_CACHE_HOME": str(tmp_path / "c"),
+            "HELM_CONFIG_HOME": str(tmp_path / "f"),
+            "HELM_DATA_HOME": str(tmp_path / "d"),
+        },
+    )
+    pod = wait_for(
+        lambda: next(
+            (
+                p
+                for p in kube.get("pods", namespace=namespace)["items"]
+                if "helm.sh/hook" in (p["metadata"].get("annotations") or {})
+                and p["status"].get("phase") == "Running"
+            ),
+            None,
+        ),
+        90,
+        "helm test's pod Running (scheduled by kube-scheduler)",
+    )
+    kube.end_pod(namespace, pod["metadata"]["name"], 0)
+    out, err = tester.communicate(timeout=150)
+    assert tester.returncode == 0, (out, err)
+    assert "Succeeded" in out
+
+    un = helm(kube, tmp_path, "uninstall", "vit", "-n", namespace, "--wait")
+    assert un.returncode == 0, un.stderr
+    wait_for(lambda: _jobs(kube, namespace) == [], 60, "the chart's jobs removed")
+
+
+def test_kubectl_logs_shows_every_rank(kube, namespace, nodes, vitjob, tmp_path):
+    kube.add_pvcs(namespace)
+    nodes("e2e-npu-0", NPU)
+    nodes("e2e-npu-1", NPU)
+    vitjob("submit", "--hw", "ascend", "--cards", "16", "--name", "lg", check=True)
+    pods = wait_for(
+        lambda: (
+            len(
+                r := [
+                    p
+                    for p in kube.pods(namespace, "volcano.sh/job-name=lg-train")
+                    if p["status"].get("phase") == "Running"
+                ]
+            )
+            == 2
+            and r
+        ),
+        90,
+        "pods Running",
+    )
+    for p in pods:
+        rank = p["metadata"]["annotations"].get("volcano.sh/task-index") or p["metadata"]["name"][-1]
+        f = tmp_path / f"{p['metadata']['name']}.log"
+        f.write_text(f"[rank {rank}] hello from {p['metadata']['name']}\n")
+        kube.serve_logs(namespace, p["metadata"]["name"], f)
+    out = wait_for(
+        lambda: (
+            (
+                r := kube.kubectl(
+                    "logs", "-n", namespace, "-l", "volcano.sh/job-name=lg-train", "--prefix", check=False
+                )
+            ).returncode
+            == 0
+            and r.stdout.count("hello from") == 2
+            and r.stdout
+        ),
+        60,
+        "kubectl logs of both pods",
+    )
+    assert "hello from lg-train-worker-0" in out and "hello from lg-train-worker-1" in out
+    ours = vitjob("logs", "lg-train", check=True).stdout
+    assert "hello from lg-train-worker-0" in ours and "hello from lg-train-worker-1" in ours
+
+
+def test_dry_run_agrees_with_the_server_and_unknown_fields_are_reported(kube, namespace, vitjob, tmp_path):
+    dry = vitjob(
+        "submit",
+        "--hw",
+        "ascend",
+        "--cards",
+        "8",
+        "--name",
+        "dr",
+        "-n",
+        namespace,
+        "--dry-run",
+        check=True,
+        backend=False,
+    )
+    objs = [o for o in yaml.safe_load_all(dry.stdout) if o]
+    manifest = tmp_path / "dr.yaml"
+    manifest.write_text(yaml.safe_dump_all(objs))
+    server = kube.kubectl(
+        "create", "--dry-run=server", "--validate=strict", "-f", str(manifest), "-o", "yaml", check=False
+    )
+    assert server.returncode == 0, server.stderr
+    assert kube.get_or_none("vcjob", "dr-train", namespace) is None, "a server dry run stores nothing"
+
+    job = next(o for o in objs if o["kind"] == "Job")
+    job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["bogusField"] = 1
+    manifest.write_text(yaml.safe_dump_all(objs))
+    ours = vitjob("submit", "--manifest", str(manifest), "--dry-run", backend=False)
+    srv = kube.kubectl("create", "--dry-run=server", "--validate=strict", "-f", str(manifest), check=False)
+    assert srv.returncode != 0 and "bogusField" in srv.stderr, "the real server rejects the unknown field"
+    assert ours.returncode != 0 and "bogusField" in ours.stderr, ours.stderr
+    sub = vitjob("submit", "--manifest", str(manifest))
+    assert sub.returncode != 0 and "bogusField" in sub.stderr, (sub.stdout, sub.stderr)
+    assert kube.get_or_none("vcjob", "dr-train", namespace) is None

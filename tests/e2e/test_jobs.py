@@ -1,0 +1,232 @@
+"""vitjob's job commands against the real API server, Volcano's controllers, scheduler and webhook.
+
+Pods run on KWOK nodes and end only when a test annotates them with an exit code, so every phase
+change below is Volcano's own reaction to what a kubelet would report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import Kube, Vitjob, wait_for
+
+NPU = {"huawei.com/Ascend910": "8"}
+
+
+def _pods(kube: Kube, ns: str, job: str) -> list[dict]:
+    return kube.pods(ns, f"volcano.sh/job-name={job}")
+
+
+def _running(kube: Kube, ns: str, job: str, n: int) -> list[dict] | None:
+    pods = [
+        p
+        for p in _pods(kube, ns, job)
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
+    return pods if len(pods) == n else None
+
+
+def _status(vitjob: Vitjob, job: str) -> dict:
+    proc = vitjob("status", job, "-o", "json", check=True)
+    return json.loads(proc.stdout)
+
+
+def test_gang_of_16_cards_waits_for_a_second_node_and_says_why(kube, namespace, nodes, vitjob):
+    kube.add_pvcs(namespace)
+    nodes("e2e-npu-0", NPU)
+    sub = vitjob("submit", "--hw", "ascend", "--cards", "16", "--name", "gang", check=True)
+    assert "submitted job gang-train" in sub.stdout
+
+    wait_for(lambda: len(_pods(kube, namespace, "gang-train")) == 2, 60, "Volcano to create both pods")
+
+    def explained() -> dict | None:
+        st = _status(vitjob, "gang-train")
+        text = "\n".join(st["reasons"])
+        return (
+            st if "PodGroup" in text and ("Unschedulable" in text or "NotEnoughResources" in text) else None
+        )
+
+    st = wait_for(explained, 60, "`vitjob status` to explain the wait from Volcano's records")
+    assert st["phase"] == "Pending", st
+    pods = _pods(kube, namespace, "gang-train")
+    assert [p["spec"].get("nodeName") for p in pods] == [None, None], "gang: no pod may be bound alone"
+    table = vitjob("status", "gang-train", check=True).stdout
+    assert "Pending" in table and "PodGroup" in table
+
+    nodes("e2e-npu-1", NPU)
+    running = wait_for(lambda: _running(kube, namespace, "gang-train", 2), 90, "both pods Running")
+    assert sorted(p["spec"]["nodeName"] for p in running) == ["e2e-npu-0", "e2e-npu-1"]
+    st = wait_for(lambda: (s := _status(vitjob, "gang-train"))["phase"] == "Running" and s, 60, "job Running")
+    assert not any("Unschedulable" in r for r in st["reasons"]), st["reasons"]
+
+
+def test_exit_137_restarts_the_job_then_max_retry_fails_it(kube, namespace, nodes, vitjob, tmp_path):
+    kube.add_pvcs(namespace)
+    nodes("e2e-npu-0", NPU)
+    vitjob("submit", "--hw", "ascend", "--cards", "8", "--name", "crash", "--max-retry", "1", check=True)
+    job = "crash-train"
+    pod = "crash-train-worker-0"
+    wait_for(lambda: _running(kube, namespace, job, 1), 90, "the pod Running")
+    log_file = tmp_path / "run1.log"
+    log_file.write_text("".join(f"[rank 0] first run line {i}\n" for i in range(3)))
+    kube.serve_logs(namespace, pod, log_file)
+
+    follower = vitjob.popen("logs", "-f", job)
+    time.sleep(3)
+    uid_before = _pods(kube, namespace, job)[0]["metadata"]["uid"]
+    kube.end_pod(namespace, pod, 137)
+
+    def restarted() -> dict | None:
+        pods = _running(kube, namespace, job, 1)
+        return pods[0] if pods and pods[0]["metadata"]["uid"] != uid_before else None
+
+    wait_for(restarted, 120, "Volcano to restart the job (PodFailed -> RestartJob)")
+    st = wait_for(lambda: (s := _status(vitjob, job))["retry_count"] >= 1 and s, 60, "retry count 1")
+    assert st["retry_count"] == 1
+    table = vitjob("status", job, check=True).stdout
+    assert "retr" in table.lower()
+    log_file.write_text(log_file.read_text() + "[rank 0] second run line 0\n")
+
+    # the second failure exhausts maxRetry 1: Failed, and `wait` says why
+    time.sleep(2)
+    kube.end_pod(namespace, pod, 3)
+    waited = vitjob("wait", job, "--timeout", "120", timeout=150)
+    assert waited.returncode == 1, (waited.stdout, waited.stderr)
+    assert "Failed" in waited.stderr
+    assert "exited with code 3" in waited.stderr
+    out, _ = follower.communicate(timeout=60)
+    lines = [line for line in out.splitlines() if "run line" in line]
+    assert [line.split("] ", 1)[-1].split("] ", 1)[-1] for line in lines] == [
+        "first run line 0",
+        "first run line 1",
+        "first run line 2",
+        "second run line 0",
+    ], out
+
+
+def test_all_pods_exit_0_completes_and_wait_exits_0(kube, namespace, nodes, vitjob):
+    kube.add_pvcs(namespace)
+    nodes("e2e-npu-0", NPU)
+    nodes("e2e-npu-1", NPU)
+    vitjob("submit", "--hw", "ascend", "--cards", "16", "--name", "ok", check=True)
+    pods = wait_for(lambda: _running(kube, namespace, "ok-train", 2), 90, "both pods Running")
+    waiter = vitjob.popen("wait", "ok-train", "--timeout", "120")
+    for p in pods:
+        kube.end_pod(namespace, p["metadata"]["name"], 0)
+    out, err = waiter.communicate(timeout=150)
+    assert waiter.returncode == 0, (out, err)
+    assert "Completed" in out
+    assert _status(vitjob, "ok-train")["phase"] == "Completed"
+
+
+def test_cancel_delete_list_and_duplicate_submit(kube, namespace, nodes, vitjob):
+    kube.add_pvcs(namespace)
+    nodes("e2e-npu-0", NPU)
+    vitjob("submit", "--hw", "ascend", "--cards", "8", "--name", "ab", check=True)
+    wait_for(lambda: _running(kube, namespace, "ab-train", 1), 90, "the pod Running")
+
+    dup = vitjob("submit", "--hw", "ascend", "--cards", "8", "--name", "ab")
+    assert dup.returncode != 0
+    assert len([line for line in dup.stderr.splitlines() if line.strip()]) <= 2, dup.stderr
+    assert "already exists" in dup.stderr
+
+    listed = vitjob("list", "-o", "json", check=True)
+    assert [j["name"] for j in json.loads(listed.stdout)] == ["ab-train"]
+
+    vitjob("cancel", "ab-train", check=True)
+    wait_for(lambda: _status(vitjob, "ab-train")["phase"] == "Aborted", 60, "the real controller to abort")
+    waited = vitjob("wait", "ab-train", "--timeout", "30")
+    assert waited.returncode == 1 and "Aborted" in waited.stderr
+    assert kube.get("vcjob", "ab-train", namespace)["status"]["state"]["phase"] == "Aborted"
+
+    vitjob("delete", "ab-train", check=True)
+    wait_for(lambda: kube.get_or_none("vcjob", "ab-train", namespace) is None, 60, "the job gone")
+    gone = vitjob("status", "ab-train")
+    assert gone.returncode != 0 and "not found" in gone.stderr.lower()
+
+
+def _close_queue(kube: Kube, queue: str) -> None:
+    """Close a queue through Volcano's own Command (what `vcctl queue operate -a close` creates)."""
+    q = kube.get("queue", queue)
+    ref = {
+        "apiVersion": "scheduling.volcano.sh/v1beta1",
+        "kind": "Queue",
+        "name": queue,
+        "uid": q["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    kube.kubectl(
+        "create",
+        "-f",
+        "-",
+        input_text=json.dumps(
+            {
+                "apiVersion": "bus.volcano.sh/v1alpha1",
+                "kind": "Command",
+                "metadata": {
+                    "generateName": f"{queue}-closequeue-",
+                    "namespace": "default",
+                    "ownerReferences": [ref],
+                },
+                "target": ref,
+                "action": "CloseQueue",
+            }
+        ),
+    )
+    wait_for(lambda: kube.get("queue", queue)["status"].get("state") == "Closed", 60, f"queue {queue} Closed")
+
+
+def test_closed_queue_and_webhook_denial_are_one_clear_line(kube, namespace, nodes, vitjob, tmp_path):
+    kube.add_pvcs(namespace)
+    queue = f"closed-{namespace}"
+    kube.apply(
+        {
+            "apiVersion": "scheduling.volcano.sh/v1beta1",
+            "kind": "Queue",
+            "metadata": {"name": queue},
+            "spec": {"weight": 1},
+        }
+    )
+    try:
+        wait_for(
+            lambda: (kube.get("queue", queue).get("status") or {}).get("state") == "Open", 60, "queue Open"
+        )
+        _close_queue(kube, queue)
+        closed = vitjob("submit", "--hw", "ascend", "--cards", "8", "--name", "deny", "--queue", queue)
+        assert closed.returncode != 0
+        lines = [line for line in closed.stderr.splitlines() if line.strip()]
+        assert len(lines) <= 2, closed.stderr
+        assert queue in closed.stderr and "Closed" in closed.stderr
+    finally:
+        kube.kubectl("delete", "queue", queue, "--wait=false", check=False)
+
+    # A job the CRD schema accepts but Volcano's validating webhook refuses (minAvailable above the
+    # replicas): the API server answers 400 with the webhook's message.
+    rendered = vitjob(
+        "render",
+        "--hw",
+        "ascend",
+        "--cards",
+        "8",
+        "--name",
+        "bad",
+        "-n",
+        namespace,
+        check=True,
+        backend=False,
+    ).stdout
+    import yaml
+
+    objs = list(yaml.safe_load_all(rendered))
+    job = next(o for o in objs if o["kind"] == "Job")
+    job["spec"]["minAvailable"] = 5
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(yaml.safe_dump_all(objs))
+    denied = vitjob("submit", "--manifest", str(manifest))
+    assert denied.returncode != 0
+    lines = [line for line in denied.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2, denied.stderr
+    assert "admission webhook" in denied.stderr and "minAvailable" in denied.stderr, denied.stderr
+    assert kube.get_or_none("vcjob", "bad-train", namespace) is None

@@ -1,0 +1,174 @@
+"""`submit --then` advanced by `vitjob controller` processes holding only the chart's RBAC.
+
+Each controller runs with a ServiceAccount token (TokenRequest API) of the ServiceAccount that
+`vitjob controller --render` (the chart's controller objects) creates, bound to exactly that Role,
+so a rule missing from the Role fails here as it would in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import Kube, Vitjob, wait_for
+
+STAGES = ("train", "eval", "export", "infer310")
+
+
+def sa_kubeconfig(kube: Kube, namespace: str, out: Path) -> Path:
+    """A kubeconfig that authenticates as the controller's ServiceAccount (a bound token)."""
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    token = kube.kubectl(
+        "create", "token", "vitjob-controller", "-n", namespace, "--duration=2h"
+    ).stdout.strip()
+    ca = cluster.get("certificate-authority-data")
+    entry = {"server": cluster["server"]}
+    if ca:
+        entry["certificate-authority-data"] = ca
+    else:
+        entry["certificate-authority"] = cluster["certificate-authority"]
+    out.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "dev", "cluster": entry}],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "sa", "context": {"cluster": "dev", "user": "sa", "namespace": namespace}}
+                ],
+                "current-context": "sa",
+            }
+        )
+    )
+    return out
+
+
+def start_controller(kubeconfig: Path, namespace: str, identity: str, log: Path) -> subprocess.Popen:
+    exe = Path(sys.executable).parent / "vitjob"
+    return subprocess.Popen(
+        [
+            str(exe),
+            "controller",
+            "-n",
+            namespace,
+            "--leader-elect",
+            "--identity",
+            identity,
+            "--health-port",
+            "0",
+            "--lease-duration",
+            "4",
+            "--renew-deadline",
+            "3",
+            "--retry-period",
+            "1",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+    )
+
+
+def leader(kube: Kube, namespace: str) -> str | None:
+    leases = kube.get("leases", namespace=namespace)["items"]
+    for lease in leases:
+        holder = (lease.get("spec") or {}).get("holderIdentity")
+        if holder:
+            return holder
+    return None
+
+
+def stage_jobs(kube: Kube, namespace: str) -> dict[str, int]:
+    jobs = kube.get("vcjob", namespace=namespace)["items"]
+    counts: dict[str, int] = {}
+    for j in jobs:
+        counts[j["metadata"]["name"]] = counts.get(j["metadata"]["name"], 0) + 1
+    return counts
+
+
+def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
+    kube, namespace, nodes, vitjob: Vitjob, tmp_path
+):
+    kube.add_pvcs(namespace)
+    nodes("e2e-cpu-0", {})
+    rbac = [
+        o
+        for o in yaml.safe_load_all(
+            vitjob("controller", "--render", "-n", namespace, backend=False, check=True).stdout
+        )
+        if o and o["kind"] != "Deployment"
+    ]
+    kube.apply(rbac)
+    kc = sa_kubeconfig(kube, namespace, tmp_path / "sa.kubeconfig")
+    denied = kube.kubectl("--kubeconfig", str(kc), "get", "nodes", check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), (
+        "the token must be least-privilege"
+    )
+
+    sub = vitjob(
+        "submit", "--hw", "cpu", "--cards", "1", "--name", "pl", "--then", "eval,export,infer310", check=True
+    )
+    assert "pl" in sub.stdout
+    controllers = {
+        f"c{i}": start_controller(kc, namespace, f"c{i}", tmp_path / f"c{i}.log") for i in range(2)
+    }
+    try:
+        for i, stage in enumerate(STAGES):
+            job = f"pl-{stage}"
+            pods = wait_for(
+                lambda j=job: [
+                    p
+                    for p in kube.pods(namespace, f"volcano.sh/job-name={j}")
+                    if p["status"].get("phase") == "Running"
+                ],
+                120,
+                f"stage {stage}'s pod Running (controller logs: {tmp_path})",
+            )
+            if i == 1:  # kill the acting controller between stages: the other replica takes over
+                holder = wait_for(lambda: leader(kube, namespace), 30, "a leader")
+                controllers[holder].send_signal(signal.SIGKILL)
+                controllers[holder].wait(10)
+            for p in pods:
+                kube.end_pod(namespace, p["metadata"]["name"], 0)
+            wait_for(
+                lambda j=job: (
+                    (kube.get("vcjob", j, namespace).get("status") or {}).get("state", {}).get("phase")
+                    == "Completed"
+                ),
+                90,
+                f"{job} Completed",
+            )
+        status = wait_for(
+            lambda: (
+                (s := vitjob("pipeline", "status", "pl", "-o", "json")).returncode == 0
+                and "Completed" in s.stdout
+                and s
+            ),
+            90,
+            "pipeline Completed",
+        )
+        observed = json.loads(status.stdout)
+        assert observed["phase"] == "Completed", observed
+        counts = stage_jobs(kube, namespace)
+        assert counts == {f"pl-{s}": 1 for s in STAGES}, counts
+        alive = [name for name, c in controllers.items() if c.poll() is None]
+        assert len(alive) == 1, f"one controller was killed, the other must still run: {alive}"
+        logs = "".join((tmp_path / f"c{i}.log").read_text() for i in range(2))
+        assert "forbidden" not in logs.lower(), logs[-2000:]
+    finally:
+        for c in controllers.values():
+            if c.poll() is None:
+                c.terminate()
+                try:
+                    c.wait(10)
+                except subprocess.TimeoutExpired:
+                    c.kill()
