@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -36,6 +37,8 @@ LAUNCH = [
     "launch",
 ]
 ENV_KEYS = [
+    "MS_WORKER_IP",
+    "MS_TOPO_TIMEOUT",
     "RANK_ID",
     "RANK_SIZE",
     "DEVICE_ID",
@@ -75,9 +78,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pod_ip(index: int) -> str:
+    """Pod ``index``'s address: a loopback address of its own (the whole 127/8 answers on Linux)."""
+    return f"127.0.0.{index + 2}"
+
+
 def pod_env(
     tmp_path: Path, *, index: int = 0, pods: int = 1, hosts: list[str] | None = None, **extra: str
 ) -> dict[str, str]:
+    """What the rendered pod template and Volcano give pod ``index``: its pod IP (downward API), the
+    svc plugin's host names, and a hosts file (``VITJOB_HOSTS_FILE``) that resolves those names."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -88,8 +98,12 @@ def pod_env(
     (volcano / "worker.host").write_text(
         "\n".join(hosts or [f"job-worker-{i}.job" for i in range(pods)]) + "\n"
     )
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text("".join(f"{pod_ip(i)} job-worker-{i}.job job-worker-{i}\n" for i in range(pods)))
     env.update(
         {
+            c.ENV_POD_IP: pod_ip(index),
+            c.ENV_HOSTS_FILE: str(hosts_file),
             c.ENV_VC_TASK_INDEX: str(index),
             c.ENV_NUM_PODS: str(pods),
             c.ENV_VOLCANO_DIR: str(volcano),
@@ -141,11 +155,15 @@ def test_cpu_pod0_env_prefix_and_scheduler(tmp_path: Path) -> None:
         e = envs[f"rank {rank}"]
         assert e["MS_ROLE"] == "MS_WORKER" and e["MS_NODE_ID"] == str(rank) and e["RANK_ID"] == str(rank)
         assert e["MS_WORKER_NUM"] == "4" and e["RANK_SIZE"] == "4"  # 2 pods x 2 cards
-        assert e["MS_SCHED_HOST"] == "job-worker-0.job" and e["MS_SCHED_PORT"] == "23456"
+        # MindSpore takes IP literals only: pod 0 hands out its own pod IP (downward API status.podIP).
+        assert e["MS_SCHED_HOST"] == pod_ip(0) and e["MS_SCHED_PORT"] == "23456"
+        assert e["MS_WORKER_IP"] == pod_ip(0)
+        assert e["MS_TOPO_TIMEOUT"] == "600"  # the rendezvous timeout bounds cluster formation too
         assert e["CUDA_VISIBLE_DEVICES"] is None
     sched = json.loads(sched_out.read_text())
     assert sched["MS_ROLE"] == "MS_SCHED" and sched["MS_WORKER_NUM"] == "4"
-    assert sched["MS_SCHED_HOST"] == "job-worker-0.job" and sched["MS_SCHED_PORT"] == "23456"
+    assert sched["MS_SCHED_HOST"] == pod_ip(0) and sched["MS_SCHED_PORT"] == "23456"
+    assert sched["MS_TOPO_TIMEOUT"] == "600"
     assert sched["MS_NODE_ID"] is None and sched["VITJOB_SCHED_DEVICE"] == "cpu"
     assert "all 2 process(es) finished" in proc.stderr.splitlines()[-1]
 
@@ -159,7 +177,35 @@ def test_cpu_pod1_has_no_scheduler(tmp_path: Path) -> None:
     envs = child_envs(proc.stdout)
     assert set(envs) == {"rank 2", "rank 3"}  # no sched: its command would have failed the pod
     assert [envs[f"rank {r}"]["MS_NODE_ID"] for r in (2, 3)] == ["2", "3"]
-    assert envs["rank 3"]["MS_SCHED_HOST"] == "job-worker-0.job"
+    # Pod 1 resolved pod 0's svc-plugin name to its address; its workers advertise their own pod IP.
+    assert envs["rank 3"]["MS_SCHED_HOST"] == pod_ip(0) and envs["rank 3"]["MS_WORKER_IP"] == pod_ip(1)
+
+
+def test_pod0_name_that_never_resolves_fails_naming_it(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, index=1, pods=2, VITJOB_SCHED_COMMAND="sleep 30")
+    (tmp_path / "hosts").write_text(f"{pod_ip(1)} job-worker-1.job\n")  # pod 0 has no record (yet)
+    start = time.monotonic()
+    proc = run_launch(
+        [
+            "--hw",
+            "cpu",
+            "--cards-per-pod",
+            "1",
+            "--rdzv-timeout",
+            "1.5",
+            "--",
+            sys.executable,
+            "-c",
+            DUMP_ENV,
+        ],
+        env,
+    )
+    assert time.monotonic() - start < 15
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "'job-worker-0.job' did not resolve to an address within 2 s" in last, last
+    assert "pod 0 (MindSpore scheduler, rank-table rendezvous)" in last
+    assert "[rank 1]" not in proc.stdout  # no worker started with a name MindSpore cannot parse
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, ["0", "1"]), ("4,5", ["4", "5"])])
@@ -191,13 +237,13 @@ ASCEND_CHILD = (
 )
 
 
-def write_podinfo(env: dict[str, str], index: int, devices: list[int]) -> None:
+def write_podinfo(env: dict[str, str], index: int, devices: list[int], server_id: str = "") -> None:
     info = Path(env[c.ENV_PODINFO_DIR])
     info.mkdir(parents=True, exist_ok=True)
     (info / c.PODINFO_NAME_FILE).write_text(f"job-worker-{index}\n")
     instance = {
         "pod_name": f"job-worker-{index}",
-        "server_id": f"uid-{index}",
+        "server_id": server_id or f"uid-{index}",
         "host_ip": "127.0.0.1",
         "devices": [{"device_id": str(d), "device_ip": f"192.0.2.{10 * index + d + 1}"} for d in devices],
     }
@@ -213,17 +259,12 @@ def test_ascend_two_pods_gather_the_identical_table(tmp_path: Path, simulate: st
     port = free_port()
     procs = []
     devices = {0: [3, 2], 1: [1, 0]}  # as the device plugin might list them (unsorted)
-    for index in (1, 0):  # pod 1 first: it must wait for pod 0's rendezvous
+    # Pod UIDs as server ids: pod 0's sorts after pod 1's, so pod 1 holds ranks 0-1 (rank_table.md).
+    uids = {0: "uid-b", 1: "uid-a"}
+    for index in (1, 0):  # pod 1 first: it must wait for pod 0's rendezvous (found by name)
         extra = {c.ENV_SIMULATE_DEVICE: simulate, "VITJOB_SCHED_COMMAND": "sleep 30"} if simulate else {}
-        env = pod_env(
-            tmp_path,
-            index=index,
-            pods=2,
-            hosts=["127.0.0.1", "127.0.0.1"],
-            VITJOB_RDZV_PORT=str(port),
-            **extra,
-        )
-        write_podinfo(env, index, devices[index])
+        env = pod_env(tmp_path, index=index, pods=2, VITJOB_RDZV_PORT=str(port), **extra)
+        write_podinfo(env, index, devices[index], uids[index])
         procs.append(
             (
                 index,
@@ -258,12 +299,15 @@ def test_ascend_two_pods_gather_the_identical_table(tmp_path: Path, simulate: st
     assert tables[0] == tables[1]
     sha = hashlib.sha256(tables[0]).hexdigest()
     table = json.loads(tables[0])
-    assert table["server_count"] == "2" and [s["server_id"] for s in table["server_list"]] == [
-        "uid-0",
-        "uid-1",
+    assert table["server_count"] == "2"
+    assert [(s["server_id"], s["container_ip"]) for s in table["server_list"]] == [
+        ("uid-a", pod_ip(1)),
+        ("uid-b", pod_ip(0)),
     ]
-    assert set(outs[0]) == {"rank 0", "rank 1"} and set(outs[1]) == {"rank 2", "rank 3"}
-    expected_device = {0: "2", 1: "3", 2: "0", 3: "1"}  # ranks by task index, then device id
+    assert [[d["device_id"] for d in s["device"]] for s in table["server_list"]] == [["0", "1"], ["2", "3"]]
+    assert set(outs[1]) == {"rank 0", "rank 1"} and set(outs[0]) == {"rank 2", "rank 3"}
+    # DEVICE_ID is the chip's id inside the pod (0..n-1), the table keeps the physical id.
+    expected_device = {0: "0", 1: "1", 2: "0", 3: "1"}
     for index in (0, 1):
         for label, e in outs[index].items():
             rank = int(label.split()[1])
@@ -286,6 +330,27 @@ def test_ascend_missing_pod_times_out_naming_it(tmp_path: Path) -> None:
     assert time.monotonic() - start < 20
     assert proc.returncode == 1
     assert "missing task indices [1, 2]" in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("rt_visible", "expected"),
+    [("", ["0", "1", "2", "3"]), ("6,7,4,5", ["2", "3", "0", "1"])],
+    ids=["container-given-4-7", "rt-visible-6,7,4,5"],
+)
+def test_ascend_container_given_chips_4_to_7(tmp_path: Path, rt_visible: str, expected: list[str]) -> None:
+    extra = {c.ENV_ASCEND_RT_VISIBLE_DEVICES: rt_visible} if rt_visible else {}
+    env = pod_env(tmp_path, **extra)
+    write_podinfo(env, 0, [6, 4, 7, 5])
+    proc = run_launch(
+        ["--hw", "ascend", "--cards-per-pod", "4", "--", sys.executable, "-c", ASCEND_CHILD], env
+    )
+    assert proc.returncode == 0, proc.stderr
+    envs = child_envs(proc.stdout)
+    table = json.loads((tmp_path / "work-0" / "hccl.json").read_text())
+    assert [d["device_id"] for d in table["server_list"][0]["device"]] == ["4", "5", "6", "7"]  # physical
+    assert [envs[f"rank {r}"]["RANK_ID"] for r in range(4)] == ["0", "1", "2", "3"]
+    assert [envs[f"rank {r}"]["DEVICE_ID"] for r in range(4)] == expected  # what set_device gets
+    assert [envs[f"rank {r}"]["ASCEND_DEVICE_ID"] for r in range(4)] == expected
 
 
 def test_ascend_bad_annotation_fails_naming_pod_and_device(tmp_path: Path) -> None:
@@ -350,7 +415,9 @@ def assert_all_gone(procs: list[psutil.Process], timeout: float = 5) -> None:
     raise AssertionError(f"orphans survived the launch: {alive}")
 
 
-FAIL_ON_GO = 'while [ ! -e "$TEST_GO" ]; do sleep 0.05; done; exit 3'
+FAIL_ON_GO = (
+    'while [ ! -e "$TEST_GO" ]; do sleep 0.05; done; echo "ValueError: batch 7 is empty"; echo bye; exit 3'
+)
 
 
 @pytest.mark.parametrize(
@@ -384,8 +451,79 @@ def test_failing_child_stops_the_others_and_leaves_no_orphans(tmp_path: Path, si
     assert launch.returncode == 3, err
     assert elapsed < 6, elapsed
     summary = err.strip().splitlines()[-1]
-    assert summary.startswith("vitjob launch: rank 1 failed with exit code 3;"), summary
+    assert summary.startswith(
+        "vitjob launch: rank 1 failed with exit code 3 (last error line: ValueError: batch 7 is empty); "
+        "stopped 2 other process(es)"
+    ), summary
     assert_all_gone(tree)
+
+
+# The scheduler stand-in: prints what MindSpore's scheduler prints when MS_SCHED_HOST is no IP, then exits.
+FAILING_SCHED = (
+    "import sys, time\n"
+    "time.sleep(0.5)\n"
+    "print('[ERROR] DISTRIBUTED(1,7f,python):2026-01-01-00:00:00.0 "
+    "[mindspore/ccsrc/cluster/rpc/tcp/socket_operation.cc:305] GetSockAddr] Parse ip failed, url: x:1')\n"
+    "print('RuntimeError: Failed to initialize distributed job cluster')\n"
+    "print('- C++ Call Stack: (For framework developers)')\n"
+    "sys.exit(7)\n"
+)
+
+
+def test_failing_scheduler_ends_the_pod_naming_it_and_why(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, pods=2, VITJOB_SCHED_COMMAND=f"{sys.executable} -c {shlex.quote(FAILING_SCHED)}")
+    start = time.monotonic()
+    proc = run_launch(["--hw", "cpu", "--cards-per-pod", "2", "--", "sleep", "1000"], env)
+    assert time.monotonic() - start < 15
+    assert proc.returncode == 7
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "vitjob launch: sched (the MindSpore scheduler) failed with exit code 7 (last error line: "
+        "RuntimeError: Failed to initialize distributed job cluster); stopped 2 other process(es)"
+    )
+
+
+def test_killed_scheduler_ends_the_pod(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, pods=2, VITJOB_SCHED_COMMAND="sleep 1000")
+    launch = subprocess.Popen(
+        [*LAUNCH, "--hw", "cpu", "--cards-per-pod", "2", "--", "sleep", "1000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tree = wait_for_tree(launch.pid, sleeps=3)
+        sched = next(p for p in tree if p.cmdline()[:2] == ["sleep", "1000"])  # started first
+        start = time.monotonic()
+        sched.kill()
+        _out, err = launch.communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        launch.kill()
+    assert launch.returncode == 137 and elapsed < 15, (launch.returncode, elapsed)
+    assert err.strip().splitlines()[-1] == (
+        "vitjob launch: sched (the MindSpore scheduler) failed with exit code signal SIGKILL "
+        "(killed by SIGKILL); stopped 2 other process(es)"
+    )
+    assert_all_gone(tree)
+
+
+def test_helper_that_ends_early_does_not_leave_the_pod_waiting() -> None:
+    from vitjob.launch.supervisor import ChildSpec, Supervisor
+
+    out = io.StringIO()
+    children = [
+        ChildSpec("sched", ["true"], dict(os.environ), required=False, role="the MindSpore scheduler"),
+        ChildSpec("rank 0", ["sleep", "1000"], dict(os.environ)),
+    ]
+    start = time.monotonic()
+    outcome = Supervisor(children, out=out, grace_s=1, helper_grace_s=1.0).run(poll_s=0.05)
+    assert time.monotonic() - start < 6
+    assert outcome.exit_code == 1
+    assert outcome.summary == (
+        "sched (the MindSpore scheduler): ended (exit code 0) 1 s ago while the workers still run; they "
+        "cannot finish without it; stopped 1 other process(es)"
+    )
 
 
 def test_sigterm_is_forwarded_and_leaves_no_orphans(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from vitjob.launch.ranktable import (
     format_downward_annotations,
     go_quote,
     go_unquote,
+    own_server,
     parse_downward_annotations,
     piece_from_annotation,
     piece_from_hccn,
@@ -325,6 +326,215 @@ def test_duplicate_task_index_is_refused() -> None:
         build_rank_table([make_piece(0, 1), make_piece(0, 1)])
 
 
+# --------------------------------------------------------------------------- the documented rules
+# MindSpore rank_table.md's two-server example (its masked addresses filled in with documentation ranges),
+# with the per-server host_ip and container_ip that Ascend Operator writes (MindCluster
+# docs/en/scheduling/api/hccl.json_file_description.md). Written here by hand from those two documents.
+DOCUMENTED_TABLE = json.loads(
+    """
+{
+  "version": "1.0",
+  "server_count": "2",
+  "server_list": [
+    {
+      "server_id": "192.0.2.10",
+      "host_ip": "192.0.2.10",
+      "container_ip": "10.244.1.7",
+      "device": [
+        {"device_id": "0", "device_ip": "198.18.1.6", "rank_id": "0"},
+        {"device_id": "1", "device_ip": "198.18.2.6", "rank_id": "1"}],
+      "host_nic_ip": "reserve"
+    },
+    {
+      "server_id": "192.0.2.9",
+      "host_ip": "192.0.2.9",
+      "container_ip": "10.244.0.5",
+      "device": [
+        {"device_id": "0", "device_ip": "198.18.1.8", "rank_id": "2"},
+        {"device_id": "1", "device_ip": "198.18.2.8", "rank_id": "3"}],
+      "host_nic_ip": "reserve"
+    }
+  ],
+  "status": "completed"
+}
+"""
+)
+
+
+def test_table_matches_the_documented_format_and_orders_servers_by_server_id() -> None:
+    # Task index 0 runs on 192.0.2.9, which sorts *after* 192.0.2.10 as a string: rank_table.md wants the
+    # rank ids in the dictionary order of server_id, so pod 0 gets ranks 2 and 3.
+    pod0 = piece_from_annotation(
+        0,
+        "job-worker-0",
+        json.dumps(
+            {
+                "server_id": "192.0.2.9",
+                "host_ip": "192.0.2.9",
+                "devices": [
+                    {"device_id": "1", "device_ip": "198.18.2.8"},
+                    {"device_id": "0", "device_ip": "198.18.1.8"},
+                ],
+            }
+        ),
+        pod_ip="10.244.0.5",
+    )
+    pod1 = piece_from_hccn(
+        1,
+        "job-worker-1",
+        "192.0.2.10",
+        "address_0=198.18.1.6\naddress_1=198.18.2.6\n",
+        [0, 1],
+        pod_ip="10.244.1.7",
+        host_ip="192.0.2.10",
+    )
+    table = build_rank_table([pod0, pod1])
+    assert table == DOCUMENTED_TABLE
+    assert own_server(table, "192.0.2.9", "10.244.0.5") == 1  # task index 0 is the second server
+
+
+def test_pod_uid_server_ids_that_sort_unlike_the_task_index() -> None:
+    # The device plugin's server_id is the pod UID: random, so its order has nothing to do with the index.
+    uids = [
+        "f3a9c1d2-0000-4000-8000-000000000000",
+        "0b7e4f11-0000-4000-8000-000000000000",
+        "7c2d9e55-0000-4000-8000-000000000000",
+    ]
+    pieces = [make_piece(i, 2, server_id=uid) for i, uid in enumerate(uids)]
+    for i, piece in enumerate(pieces):
+        pieces[i] = PodPiece(
+            piece.index,
+            piece.pod_name,
+            piece.server_id,
+            piece.devices,
+            pod_ip=f"10.244.0.{i + 2}",
+            host_ip="192.0.2.1",
+        )
+    results = gather(pieces)
+    table = json.loads(str(results[0]))
+    assert all(r == results[0] for r in results)
+    assert [s["server_id"] for s in table["server_list"]] == sorted(uids)
+    ranks = [int(d["rank_id"]) for s in table["server_list"] for d in s["device"]]
+    assert ranks == list(range(6))  # rank ids follow the server order
+    # Each pod finds its own server by server_id (or by pod IP), not at position == task index.
+    positions = [own_server(table, p.server_id, "") for p in pieces]
+    assert positions == [2, 0, 1]
+    assert [own_server(table, "", p.pod_ip) for p in pieces] == positions
+    assert [table["server_list"][pos]["container_ip"] for pos in positions] == [p.pod_ip for p in pieces]
+    assert all(s["host_ip"] == "192.0.2.1" for s in table["server_list"])
+
+
+def test_own_server_in_an_operator_table_sorted_by_rank(tmp_path: Path) -> None:
+    # Ascend Operator sorts servers by rank (hccl/rankIndex), server_id = pod UID: task index 0 can be
+    # anywhere. This pod (task index 0) is "uid-b" at 10.244.3.9, the table's second server.
+    operator = {
+        "status": "completed",
+        "version": "1.0",
+        "server_count": "2",
+        "server_list": [
+            {
+                "server_id": "uid-a",
+                "host_ip": "192.0.2.1",
+                "container_ip": "10.244.2.4",
+                "device": [{"device_id": "0", "device_ip": "10.8.0.1", "rank_id": "0"}],
+            },
+            {
+                "server_id": "uid-b",
+                "host_ip": "192.0.2.2",
+                "container_ip": "10.244.3.9",
+                "device": [{"device_id": "0", "device_ip": "10.8.0.2", "rank_id": "1"}],
+            },
+        ],
+    }
+    (tmp_path / "hccl.json").write_text(json.dumps(operator))
+    env = pod_env(
+        tmp_path,
+        index=0,
+        pods=2,
+        cards=1,
+        annotations=None,
+        VITJOB_OPERATOR_RANK_TABLE=str(tmp_path / "hccl.json"),
+    )
+    pod = podenv.read_pod_env(env, "ascend", None)
+    assert gather_rank_table(env, pod, 1.0, pod_ip="10.244.3.9") == (operator, 1)
+    # With the device plugin's annotation readable, its server_id identifies the pod.
+    env = pod_env(
+        tmp_path,
+        index=0,
+        pods=2,
+        cards=1,
+        annotations={ANNOTATION_KEY: annotation(0, 1, server_id="uid-b")},
+        VITJOB_OPERATOR_RANK_TABLE=str(tmp_path / "hccl.json"),
+    )
+    assert gather_rank_table(env, pod, 1.0) == (operator, 1)
+    # A pod the table does not list (a stale table from another run of the job) is told so.
+    with pytest.raises(RankTableError, match=r"not in the rank table's server_list.*stale hccl.json"):
+        own_server(operator, "uid-z", "10.244.9.9")
+
+
+def test_duplicate_server_id_is_refused() -> None:
+    with pytest.raises(
+        RankTableError,
+        match=r"job-worker-0 and job-worker-1 report the same server_id "
+        r"'192.0.2.1'.*one pod per node",
+    ):
+        build_rank_table([make_piece(0, 1, server_id="192.0.2.1"), make_piece(1, 1, server_id="192.0.2.1")])
+
+
+def test_atlas_a3_is_refused(tmp_path: Path) -> None:
+    a3_device = (
+        '{"server_id": "u", "devices": [{"device_id": "0", "device_ip": "10.0.0.1", '
+        '"super_device_id": "37748736"}]}'
+    )
+    with pytest.raises(
+        RankTableError, match=r"pod p: device 0 has super_device_id: Atlas A3 .*not supported"
+    ):
+        piece_from_annotation(0, "p", a3_device)
+    a3_table = {
+        "status": "completed",
+        "version": "1.2",
+        "server_count": "1",
+        "server_list": [
+            {
+                "server_id": "u",
+                "host_ip": "192.0.2.1",
+                "device": [
+                    {"device_id": "0", "device_ip": "10.0.0.1", "super_device_id": "37748736", "rank_id": "0"}
+                ],
+            }
+        ],
+        "super_pod_list": [{"super_pod_id": "0", "server_list": [{"server_id": "u"}]}],
+    }
+    (tmp_path / "hccl.json").write_text(json.dumps(a3_table))
+    env = pod_env(tmp_path, cards=1, annotations=None, VITJOB_OPERATOR_RANK_TABLE=str(tmp_path / "hccl.json"))
+    with pytest.raises(RankTableError, match=r"is version 1.2: Atlas A3 \(super-pod\) rank tables"):
+        gather_rank_table(env, podenv.read_pod_env(env, "ascend", None), 1.0)
+    (tmp_path / "hccl.json").write_text(
+        json.dumps({"status": "completed", "version": "2.0", "rank_list": []})
+    )
+    with pytest.raises(RankTableError, match=r"version '2.0'; `vitjob launch` reads version 1.0"):
+        gather_rank_table(env, podenv.read_pod_env(env, "ascend", None), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("rt_visible", "expected"),
+    [
+        ("", {4: 0, 5: 1, 6: 2, 7: 3}),
+        ("4,5,6,7", {4: 0, 5: 1, 6: 2, 7: 3}),
+        ("6,7,4,5", {6: 0, 7: 1, 4: 2, 5: 3}),
+    ],
+    ids=["container-given-4-7", "rt-visible-4-7", "rt-visible-reordered"],
+)
+def test_set_device_id_of_chips_4_to_7(rt_visible: str, expected: dict[int, int]) -> None:
+    env = {c.ENV_ASCEND_RT_VISIBLE_DEVICES: rt_visible} if rt_visible else {}
+    assert podenv.logical_device_ids(env, [7, 5, 4, 6]) == expected
+
+
+def test_rt_visible_devices_hiding_a_chip_of_the_table_is_refused() -> None:
+    with pytest.raises(RankTableError, match=r"devices \[4, 5\] but ASCEND_RT_VISIBLE_DEVICES=4 hides \[5\]"):
+        podenv.logical_device_ids({c.ENV_ASCEND_RT_VISIBLE_DEVICES: "4"}, [4, 5])
+
+
 # --------------------------------------------------------------------------- pod environment (podenv)
 def pod_env(
     tmp_path: Path,
@@ -418,15 +628,21 @@ def test_hccn_conf_fallback(tmp_path: Path) -> None:
         annotations={"unrelated": "x"},
         hccn=HCCN,
         ASCEND_VISIBLE_DEVICES="2,3",
+        VITJOB_HOST_IP="192.0.2.21",
     )
     pod = podenv.read_pod_env(env, "ascend", None)
-    piece = podenv.ascend_piece(env, pod)
+    piece = podenv.ascend_piece(env, pod, pod_ip="10.244.1.3")
     assert piece.index == 1 and piece.pod_name == "job-worker-1"
-    assert piece.server_id == "job-worker-1.job"  # the pod's host name from the svc plugin
+    # rank_table.md: server_id is "the IP address of the current machine" (downward API status.hostIP).
+    assert piece.server_id == piece.host_ip == "192.0.2.21" and piece.pod_ip == "10.244.1.3"
     assert piece.devices == (Device(2, "10.1.0.3"), Device(3, "10.1.0.4"))
     # No ASCEND_VISIBLE_DEVICES: devices 0..cards-1.
     del env["ASCEND_VISIBLE_DEVICES"]
     assert [d.device_ip for d in podenv.ascend_piece(env, pod).devices] == ["10.1.0.1", "10.1.0.2"]
+    # The pod template mounts the file FileOrCreate: on a node without one it is empty, i.e. absent.
+    (tmp_path / "hccn.conf").write_text("")
+    with pytest.raises(UsageError, match=r"no Ascend device allocation found .*non-empty"):
+        podenv.ascend_piece(env, pod)
 
 
 @pytest.mark.parametrize(
@@ -484,7 +700,7 @@ def test_operator_mounted_completed_table_is_used_as_is(tmp_path: Path) -> None:
         VITJOB_OPERATOR_RANK_TABLE=str(tmp_path / "hccl.json"),
     )
     pod = podenv.read_pod_env(env, "ascend", None)
-    assert gather_rank_table(env, pod, 1.0) == operator
+    assert gather_rank_table(env, pod, 1.0, pod_ip="10.244.1.5") == (operator, 1)
     # The operator's table must fit the job.
     env[c.ENV_NUM_PODS] = "3"
     (tmp_path / "volcano" / "worker.host").write_text("a\nb\nc\n")
@@ -505,8 +721,9 @@ def test_initializing_operator_table_is_ignored(tmp_path: Path) -> None:
         annotations={ANNOTATION_KEY: annotation(0, 2)},
         VITJOB_OPERATOR_RANK_TABLE=str(tmp_path / "hccl.json"),
     )
-    table = gather_rank_table(env, podenv.read_pod_env(env, "ascend", None), 1.0)
+    table, index = gather_rank_table(env, podenv.read_pod_env(env, "ascend", None), 1.0)
     assert table["status"] == "completed" and table["server_list"][0]["server_id"] == "uid-0000"
+    assert index == 0
 
 
 def test_read_pod_env_layouts(tmp_path: Path) -> None:

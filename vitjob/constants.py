@@ -178,6 +178,8 @@ ASCEND_DEVICE_ANNOTATIONS: Final = (
 OPERATOR_RANK_TABLE: Final = "/user/serverid/devindex/config/hccl.json"
 # NPUs visible to the container (set by the Ascend docker runtime), e.g. "0,1,2,3".
 ENV_ASCEND_VISIBLE_DEVICES: Final = "ASCEND_VISIBLE_DEVICES"
+# Chips the CANN runtime lets a process use, numbered 0..n-1 in list order (msrun_launcher.md).
+ENV_ASCEND_RT_VISIBLE_DEVICES: Final = "ASCEND_RT_VISIBLE_DEVICES"
 # Set by the local backend: run the accelerator code path (rank tables…) but compute on this device.
 ENV_SIMULATE_DEVICE: Final = "VITJOB_SIMULATE_DEVICE"
 # Overrides of the paths `vitjob launch` reads (tests and the local backend).
@@ -186,6 +188,20 @@ ENV_PODINFO_DIR: Final = "VITJOB_PODINFO_DIR"
 ENV_HCCN_CONF: Final = "VITJOB_HCCN_CONF"
 ENV_OPERATOR_RANK_TABLE: Final = "VITJOB_OPERATOR_RANK_TABLE"
 ENV_WORKDIR: Final = "VITJOB_WORKDIR"
+# The pod's own IP and its node's IP (downward API status.podIP / status.hostIP, set in the pod template):
+# MindSpore's MS_SCHED_HOST must be an IP literal, and the rank table records both per server.
+ENV_POD_IP: Final = "VITJOB_POD_IP"
+ENV_HOST_IP: Final = "VITJOB_HOST_IP"
+FIELD_POD_IP: Final = "status.podIP"
+FIELD_HOST_IP: Final = "status.hostIP"
+# A hosts file (/etc/hosts format) `vitjob launch` resolves peer names in before the system resolver
+# (the local backend's shared-host mode, where pods cannot have their own /etc/hosts).
+ENV_HOSTS_FILE: Final = "VITJOB_HOSTS_FILE"
+# Local backend pod networking: "auto" (own network namespaces when root with iproute2, else the shared
+# host), "netns" (required) or "shared-host"; the namespaces take /24s of LOCAL_POD_NETWORK.
+ENV_LOCAL_NETWORK: Final = "VITJOB_LOCAL_NETWORK"
+LOCAL_NETWORK_MODES: Final = ("auto", "netns", "shared-host")
+LOCAL_POD_NETWORK: Final = "10.244.0.0/16"
 # Replaces the scheduler child's command (`python -m vitjob.launch.scheduler`), split like a shell line:
 # tests use a trivial process instead of a MindSpore scheduler.
 ENV_SCHED_COMMAND: Final = "VITJOB_SCHED_COMMAND"

@@ -1,14 +1,19 @@
 """``vitjob launch``: from a pod's environment to one training process per card.
 
 1. Read the pod layout (task index, pods, cards per pod, peer hosts) — ``podenv``.
-2. Ascend: use an operator-mounted completed ``hccl.json``, else build this pod's piece from the
+2. Addresses — ``addresses``: pod 0 uses its own pod IP (downward API ``status.podIP``); the other pods
+   resolve pod 0's svc-plugin name, retrying until ``--rdzv-timeout``. MindSpore, the rendezvous and
+   the rank table get IP literals only.
+3. Ascend: use an operator-mounted completed ``hccl.json``, else build this pod's piece from the
    device plugin's annotation (or ``/etc/hccn.conf``), gather all pieces through pod 0's rendezvous
-   and write the identical rank table on every pod; children get ``RANK_TABLE_FILE``, ``RANK_SIZE``,
-   ``RANK_ID``, ``DEVICE_ID``, ``ASCEND_DEVICE_ID``.
+   and write the identical rank table on every pod; find this pod's server in it (``own_server``) and
+   give each child ``RANK_TABLE_FILE``, ``RANK_SIZE``, ``RANK_ID`` (the table's) and ``DEVICE_ID`` /
+   ``ASCEND_DEVICE_ID`` (the logical id of the chip inside the container, ``podenv.logical_device_ids``).
    GPU/CPU: MindSpore's dynamic cluster — pod 0 also runs the scheduler; children get ``MS_ROLE``,
-   ``MS_NODE_ID``, ``MS_WORKER_NUM``, ``MS_SCHED_HOST`` (pod 0's DNS name), ``MS_SCHED_PORT``
-   (and ``CUDA_VISIBLE_DEVICES`` on GPU).
-3. Run the children under the ``supervisor`` and exit with its verdict.
+   ``MS_NODE_ID``, ``MS_WORKER_NUM``, ``MS_SCHED_HOST`` (pod 0's IP), ``MS_SCHED_PORT``, ``MS_WORKER_IP``
+   (their pod's IP), ``MS_TOPO_TIMEOUT`` (the rendezvous timeout: a cluster that cannot form fails
+   instead of waiting MindSpore's default 30 minutes) and, on GPU, ``CUDA_VISIBLE_DEVICES``.
+4. Run the children under the ``supervisor`` and exit with its verdict.
 
 ``VITJOB_SCHED_COMMAND`` replaces the scheduler child's command (tests run a trivial process there).
 
@@ -20,32 +25,74 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vitjob import constants as c
 from vitjob.errors import RankTableError, UsageError
-from vitjob.launch import podenv, rendezvous
-from vitjob.launch.ranktable import build_rank_table, check_table, rank_size, read_completed_table
+from vitjob.launch import addresses, podenv, rendezvous
+from vitjob.launch.ranktable import build_rank_table, check_table, own_server, rank_size, read_completed_table
 from vitjob.launch.supervisor import ChildSpec, Outcome, Supervisor, install_signal_forwarding
 
 log = logging.getLogger(__name__)
 
+SCHEDULER_ROLE = "the MindSpore scheduler"
 
-def gather_rank_table(env: dict[str, str], pod: podenv.PodEnv, timeout_s: float) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Addresses:
+    """The IP literals one pod works with."""
+
+    own: str  # this pod's IP
+    pod0: str  # pod 0's IP: MindSpore scheduler and rank-table rendezvous
+
+
+def pod_addresses(env: dict[str, str], pod: podenv.PodEnv, timeout_s: float) -> Addresses:
+    """This pod's and pod 0's IPs; a name that never resolves fails after ``timeout_s``, naming it.
+
+    A single-pod job talks over loopback: every process is in the same network namespace."""
+    if pod.num_pods == 1:
+        return Addresses("127.0.0.1", "127.0.0.1")
+    own = addresses.own_ip(env, pod.hosts[pod.index], timeout_s)
+    if pod.index == 0:
+        return Addresses(own, own)
+    pod0 = addresses.resolve(pod.hosts[0], timeout_s, env,
+                             what="pod 0 (MindSpore scheduler, rank-table rendezvous)")
+    return Addresses(own, pod0)
+
+
+def _annotation_server_id(env: dict[str, str], pod: podenv.PodEnv) -> str:
+    """The device plugin's server_id for this pod if its annotation is readable (identifies it in an
+    operator's table), else ""."""
+    try:
+        return podenv.ascend_piece(env, pod).server_id
+    except (RankTableError, UsageError):
+        return ""
+
+
+def gather_rank_table(env: dict[str, str], pod: podenv.PodEnv, timeout_s: float,
+                      rdzv_host: str = "127.0.0.1", pod_ip: str = "") -> tuple[dict[str, Any], int]:
+    """The job's rank table and the index of this pod's server in its ``server_list``."""
     operator_table = Path(env.get(c.ENV_OPERATOR_RANK_TABLE, c.OPERATOR_RANK_TABLE))
     table = read_completed_table(operator_table)
     if table is not None:
         log.info("using the completed rank table mounted at %s", operator_table)
         check_table(table, str(operator_table))
+        server_id = _annotation_server_id(env, pod)
     else:
-        piece = podenv.ascend_piece(env, pod)
-        table = build_rank_table([piece]) if pod.num_pods == 1 else _rendezvous(pod, piece, timeout_s)
+        piece = podenv.ascend_piece(env, pod, pod_ip)
+        server_id = piece.server_id
+        if pod.num_pods == 1:
+            table = build_rank_table([piece])
+        else:
+            table = _rendezvous(pod, piece, timeout_s, rdzv_host)
     servers = table["server_list"]
-    if len(servers) != pod.num_pods or pod.index >= len(servers):
+    if len(servers) != pod.num_pods:
         raise RankTableError(
             f"the rank table has {len(servers)} server(s) but the job has {pod.num_pods} pod(s) "
             f"(this is task index {pod.index})"
@@ -55,12 +102,14 @@ def gather_rank_table(env: dict[str, str], pod: podenv.PodEnv, timeout_s: float)
             f"the rank table lists {rank_size(table)} device(s) but the job runs {pod.num_pods} pod(s) x "
             f"{pod.cards_per_pod} process(es) = {pod.world_size}"
         )
-    return table
+    if len(servers) == 1 and not server_id and not pod_ip:
+        return table, 0
+    return table, own_server(table, server_id, pod_ip)
 
 
-def _rendezvous(pod: podenv.PodEnv, piece: Any, timeout_s: float) -> dict[str, Any]:
+def _rendezvous(pod: podenv.PodEnv, piece: Any, timeout_s: float, host: str) -> dict[str, Any]:
     if pod.index != 0:
-        return rendezvous.exchange(pod.hosts[0], pod.rdzv_port, piece, timeout_s)
+        return rendezvous.exchange(host, pod.rdzv_port, piece, timeout_s)
     server = rendezvous.RendezvousServer(pod.rdzv_port, pod.num_pods, timeout_s).serve()
     log.info("serving the rank-table rendezvous on port %d for %d pods", pod.rdzv_port, pod.num_pods)
     try:
@@ -70,22 +119,32 @@ def _rendezvous(pod: podenv.PodEnv, piece: Any, timeout_s: float) -> dict[str, A
         server.close()
 
 
-def cluster_env(pod: podenv.PodEnv, local_rank: int) -> dict[str, str]:
-    """Dynamic-cluster variables of one worker."""
+def cluster_env(pod: podenv.PodEnv, local_rank: int, ips: Addresses, timeout_s: float,
+                base: dict[str, str]) -> dict[str, str]:
+    """Dynamic-cluster variables of one worker (``dynamic_cluster.md``)."""
     rank = pod.first_rank + local_rank
     return {
         "MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(rank), "MS_WORKER_NUM": str(pod.world_size),
-        "MS_SCHED_HOST": pod.hosts[0], "MS_SCHED_PORT": str(pod.sched_port),
+        "MS_SCHED_HOST": ips.pod0, "MS_SCHED_PORT": str(pod.sched_port), "MS_WORKER_IP": ips.own,
+        "MS_TOPO_TIMEOUT": topo_timeout(base, timeout_s),
         "RANK_ID": str(rank), "RANK_SIZE": str(pod.world_size), "DEVICE_ID": str(local_rank),
     }
 
 
-def scheduler_child(pod: podenv.PodEnv, base: dict[str, str], device: str) -> ChildSpec:
-    env = dict(base, MS_ROLE="MS_SCHED", MS_WORKER_NUM=str(pod.world_size), MS_SCHED_HOST=pod.hosts[0],
-               MS_SCHED_PORT=str(pod.sched_port), VITJOB_SCHED_DEVICE=device)
+def topo_timeout(env: dict[str, str], timeout_s: float) -> str:
+    """``MS_TOPO_TIMEOUT`` (seconds the cluster may take to form): the pod's own value, else the rendezvous
+    timeout."""
+    return env.get("MS_TOPO_TIMEOUT") or str(max(1, math.ceil(timeout_s)))
+
+
+def scheduler_child(pod: podenv.PodEnv, base: dict[str, str], device: str, ips: Addresses,
+                    timeout_s: float) -> ChildSpec:
+    env = dict(base, MS_ROLE="MS_SCHED", MS_WORKER_NUM=str(pod.world_size), MS_SCHED_HOST=ips.pod0,
+               MS_SCHED_PORT=str(pod.sched_port), MS_TOPO_TIMEOUT=topo_timeout(base, timeout_s),
+               VITJOB_SCHED_DEVICE=device)
     override = base.get(c.ENV_SCHED_COMMAND, "").strip()
     argv = shlex.split(override) if override else [sys.executable, "-m", "vitjob.launch.scheduler"]
-    return ChildSpec("sched", argv, env, required=False)
+    return ChildSpec("sched", argv, env, required=False, role=SCHEDULER_ROLE)
 
 
 def gpu_for(env: dict[str, str], local_rank: int) -> str:
@@ -102,35 +161,44 @@ def gpu_for(env: dict[str, str], local_rank: int) -> str:
 def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], workdir: Path,
                   timeout_s: float) -> list[ChildSpec]:
     simulate = env.get(c.ENV_SIMULATE_DEVICE)
+    distributed = pod.world_size > 1 and (pod.hw != "ascend" or bool(simulate))
     children: list[ChildSpec] = []
+    ips = pod_addresses(env, pod, timeout_s) if pod.num_pods > 1 or distributed else None
     if pod.hw == "ascend":
         base = env if simulate else podenv.load_cann_env(env)
-        table = gather_rank_table(base, pod, timeout_s)
+        table, index = gather_rank_table(base, pod, timeout_s, ips.pod0 if ips else "127.0.0.1",
+                                         ips.own if ips else base.get(c.ENV_POD_IP, ""))
         workdir.mkdir(parents=True, exist_ok=True)
         table_file = workdir / "hccl.json"
         table_file.write_text(json.dumps(table, indent=2) + "\n")
-        server = table["server_list"][pod.index]
-        log.info("rank table: %d servers, %d devices, written to %s", len(table["server_list"]),
-                 rank_size(table), table_file)
-        if simulate and pod.world_size > 1 and pod.index == 0:
-            children.append(scheduler_child(pod, env, simulate))
-        for local, dev in enumerate(server["device"]):
+        server = table["server_list"][index]
+        logical = podenv.logical_device_ids(base, [int(d["device_id"]) for d in server["device"]])
+        log.info("rank table: %d servers, %d devices, written to %s; this pod is server %d (%s), ranks %s",
+                 len(table["server_list"]), rank_size(table), table_file, index, server["server_id"],
+                 ",".join(str(d["rank_id"]) for d in server["device"]))
+        if distributed and pod.index == 0:
+            assert ips is not None
+            children.append(scheduler_child(pod, env, str(simulate), ips, timeout_s))
+        for dev in server["device"]:
+            device = str(logical[int(dev["device_id"])])
             child = dict(base, RANK_TABLE_FILE=str(table_file), RANK_SIZE=str(rank_size(table)),
-                         RANK_ID=str(dev["rank_id"]), DEVICE_ID=str(dev["device_id"]),
-                         ASCEND_DEVICE_ID=str(dev["device_id"]))
-            if simulate and pod.world_size > 1:
-                ms_env = cluster_env(pod, local)
+                         RANK_ID=str(dev["rank_id"]), DEVICE_ID=device, ASCEND_DEVICE_ID=device)
+            if distributed:
+                assert ips is not None
+                ms_env = cluster_env(pod, 0, ips, timeout_s, env)
                 child.update({k: v for k, v in ms_env.items()
                               if k not in ("RANK_ID", "DEVICE_ID", "RANK_SIZE")})
                 child["MS_NODE_ID"] = str(dev["rank_id"])
             children.append(ChildSpec(f"rank {dev['rank_id']}", command, child))
         return children
-    if pod.world_size > 1 and pod.index == 0:
-        children.append(scheduler_child(pod, env, simulate or pod.hw))
+    if distributed and pod.index == 0:
+        assert ips is not None
+        children.append(scheduler_child(pod, env, simulate or pod.hw, ips, timeout_s))
     for local in range(pod.cards_per_pod):
         child = dict(env)
-        if pod.world_size > 1:
-            child.update(cluster_env(pod, local))
+        if distributed:
+            assert ips is not None
+            child.update(cluster_env(pod, local, ips, timeout_s, env))
         if pod.hw == "gpu" and not simulate:
             child["CUDA_VISIBLE_DEVICES"] = gpu_for(env, local)
             child["DEVICE_ID"] = "0"
@@ -146,9 +214,8 @@ def launch(command: list[str], hw: str | None = None, cards_per_pod: int | None 
     env = dict(os.environ)
     pod = podenv.read_pod_env(env, hw, cards_per_pod)
     workdir = workdir or Path(env.get(c.ENV_WORKDIR) or f"/tmp/vitjob-launch-{os.getpid()}")
-    log.info("pod %d of %d, %d card(s) per pod (%s), ranks %d-%d of %d", pod.index, pod.num_pods,
-             pod.cards_per_pod, pod.hw, pod.first_rank, pod.first_rank + pod.cards_per_pod - 1,
-             pod.world_size)
+    log.info("pod %d of %d, %d card(s) per pod (%s), world size %d", pod.index, pod.num_pods,
+             pod.cards_per_pod, pod.hw, pod.world_size)
     children = plan_children(env, pod, command, workdir, timeout_s)
     supervisor = Supervisor(children, grace_s=grace_s)
     install_signal_forwarding(supervisor)

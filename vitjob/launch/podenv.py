@@ -3,6 +3,16 @@
 Every path can be overridden through an environment variable (``VITJOB_VOLCANO_DIR``,
 ``VITJOB_PODINFO_DIR``, ``VITJOB_HCCN_CONF``, ``VITJOB_OPERATOR_RANK_TABLE``) so the local backend and
 tests exercise exactly this code.
+
+Device ids: the rank table holds *physical* chip ids (MindSpore ``rank_table.md``: ``device_id`` is "the
+physical serial number of the card"), while a process inside a container selects its chip by the
+*logical* id the runtime gives it. MindCluster's own start script for rank-table jobs exports
+``DEVICE_ID``/``ASCEND_DEVICE_ID`` = the card's position 0..n-1 in the pod and ``RANK_ID`` from the table
+(Ascend/mindxdl-deploy ``samples/train/basic-training/ranktable/train_start.sh``), and with
+``ASCEND_RT_VISIBLE_DEVICES`` the runtime numbers the listed chips 0..n-1 in list order (MindSpore
+``msrun_launcher.md``: the devices visible to a process must agree with the rank table). So a container
+given chips 4-7 runs ``set_device(0..3)`` while its rank-table entries say ``device_id`` 4-7:
+``logical_device_ids``.
 """
 
 from __future__ import annotations
@@ -133,7 +143,40 @@ def visible_devices(env: dict[str, str], cards: int) -> list[int]:
     return sorted(ids)
 
 
-def ascend_piece(env: dict[str, str], pod: PodEnv) -> PodPiece:
+def logical_device_ids(env: dict[str, str], physical: list[int]) -> dict[int, int]:
+    """Physical chip id -> the id this container's processes pass to ``set_device`` (see the module doc).
+
+    With ``ASCEND_RT_VISIBLE_DEVICES`` set: the chip's position in that list. Without it: its position
+    among the pod's chips in ascending order (the container sees only its allocated chips; how the
+    driver numbers them inside the container is taken from MindCluster's script, unverified here).
+    """
+    raw = env.get(c.ENV_ASCEND_RT_VISIBLE_DEVICES, "").strip()
+    if not raw:
+        return {dev: i for i, dev in enumerate(sorted(physical))}
+    try:
+        listed = [int(item) for item in raw.replace(" ", "").split(",") if item]
+    except ValueError:
+        raise UsageError(f"{c.ENV_ASCEND_RT_VISIBLE_DEVICES}={raw!r} is not a comma-separated list of "
+                         "device ids") from None
+    missing = [dev for dev in physical if dev not in listed]
+    if missing:
+        raise RankTableError(f"the rank table gives this pod devices {sorted(physical)} but "
+                             f"{c.ENV_ASCEND_RT_VISIBLE_DEVICES}={raw} hides {missing}: the devices visible "
+                             "to the processes must agree with the rank table")
+    return {dev: listed.index(dev) for dev in physical}
+
+
+def _hccn_text(path: Path) -> str | None:
+    """``/etc/hccn.conf`` if it holds anything: the pod template mounts it ``FileOrCreate``, so on a node
+    without one the kubelet creates an empty file."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return text if text.strip() else None
+
+
+def ascend_piece(env: dict[str, str], pod: PodEnv, pod_ip: str = "") -> PodPiece:
     """This pod's devices: the device plugin's annotation, else /etc/hccn.conf + the visible devices.
 
     The pod must hold exactly ``cards_per_pod`` devices: every rank and the world size are planned from it.
@@ -149,19 +192,22 @@ def ascend_piece(env: dict[str, str], pod: PodEnv) -> PodPiece:
         annotations = parse_downward_annotations(annotations_file.read_text())
         for key in c.ASCEND_DEVICE_ANNOTATIONS:
             if key in annotations:
-                piece = piece_from_annotation(pod.index, name, annotations[key], visible)
+                piece = piece_from_annotation(pod.index, name, annotations[key], visible, pod_ip=pod_ip)
                 source = f"annotation {key}"
                 break
     hccn = Path(env.get(c.ENV_HCCN_CONF, c.HCCN_CONF_PATH))
-    if piece is None and hccn.is_file():
-        piece = piece_from_hccn(pod.index, name, pod.hosts[pod.index], hccn.read_text(),
-                                visible or list(range(pod.cards_per_pod)))
+    hccn_text = _hccn_text(hccn) if piece is None else None
+    if hccn_text is not None:
+        # rank_table.md: "server_id represents the IP address of the current machine".
+        host_ip = env.get(c.ENV_HOST_IP, "").strip()
+        piece = piece_from_hccn(pod.index, name, host_ip or pod_ip or pod.hosts[pod.index], hccn_text,
+                                visible or list(range(pod.cards_per_pod)), pod_ip=pod_ip, host_ip=host_ip)
         source = str(hccn)
     if piece is None:
         raise UsageError(
             f"pod {name}: no Ascend device allocation found — neither the device plugin's annotation in "
-            f"{annotations_file} nor {hccn}. Is the Ascend device plugin installed and the pod requesting "
-            f"{c.ASCEND910_RESOURCE}?"
+            f"{annotations_file} nor a non-empty {hccn}. Is the Ascend device plugin installed and the pod "
+            f"requesting {c.ASCEND910_RESOURCE}?"
         )
     if len(piece.devices) != pod.cards_per_pod:
         raise RankTableError(

@@ -1,9 +1,28 @@
-"""HCCL rank tables (version "1.0") built from each pod's device allocation.
+"""HCCL rank tables (version "1.0") built from each pod's device allocation, and a pod's place in one.
 
-A *piece* is one pod's contribution: its task index, server id and devices (``device_id``,
-``device_ip``). ``build_rank_table(pieces)`` orders servers by task index and devices by id and
-numbers ranks in that order, so every pod that builds from the same pieces gets the identical table.
-All values in the table are strings, as HCCL expects.
+A *piece* is one pod's contribution: its task index, server id, pod and node IPs and devices
+(``device_id``, ``device_ip``). ``build_rank_table(pieces)`` gives the same table on every pod that
+builds from the same pieces. All values in the table are strings, as HCCL expects.
+
+The rules, and where each comes from:
+
+- **Server order and rank ids.** MindSpore's ``rank_table.md`` (mindspore-ai/docs,
+  ``tutorials/source_en/parallel/rank_table.md``, "Multi-Machine Multi-Card"): "it is required that the
+  order of rank_id is consistent with the dictionary order of server_id". So servers are sorted by
+  ``server_id`` as strings and ranks are numbered along that order — *not* by task index: the device
+  plugin's ``server_id`` is the pod UID (MindCluster ``ascend-device-plugin``), a random string, so task
+  index and server order generally differ. Within a server, devices go by ``device_id`` (the device
+  plugin lists them that way), ranks consecutive.
+- **Fields per server.** ``server_id``, ``device[]`` (``device_id``, ``device_ip``, ``rank_id``) and
+  ``host_nic_ip: "reserve"`` as in ``rank_table.md``; ``host_ip`` (the node) and ``container_ip`` (the pod
+  IP) as Ascend Operator writes them (MindCluster ``ascend-operator/pkg/ranktable/common/server.go``
+  ``Server``; ``docs/en/scheduling/api/hccl.json_file_description.md``: "container_ip": "Pod IP").
+- **A table someone else wrote** (Ascend Operator, ConfigMap ``rings-config-<job>``): its servers are
+  sorted by rank (``common.go`` ``GatherServerList``), ``rank_id = hccl/rankIndex * len(devices) + i``. A
+  pod therefore never assumes "server i is task index i": ``own_server`` finds it by ``server_id`` (the
+  device plugin annotation's, unique per pod) or else by ``container_ip`` (its pod IP).
+- **Atlas A3** needs version "1.2" (``super_device_id`` per device, ``super_pod_list``; same MindCluster
+  doc) and Atlas 350/850/950 version "2.0": both are refused with a clear message (not supported here).
 """
 
 from __future__ import annotations
@@ -18,26 +37,35 @@ from typing import Any
 from vitjob.errors import RankTableError
 
 RANK_TABLE_VERSION = "1.0"
+# Fields only Atlas A3 (super-pod) allocations and tables carry (hccl.json_file_description.md, v1.2).
+_A3_DEVICE_FIELDS = ("super_device_id",)
+_A3_MESSAGE = (
+    "Atlas A3 (super-pod) rank tables (version 1.2, with super_device_id/super_pod_list) are not supported "
+    "by `vitjob launch`; run on Atlas training / A2 nodes (rank table version 1.0)"
+)
 
 
 @dataclass(frozen=True)
 class Device:
-    device_id: int
+    device_id: int  # physical chip id (rank_table.md: "the physical serial number of the card")
     device_ip: str
 
 
 @dataclass(frozen=True)
 class PodPiece:
-    """One pod's allocation: ``index`` is its Volcano task index."""
+    """One pod's allocation: ``index`` is its Volcano task index; IPs may be empty when unknown."""
 
     index: int
     pod_name: str
     server_id: str
     devices: tuple[Device, ...] = field(default_factory=tuple)
+    pod_ip: str = ""  # -> the server's container_ip
+    host_ip: str = ""  # the node's IP -> the server's host_ip
 
     def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index, "pod_name": self.pod_name, "server_id": self.server_id,
+            "pod_ip": self.pod_ip, "host_ip": self.host_ip,
             "devices": [{"device_id": str(d.device_id), "device_ip": d.device_ip} for d in self.devices],
         }
 
@@ -47,6 +75,7 @@ class PodPiece:
             return cls(
                 index=int(data["index"]), pod_name=str(data["pod_name"]), server_id=str(data["server_id"]),
                 devices=tuple(Device(int(d["device_id"]), str(d["device_ip"])) for d in data["devices"]),
+                pod_ip=str(data.get("pod_ip") or ""), host_ip=str(data.get("host_ip") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RankTableError(f"malformed rank-table piece {data!r}: {exc}") from exc
@@ -74,7 +103,7 @@ def _device_label(i: int, entry: Any) -> str:
 
 
 def piece_from_annotation(index: int, pod_name: str, annotation: str,
-                          visible: list[int] | None = None) -> PodPiece:
+                          visible: list[int] | None = None, pod_ip: str = "") -> PodPiece:
     """Parse the device plugin's ``ascend-910-configuration`` JSON for pod ``pod_name``.
 
     Every error names the pod, and the device where one is at fault.
@@ -93,12 +122,15 @@ def piece_from_annotation(index: int, pod_name: str, annotation: str,
         raise RankTableError(f"pod {pod_name}: malformed Ascend device annotation (no \"devices\" list): "
                              f"{annotation[:200]!r}")
     server_id = str(data.get("server_id") or data.get("host_ip") or data.get("server_ip") or "")
+    host_ip = str(data.get("host_ip") or data.get("server_ip") or "")
     devices: list[Device] = []
     for i, d in enumerate(raw_devices):
         label = _device_label(i, d)
         if not isinstance(d, dict) or "device_id" not in d or "device_ip" not in d:
             raise RankTableError(f"pod {pod_name}: device {label}: malformed entry in the Ascend device "
                                  f"annotation (needs device_id and device_ip): {d!r}")
+        if any(d.get(key) not in (None, "") for key in _A3_DEVICE_FIELDS):
+            raise RankTableError(f"pod {pod_name}: device {label} has super_device_id: {_A3_MESSAGE}")
         try:
             device_id = int(d["device_id"])
         except (TypeError, ValueError):
@@ -122,14 +154,15 @@ def piece_from_annotation(index: int, pod_name: str, annotation: str,
             f"pod {pod_name}: the annotation allocates devices {[d.device_id for d in devices]} but the "
             f"container sees {visible}"
         )
-    return PodPiece(index, pod_name, server_id, tuple(sorted(devices, key=lambda d: d.device_id)))
+    return PodPiece(index, pod_name, server_id, tuple(sorted(devices, key=lambda d: d.device_id)),
+                    pod_ip=pod_ip, host_ip=host_ip)
 
 
 _HCCN_LINE = re.compile(r"^\s*address_(\d+)\s*=\s*(\S+)\s*$")
 
 
 def piece_from_hccn(index: int, pod_name: str, server_id: str, hccn_conf: str,
-                    visible: list[int]) -> PodPiece:
+                    visible: list[int], pod_ip: str = "", host_ip: str = "") -> PodPiece:
     """Fallback: NPU addresses from ``/etc/hccn.conf`` (``address_N=IP``) for the visible devices."""
     addresses = {int(m.group(1)): m.group(2)
                  for line in hccn_conf.splitlines() if (m := _HCCN_LINE.match(line))}
@@ -138,31 +171,68 @@ def piece_from_hccn(index: int, pod_name: str, server_id: str, hccn_conf: str,
         raise RankTableError(f"pod {pod_name}: /etc/hccn.conf has no address_N for devices {missing}")
     for d in visible:
         _check_ip(pod_name, d, addresses[d])
-    return PodPiece(index, pod_name, server_id, tuple(Device(d, addresses[d]) for d in sorted(visible)))
+    return PodPiece(index, pod_name, server_id, tuple(Device(d, addresses[d]) for d in sorted(visible)),
+                    pod_ip=pod_ip, host_ip=host_ip)
 
 
 def build_rank_table(pieces: list[PodPiece]) -> dict[str, Any]:
-    """The version-1.0 rank table: servers by task index, devices by id, ranks numbered in that order."""
+    """The version-1.0 table: servers in dictionary order of ``server_id`` (rank_table.md), devices by id,
+    ranks numbered in that order."""
     if not pieces:
         raise RankTableError("no pods to build a rank table from")
     indices = [p.index for p in pieces]
     if len(set(indices)) != len(indices):
         raise RankTableError(f"two pods claim the same task index: {sorted(indices)}")
+    by_server: dict[str, PodPiece] = {}
+    for piece in pieces:
+        other = by_server.setdefault(piece.server_id, piece)
+        if other is not piece:
+            raise RankTableError(
+                f"pods {other.pod_name} and {piece.pod_name} report the same server_id {piece.server_id!r}: "
+                "HCCL needs one server entry per pod. With a device plugin that uses the node IP as "
+                "server_id, place one pod per node (the job's anti-affinity does) or upgrade MindCluster's "
+                "device plugin (it uses the pod UID)"
+            )
     servers = []
     rank = 0
-    for piece in sorted(pieces, key=lambda p: p.index):
+    for server_id in sorted(by_server):
+        piece = by_server[server_id]
         devices = []
         for dev in sorted(piece.devices, key=lambda d: d.device_id):
             devices.append({"device_id": str(dev.device_id), "device_ip": dev.device_ip,
                             "rank_id": str(rank)})
             rank += 1
-        servers.append({"server_id": piece.server_id, "device": devices, "host_nic_ip": "reserve"})
+        server: dict[str, Any] = {"server_id": piece.server_id}
+        if piece.host_ip:
+            server["host_ip"] = piece.host_ip
+        if piece.pod_ip:
+            server["container_ip"] = piece.pod_ip
+        server.update({"device": devices, "host_nic_ip": "reserve"})
+        servers.append(server)
     return {
         "status": "completed",
         "version": RANK_TABLE_VERSION,
         "server_count": str(len(servers)),
         "server_list": servers,
     }
+
+
+def own_server(table: dict[str, Any], server_id: str = "", pod_ip: str = "") -> int:
+    """Index in ``server_list`` of this pod's server: by ``server_id`` (the annotation's, unique per pod)
+    when it matches exactly one server, else by ``container_ip`` (the pod IP)."""
+    servers = table["server_list"]
+    for key, value in (("server_id", server_id), ("container_ip", pod_ip)):
+        if not value:
+            continue
+        matches = [i for i, s in enumerate(servers) if str(s.get(key, "")) == value]
+        if len(matches) == 1:
+            return matches[0]
+    listed = [(s.get("server_id"), s.get("container_ip")) for s in servers]
+    raise RankTableError(
+        f"this pod (server_id {server_id or '?'}, pod IP {pod_ip or '?'}) is not in the rank table's "
+        f"server_list, or not unambiguously: (server_id, container_ip) = {listed}. The table was written "
+        "for other pods (a stale hccl.json from a previous run?)"
+    )
 
 
 def rank_of(table: dict[str, Any], server_index: int, device_id: int) -> int:
@@ -188,12 +258,20 @@ def read_completed_table(path: Path) -> dict[str, Any] | None:
 
 def check_table(table: dict[str, Any], source: str) -> None:
     """A completed version-1.0 table someone else wrote (the Ascend operator) has what launch reads."""
+    version = str(table.get("version", RANK_TABLE_VERSION))
+    if version == "1.2" or "super_pod_list" in table:
+        raise RankTableError(f"the rank table {source} is version {version}: {_A3_MESSAGE}")
+    if version != RANK_TABLE_VERSION:
+        raise RankTableError(f"the rank table {source} is version {version!r}; `vitjob launch` reads version "
+                             f"{RANK_TABLE_VERSION} (Atlas training / A2 server_list tables) only")
     try:
         servers = table["server_list"]
         if not isinstance(servers, list) or not servers:
             raise ValueError("server_list is empty")
         for server in servers:
             for dev in server["device"]:
+                if any(key in dev for key in _A3_DEVICE_FIELDS):
+                    raise RankTableError(f"the rank table {source} has super_device_id: {_A3_MESSAGE}")
                 int(dev["device_id"]), int(dev["rank_id"]), str(dev["device_ip"])
     except (KeyError, TypeError, ValueError) as exc:
         raise RankTableError(f"the rank table {source} is not a usable version-1.0 table "

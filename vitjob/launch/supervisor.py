@@ -2,8 +2,12 @@
 
 - Every line a child prints reaches the pod's stdout prefixed with ``[rank N]`` (so ``kubectl logs``
   alone tells the ranks apart), written whole under a lock.
-- If any child fails, the others are stopped (SIGTERM, then SIGKILL after a grace period) and the
-  supervisor returns the first failure's exit code with a one-line summary.
+- If any child fails — a helper such as the MindSpore scheduler as much as a worker — the others are
+  stopped (SIGTERM, then SIGKILL after a grace period) and the supervisor returns the first failure's
+  exit code with a one-line summary: which process, how it ended, and the last error line it printed.
+- A helper that ends cleanly while workers still run is normal at the end of a job (MindSpore's
+  scheduler exits once every worker has finalized, a few seconds before their processes are gone), but
+  if the workers are still running ``helper_grace_s`` later the pod fails instead of waiting forever.
 - SIGTERM/SIGINT to the supervisor are forwarded to every child. Each child runs in its own process
   group and the whole group is signalled, so no orphan (e.g. a data-loader worker) survives.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +35,30 @@ class ChildSpec:
     argv: list[str]
     env: dict[str, str]
     required: bool = True  # a worker; False for helpers (the scheduler) that are stopped at the end
+    role: str = ""  # how the summary describes it, e.g. "the MindSpore scheduler"
+
+    @property
+    def title(self) -> str:
+        return f"{self.label} ({self.role})" if self.role else self.label
+
+
+# A line that reports an error: MindSpore's C++ log ([ERROR]/[CRITICAL]), a Python exception line, or a
+# CLI's "error:" line. The last one a child printed is the "why" of its failure.
+_ERROR_LINE = re.compile(r"^\[(ERROR|CRITICAL)\]|^[\w.]*(Error|Exception)\b|\berror:", re.IGNORECASE)
+# MindSpore's log prefix: "[ERROR] DISTRIBUTED(pid,tid,python):time [path/file.cc:305] Func] message".
+_MS_LOG = re.compile(r"^\[(ERROR|CRITICAL)\] (\w+)\([^)]*\):\S+ \[(?:[^\]]*/)?([^\]/]+)\] (\w+)\] (.*)$")
+_MAX_WHY = 300
+
+
+def error_line(line: str) -> str | None:
+    """``line`` shortened for a summary if it reports an error, else None."""
+    text = line.strip()
+    if not text or not _ERROR_LINE.search(text):
+        return None
+    m = _MS_LOG.match(text)
+    if m:
+        text = f"[{m.group(1)}] {m.group(2)} {m.group(3)} {m.group(4)}: {m.group(5)}"
+    return text if len(text) <= _MAX_WHY else text[: _MAX_WHY - 3] + "..."
 
 
 @dataclass
@@ -40,19 +69,25 @@ class Outcome:
 
 
 class Supervisor:
-    def __init__(self, children: list[ChildSpec], out: IO[str] | None = None, grace_s: float = 10.0) -> None:
+    def __init__(self, children: list[ChildSpec], out: IO[str] | None = None, grace_s: float = 10.0,
+                 helper_grace_s: float = 60.0) -> None:
         self.specs = children
         self.out = out or sys.stdout
         self.grace_s = grace_s
+        self.helper_grace_s = helper_grace_s
         self.procs: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self._pumps: list[threading.Thread] = []
         self._stop_signal: int | None = None
+        self.last_error: dict[str, str] = {}  # label -> the last error line that child printed
 
     def _pump(self, label: str, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace").rstrip("\n")
+            why = error_line(line)
             with self._lock:
+                if why is not None:
+                    self.last_error[label] = why
                 self.out.write(f"[{label}] {line}\n")
                 self.out.flush()
         stream.close()
@@ -100,22 +135,31 @@ class Supervisor:
 
     def run(self, poll_s: float = 0.1) -> Outcome:
         """Start the children and wait; returns when every required child ended or one failed."""
-        failure: tuple[str, int] | None = None
+        failure: tuple[ChildSpec, int] | None = None
         start_error: str | None = None
+        helper_ended: tuple[ChildSpec, float] | None = None
         try:
             not_started = self.start()
             if not_started is not None:
                 label, code, why = not_started
-                failure, start_error = (label, code), why
+                spec = next(s for s in self.specs if s.label == label)
+                failure, start_error = (spec, code), why
             while failure is None and self._stop_signal is None:
                 required_done = True
                 for spec, proc in zip(self.specs, self.procs, strict=True):
                     code = proc.poll()
                     if code is not None and code != 0 and failure is None:
-                        failure = (spec.label, code)
+                        failure = (spec, code)
                     if spec.required and code is None:
                         required_done = False
+                    if not spec.required and code == 0 and helper_ended is None:
+                        helper_ended = (spec, time.monotonic())
                 if failure or required_done:
+                    break
+                if helper_ended is not None and time.monotonic() - helper_ended[1] > self.helper_grace_s:
+                    start_error = (f"ended (exit code 0) {self.helper_grace_s:.0f} s ago while the workers "
+                                   "still run; they cannot finish without it")
+                    failure = (helper_ended[0], 1)
                     break
                 time.sleep(poll_s)
         finally:
@@ -129,14 +173,20 @@ class Supervisor:
             name = _signal_name(self._stop_signal)
             return Outcome(128 + self._stop_signal, f"stopped: received {name}; children stopped", codes)
         if failure:
-            label, code = failure
-            others = len(self.procs) - (0 if start_error else 1)
+            spec, code = failure
+            others = sum(1 for s, p in zip(self.specs, self.procs, strict=False) if s is not spec)
+            stopped = f"stopped {others} other process(es)"
             if start_error:
-                return Outcome(code, f"{label}: {start_error}; stopped {others} other process(es)", codes)
+                return Outcome(code, f"{spec.title}: {start_error}; {stopped}", codes)
             shown = code if code >= 0 else f"signal {_signal_name(-code)}"
             exit_code = code if code > 0 else 128 - code
-            return Outcome(exit_code, f"{label} failed with exit code {shown}; "
-                           f"stopped {others} other process(es)", codes)
+            why = self.last_error.get(spec.label)
+            if code < 0:
+                reason = f"killed by {_signal_name(-code)}" + (f"; last error line: {why}" if why else "")
+            else:
+                reason = f"last error line: {why}" if why else "it printed no error line"
+            return Outcome(exit_code, f"{spec.title} failed with exit code {shown} ({reason}); {stopped}",
+                           codes)
         return Outcome(0, f"all {sum(s.required for s in self.specs)} process(es) finished", codes)
 
 
