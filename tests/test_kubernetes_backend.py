@@ -186,23 +186,22 @@ def test_get_backend_selection(tmp_path, monkeypatch):
 
 def test_fake_merge_patch_and_label_selectors(fake, backend):
     backend.submit([volcano_job("p1")])
+    backend.submit([volcano_job("p2")])  # keeps vitjob.io/hw: the selector must leave it out
     api = backend.api.custom
-    api.patch_namespaced_custom_object(
-        "batch.volcano.sh",
-        "v1alpha1",
-        "default",
-        "jobs",
-        "p1",
-        {"metadata": {"labels": {"extra": "yes", "vitjob.io/hw": None}}},
+    job = ("batch.volcano.sh", "v1alpha1", "default", "jobs")
+    created = api.get_namespaced_custom_object(*job, "p1")["metadata"]["resourceVersion"]
+    patched = api.patch_namespaced_custom_object(
+        *job, "p1", {"metadata": {"labels": {"extra": "yes", "vitjob.io/hw": None}}}
     )
     [patch] = fake.requests_matching("PATCH")
-    assert (
-        patch.content_type.startswith("application/merge-patch+json") or "merge-patch" in patch.content_type
-    )
-    labels = fake.get("batch.volcano.sh", "jobs", "p1", "default")["metadata"]["labels"]
-    assert labels["extra"] == "yes" and "vitjob.io/hw" not in labels
-    listed = api.list_namespaced_custom_object(
-        "batch.volcano.sh", "v1alpha1", "default", "jobs", label_selector="extra in (yes,maybe),!vitjob.io/hw"
-    )
+    assert patch.content_type.split(";")[0].strip() == "application/merge-patch+json"  # RFC 7386
+    labels = patched["metadata"]["labels"]
+    assert labels["extra"] == "yes" and "vitjob.io/hw" not in labels  # null deletes a key (RFC 7386)
+    assert "vitjob.io/hw" in api.get_namespaced_custom_object(*job, "p2")["metadata"]["labels"]
+    # Every write gives the object a new resourceVersion, and a list is at least as new as its items.
+    assert int(patched["metadata"]["resourceVersion"]) > int(created)
+    listed = api.list_namespaced_custom_object(*job, label_selector="extra in (yes,maybe),!vitjob.io/hw")
     assert [j["metadata"]["name"] for j in listed["items"]] == ["p1"]
-    assert int(listed["metadata"]["resourceVersion"]) >= int(labels and fake.rv)
+    assert listed["items"][0]["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
+    assert int(listed["metadata"]["resourceVersion"]) >= int(patched["metadata"]["resourceVersion"])
+    assert api.list_namespaced_custom_object(*job, label_selector="extra=no")["items"] == []

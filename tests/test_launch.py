@@ -552,8 +552,27 @@ def test_sigterm_is_forwarded_and_leaves_no_orphans(tmp_path: Path) -> None:
     assert_all_gone(tree)
 
 
+def _running(argv: list[str]) -> list[psutil.Process]:
+    """Live processes (zombies aside) with exactly this command line, whoever their parent is now."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if p.info["cmdline"] == argv and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
+
+
 def test_command_that_cannot_start(tmp_path: Path) -> None:
-    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND="sleep 1000")
+    # A command line no other process has: an orphan is found by it, since its parent is no longer the
+    # launcher once the launcher has exited.
+    stand_in = ["sleep", f"1000.{int.from_bytes(os.urandom(4), 'big'):010d}"]
+    control = subprocess.Popen(stand_in)  # the lookup does find such a process when one is alive
+    try:
+        assert [p.pid for p in _running(stand_in)] == [control.pid]
+    finally:
+        control.kill()
+        control.wait()
+    assert _running(stand_in) == []
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND=shlex.join(stand_in))
     launch = subprocess.Popen(
         [*LAUNCH, "--hw", "cpu", "--cards-per-pod", "2", "--", str(tmp_path / "no-such")],
         env=env,
@@ -564,12 +583,8 @@ def test_command_that_cannot_start(tmp_path: Path) -> None:
     _out, err = launch.communicate(timeout=30)
     assert launch.returncode == 127
     assert re.search(r"rank 0: cannot run .*no-such.*No such file", err.strip().splitlines()[-1])
-    # The scheduler stand-in, started first, did not survive.
-    assert not [
-        p
-        for p in psutil.process_iter(["cmdline", "ppid"])
-        if p.info["cmdline"] == ["sleep", "1000"] and p.info["ppid"] == launch.pid
-    ]
+    # The scheduler stand-in, started first (Popen returns once its exec succeeded), did not survive.
+    assert _running(stand_in) == []
 
 
 def test_no_command_and_bad_cards(tmp_path: Path) -> None:
