@@ -92,7 +92,13 @@ def container_of(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def env_of(job: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container_of(job)["env"]}
+    """Literal env values (the downward-API entries are in ``field_env_of``)."""
+    return {e["name"]: e["value"] for e in container_of(job)["env"] if "value" in e}
+
+
+def field_env_of(job: dict[str, Any]) -> dict[str, str]:
+    env = container_of(job)["env"]
+    return {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in env if "valueFrom" in e}
 
 
 # --- golden files -----------------------------------------------------------------------------
@@ -225,6 +231,8 @@ def test_launch_command_env_ports_and_volumes(stage, hw, cards):
         "VITJOB_RDZV_PORT": "29400",
         "PYTHONUNBUFFERED": "1",
     }
+    # The downward API gives launch IP literals for MindSpore (MS_SCHED_HOST) and the rank table.
+    assert field_env_of(job) == {"VITJOB_POD_IP": "status.podIP", "VITJOB_HOST_IP": "status.hostIP"}
     ports = [(p["name"], p["containerPort"]) for p in container["ports"]]
     assert ports == [("ms-sched", 8118), ("rdzv", 29400)]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -290,7 +298,9 @@ def test_ascend_910_training_pods(hw, cards):
     podinfo = volumes[mounts["/etc/vitjob/podinfo"]["name"]]["downwardAPI"]["items"]
     assert podinfo == [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
                        {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]
-    assert volumes[mounts["/etc/hccn.conf"]["name"]]["hostPath"] == {"path": "/etc/hccn.conf", "type": "File"}
+    # Only a fallback of launch: a node without the file must not keep the pod from starting.
+    hccn = volumes[mounts["/etc/hccn.conf"]["name"]]["hostPath"]
+    assert hccn == {"path": "/etc/hccn.conf", "type": "FileOrCreate"}
     driver = mounts["/usr/local/Ascend/driver"]
     assert driver["readOnly"] is True
     assert volumes[driver["name"]]["hostPath"]["path"] == "/usr/local/Ascend/driver"

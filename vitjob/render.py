@@ -157,6 +157,8 @@ def build_context(spec: JobSpec) -> dict[str, Any]:
         "infer_runner": "ascend310" if spec.runs_on_ascend310 else "cpu",
         "extra_args": list(spec.extra_args),
         "env": container_env(spec, data_dir),
+        # Downward API: the pod's own IP and its node's (MindSpore's MS_SCHED_HOST takes IPs only).
+        "field_env": [(c.ENV_POD_IP, c.FIELD_POD_IP), (c.ENV_HOST_IP, c.FIELD_HOST_IP)],
         "ports": [(c.SCHED_PORT_NAME, spec.sched_port), (c.RDZV_PORT_NAME, spec.rdzv_port)],
         "requests": resource_requests(spec),
         "limits": resource_limits(spec),
@@ -250,8 +252,10 @@ def volumes(spec: JobSpec) -> list[dict[str, Any]]:
             "kind": "podinfo", "name": "podinfo", "path": c.PODINFO_DIR, "read_only": True,
             "annotations_file": c.PODINFO_ANNOTATIONS_FILE, "name_file": c.PODINFO_NAME_FILE,
         })
-        result.append({"kind": "host", "name": "hccn-conf", "host_path": c.HCCN_CONF_PATH, "type": "File",
-                       "path": c.HCCN_CONF_PATH, "read_only": True})
+        # Only a fallback for the device plugin's annotation: FileOrCreate lets the pod start on a node
+        # without the file (the kubelet then creates an empty one, which `vitjob launch` ignores).
+        result.append({"kind": "host", "name": "hccn-conf", "host_path": c.HCCN_CONF_PATH,
+                       "type": "FileOrCreate", "path": c.HCCN_CONF_PATH, "read_only": True})
     if spec.hw == "ascend":
         result.append({"kind": "host", "name": "ascend-driver", "host_path": c.ASCEND_DRIVER_PATH,
                        "type": "Directory", "path": c.ASCEND_DRIVER_PATH, "read_only": True})

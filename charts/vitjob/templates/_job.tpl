@@ -178,6 +178,14 @@ spec:
                       (list "MS_SCHED_PORT" (toString (int64 $v.schedPort))) (list "VITJOB_RDZV_PORT" (toString (int64 $v.rdzvPort)))
                       (list "PYTHONUNBUFFERED" "1") }}
                 {{- range $key, $value := $v.env }}{{ $env = append $env (list $key $value) }}{{ end }}
+                - name: "VITJOB_POD_IP"
+                  valueFrom:
+                    fieldRef:
+                      fieldPath: "status.podIP"
+                - name: "VITJOB_HOST_IP"
+                  valueFrom:
+                    fieldRef:
+                      fieldPath: "status.hostIP"
                 {{- range $env }}
                 - name: {{ index . 0 | toJson }}
                   value: {{ index . 1 | toJson }}
@@ -242,7 +250,7 @@ spec:
             - name: hccn-conf
               hostPath:
                 path: /etc/hccn.conf
-                type: File
+                type: FileOrCreate
             {{- end }}
             {{- if eq $v.hw "ascend" }}
             - name: ascend-driver
