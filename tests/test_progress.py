@@ -10,6 +10,8 @@ import io
 import math
 from pathlib import Path
 
+import pytest
+
 from vitjob.backends.base import JobPhase, JobStatus, PodStatus
 from vitjob.cli.console import RunConsole, failing_pod
 from vitjob.progress import (
@@ -88,12 +90,14 @@ def test_writer_speed_eta_mean_loss_and_epoch_lines():
     assert len(out.getvalue().splitlines()) == 3
 
 
-def test_writer_on_resume_counts_speed_from_the_resumed_step():
-    clock = Clock()
-    w = ProgressWriter(io.StringIO(), epochs=1, total_steps=100, global_batch=10, start_step=50, clock=clock)
+def test_writer_on_resume_says_so_and_counts_speed_from_the_resumed_step():
+    out, clock = io.StringIO(), Clock()
+    w = ProgressWriter(out, epochs=1, total_steps=100, global_batch=10, start_step=50, clock=clock)
+    assert w.resumed(50, 1) == TrainProgress(1, 1, 50, 100, event="resume")
     clock.t += 5.0
     p = w.step(60, 1, 1.0, emit=True)
     assert p.img_s == 20.0 and p.eta_s == 20.0  # 10 steps x 10 images in 5 s; 40 steps left
+    assert [parse_line(line).event for line in out.getvalue().splitlines()] == ["resume", "step"]
 
 
 def test_describe_and_durations():
@@ -128,6 +132,17 @@ def test_console_without_a_terminal_prints_a_line_per_epoch_not_per_step(tmp_pat
     assert lines[2] == "train     epoch 2/2  step 20/20  loss 0.0500  50 img/s"
     assert lines[3].startswith("train     job demo-train Completed in ")
     assert "noisy" not in out.getvalue()
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_console_says_when_a_restarted_job_resumes(tmp_path: Path, tty: bool):
+    out = io.StringIO()
+    console = RunConsole(out, tty=tty)
+    console.job_started("demo-train", "train", ["demo-train-worker-0"], tmp_path)
+    line = format_line(TrainProgress(2, 15, 12, 150, event="resume"))
+    console.pod_line("demo-train", "demo-train-worker-0", f"[rank 0] {line}")
+    shown = [ln for ln in out.getvalue().splitlines() if "resuming" in ln]
+    assert shown == ["train     resuming from step 12 of 150 (epoch 2/15), its latest checkpoint"]
 
 
 def test_console_on_failure_shows_reasons_and_the_failing_pods_last_lines(tmp_path: Path):

@@ -72,6 +72,19 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+@contextlib.contextmanager
+def quieted(logger_name: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Within the block, logger ``logger_name`` passes only records of ``level`` and up (for what the
+    terminal already shows another way); its level is restored afterwards."""
+    logger = logging.getLogger(logger_name)
+    before = logger.level
+    logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def configure_logging(verbose: bool) -> None:
     """Route the ``vitjob`` loggers to stderr: plain lines from INFO up, or everything with ``verbose``.
 

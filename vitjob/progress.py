@@ -16,7 +16,8 @@ Each line carries all the fields, so the last one is enough:
   epoch), ``-`` before the first evaluation or when the data set has no validation split;
 - ``img_s``: training images per second (every rank together) since the previous line;
 - ``eta_s``: seconds left at that speed, evaluation not included;
-- ``event``: ``step`` (a periodic line) or ``epoch`` (an epoch ended).
+- ``event``: ``step`` (a periodic line), ``epoch`` (an epoch ended) or ``resume`` (a restarted run
+  goes on from ``step``, its latest checkpoint).
 
 The marker may be preceded by a prefix such as ``vitjob launch``'s ``[rank 0] ``. Keys the parser
 does not know are ignored and keys it needs may say ``-`` (unknown), so the format can grow.
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 MARKER = "vitjob-progress"
-EVENTS = ("step", "epoch")
+EVENTS = ("step", "epoch", "resume")
 # How much of the end of a log file the local backend reads (progress lines come every few steps).
 TAIL_BYTES = 64 * 1024
 
@@ -211,6 +212,10 @@ class ProgressWriter:
         # The evaluation just run is not training time: the next line's speed starts from here.
         self._mark_t, self._mark_step = self.clock(), step
         return self._write(step, epoch, "epoch")
+
+    def resumed(self, step: int, epoch: int) -> TrainProgress:
+        """Write the line saying that this run resumes at global step ``step``, in ``epoch`` (1-based)."""
+        return self._write(step, epoch, "resume")
 
     def _write(self, step: int, epoch: int, event: str) -> TrainProgress:
         eta = None

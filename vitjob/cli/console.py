@@ -57,7 +57,13 @@ class RunConsole:
                 self._tails.setdefault(pod, deque(maxlen=50)).append(line)
             return
         self._last[name] = progress
-        if self.tty:
+        if progress.event == "resume":
+            self._print(
+                name,
+                f"resuming from step {progress.step} of {progress.total_steps} "
+                f"(epoch {progress.epoch}/{progress.epochs}), its latest checkpoint",
+            )
+        elif self.tty:
             self._update_bar(name, progress)
         elif progress.event == "epoch":
             self._print(name, describe(progress))

@@ -9,6 +9,7 @@ Results go to stdout; warnings and reasons for failure go to stderr. Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -237,9 +238,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def run_local_pipeline(store: Any, name: str) -> int:
+    from vitjob.logsetup import quieted
     from vitjob.pipeline import PipelinePhase, run_pipeline
 
-    record = run_pipeline(store, name, wait=True, poll_s=0.2)
+    # The console shows each stage as it starts and ends; the reconcile loop's notes would repeat it.
+    shown = getattr(store, "observer", None) is not None
+    with quieted("vitjob.pipeline") if shown else contextlib.nullcontext():
+        record = run_pipeline(store, name, wait=True, poll_s=0.2)
     print(f"pipeline {name} {record.phase}" + (f": {record.reason}" if record.reason else ""))
     for stage in record.stages:
         state = record.progress.get(stage)
