@@ -174,7 +174,7 @@ CPU_CUSTOM = {
     "pipeline": "shared",
     "data_subpath": "cifar10",
     "ttl_seconds_after_finished": None,
-    "max_retry": 0,
+    "max_retry": 1,
     "epochs": 1,
     "batch_size": 8,
     "lr": 1e-05,

@@ -439,8 +439,13 @@ def scheduling_problems(spec: JobSpec) -> list[str]:
                 f"{key}: {value!r} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'); "
                 "leave it empty for the cluster default"
             )
-    if not 0 <= spec.max_retry <= c.MAX_INT32:
-        problems.append(f"max_retry: {spec.max_retry} is not allowed; use 0 or more (default 3)")
+    if not 1 <= spec.max_retry <= c.MAX_INT32:
+        # Volcano's mutating webhook turns maxRetry 0 into 3 (mutate_job.go patchDefaultMaxRetry), and its
+        # controller fails the job when the retry count reaches maxRetry: 1 is "never restart".
+        problems.append(
+            f"max_retry: {spec.max_retry} is not allowed; use 1 or more: the job fails on its N-th pod "
+            "failure (1 = never restart; Volcano's webhook would turn 0 into 3)"
+        )
     ttl = spec.ttl_seconds_after_finished
     if ttl is not None and not 0 <= ttl <= c.MAX_INT32:
         problems.append(f"ttl_seconds_after_finished: {ttl} is not allowed; use 0 or more, or null to keep")

@@ -83,6 +83,12 @@ SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Lines of rank 0's log that `vitjob status` reads for training progress (a line comes every few steps)
 PROGRESS_TAIL_LINES = 40
+# Normal events that explain a wait: Volcano's capacity/proportion/overcommit plugins record a waiting
+# PodGroup as Normal "Unschedulable"; "Evict" is the scheduler cache's note on a preempted PodGroup.
+PENDING_EVENT_REASONS = frozenset({"Unschedulable", "FailedScheduling", "Evict"})
+# Normal events that explain an end: the job controller's "ExecuteAction" ("Start to execute action
+# RestartJob", "Job failed on action RestartJob for retry limit reached"); it never writes state.reason.
+FAILURE_EVENT_REASONS = frozenset({"ExecuteAction", "Evict"})
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 
 # Core kinds submit can create beside the Job: kind → CoreV1Api method suffix
@@ -809,54 +815,33 @@ class KubernetesBackend(Backend):
             return None
 
     def _pending_reasons(self, job: dict, pods: list[dict], ns: str) -> list[str]:
+        """Why the job waits, from what Volcano really records.
+
+        Volcano never writes ``status.state.reason``/``message`` (job_controller_actions.go), and its
+        capacity/proportion/overcommit plugins record why a PodGroup waits as *Normal* events with reason
+        ``Unschedulable`` (only the scheduler cache's per-pod notes are Warnings), so both event types count;
+        the PodGroup's phase and conditions say whether it was admitted to its queue at all.
+        """
         reasons: list[str] = []
-        state = (job.get("status") or {}).get("state") or {}
         if not job.get("status"):
             reasons.append(
                 "the Volcano controller has not processed the job yet (no status): check that the "
                 "volcano-controllers and volcano-scheduler pods are running"
             )
-        elif state.get("reason") or state.get("message"):
-            reasons.append(f"job: {state.get('reason', '')}: {state.get('message', '')}".rstrip(": "))
-        pg_name = f"{job['metadata']['name']}-{job['metadata']['uid']}"
-        pg = None
-        for candidate in (pg_name, job["metadata"]["name"]):  # older Volcano named it after the job
-            pg = self._get_or_none(
-                Op("get", "podgroups", SCHED_GROUP, ns, candidate),
-                self.api.custom.get_namespaced_custom_object,
-                SCHED_GROUP,
-                SCHED_VERSION,
-                ns,
-                "podgroups",
-                candidate,
-            )
-            if pg is not None:
-                pg_name = candidate
-                break
-        for cond in ((pg or {}).get("status") or {}).get("conditions") or []:
-            if cond.get("status") == "True" and cond.get("type") != "Scheduled":
-                reasons.append(
-                    f"PodGroup {cond.get('type')}: {cond.get('reason', '')}: {cond.get('message', '')}"
-                )
+        pg_name, pg = self._podgroup(job, ns, reasons)
+        if pg is not None:
+            pg_status = pg.get("status") or {}
+            phase = pg_status.get("phase") or "Pending"
+            if phase in ("Pending", "Inqueue"):
+                what = ("not admitted to its queue yet" if phase == "Pending"
+                        else "admitted to its queue; waiting for all its pods to fit at once (gang)")
+                reasons.append(f"PodGroup {pg_name} {phase}: {what}")
+            for cond in pg_status.get("conditions") or []:
+                if cond.get("status") == "True" and cond.get("type") != "Scheduled":
+                    text = f"PodGroup {cond.get('type')}: {cond.get('reason', '')}: {cond.get('message', '')}"
+                    reasons.append(text.rstrip(": "))
         names = {job["metadata"]["name"], pg_name} | {p["metadata"]["name"] for p in pods}
-        events = self.api.call(
-            Op("list", "events", "", ns),
-            self.api.core.list_namespaced_event,
-            ns,
-            field_selector="type=Warning",
-        )["items"]
-        events = [e for e in events if (e.get("involvedObject") or {}).get("name") in names]
-        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", reverse=True)
-        seen: set[str] = set()
-        for ev in events:
-            text = (
-                f"{ev.get('reason')} ({ev['involvedObject'].get('kind')} {ev['involvedObject']['name']}): "
-                f"{ev.get('message', '').strip()}"
-            )
-            key = f"{ev.get('reason')}:{ev.get('message')}"
-            if key not in seen and len(seen) < 5:
-                seen.add(key)
-                reasons.append(text)
+        reasons += self._event_reasons(ns, names, normal_reasons=PENDING_EVENT_REASONS)
         for pod in pods:
             waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
             if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
@@ -864,10 +849,61 @@ class KubernetesBackend(Backend):
                 reasons.append(text.rstrip(": "))
         return reasons
 
+    def _podgroup(self, job: dict, ns: str, reasons: list[str]) -> tuple[str, dict | None]:
+        """The job's PodGroup (``<job>-<uid>``, or ``<job>`` for jobs from before Volcano 1.5)."""
+        pg_name = f"{job['metadata']['name']}-{job['metadata']['uid']}"
+        for candidate in (pg_name, job["metadata"]["name"]):
+            try:
+                pg = self._get_or_none(
+                    Op("get", "podgroups", SCHED_GROUP, ns, candidate),
+                    self.api.custom.get_namespaced_custom_object,
+                    SCHED_GROUP,
+                    SCHED_VERSION,
+                    ns,
+                    "podgroups",
+                    candidate,
+                )
+            except AuthError:
+                reasons.append("(may not read PodGroups here, so the queue/gang state is not shown; "
+                               "`kubectl auth can-i get podgroups.scheduling.volcano.sh` says why)")
+                return pg_name, None
+            if pg is not None:
+                return candidate, pg
+        return pg_name, None
+
+    def _event_reasons(self, ns: str, names: set[str], *, normal_reasons: frozenset[str]) -> list[str]:
+        """Recent events about these objects, newest first, at most 5 distinct: every Warning, and the
+        Normal ones whose reason is in ``normal_reasons``. Without permission to list events: a note."""
+        try:
+            events = self.api.call(
+                Op("list", "events", "", ns), self.api.core.list_namespaced_event, ns
+            )["items"]
+        except AuthError:
+            return ["(may not list events here, so Volcano's scheduling notes are not shown)"]
+        events = [
+            e for e in events
+            if (e.get("involvedObject") or {}).get("name") in names
+            and (e.get("type") == "Warning" or e.get("reason") in normal_reasons)
+        ]
+        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", reverse=True)
+        seen: set[str] = set()
+        reasons = []
+        for ev in events:
+            key = f"{ev.get('reason')}:{ev.get('message')}"
+            if key in seen or len(seen) >= 5:
+                continue
+            seen.add(key)
+            obj = ev["involvedObject"]
+            message = ev.get("message", "").strip()
+            reasons.append(f"{ev.get('reason')} ({obj.get('kind')} {obj['name']}): {message}")
+        return reasons
+
     def _failure_reasons(self, job: dict, pods: list[dict], ns: str) -> list[str]:
+        """Why the job ended or restarts: the pods' terminated containers (exit codes, as the kubelet
+        reported them), the job controller's events, and the first failed pod's last log lines."""
         reasons: list[str] = []
         state = (job.get("status") or {}).get("state") or {}
-        if state.get("reason") or state.get("message"):
+        if state.get("reason") or state.get("message"):  # no Volcano controller writes these today
             reasons.append(f"job: {state.get('reason', '')}: {state.get('message', '')}".rstrip(": "))
         failed = []
         for pod in sorted(pods, key=lambda p: (_rank(p) or 0, p["metadata"]["name"])):
@@ -884,6 +920,7 @@ class KubernetesBackend(Backend):
                     )
                     failed.append((pod, bool(when)))
                     break
+        reasons += self._event_reasons(ns, {job["metadata"]["name"]}, normal_reasons=FAILURE_EVENT_REASONS)
         if failed:
             pod, previous = failed[0]
             try:

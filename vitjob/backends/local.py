@@ -563,12 +563,14 @@ class _Runner:
                 if failed:
                     pod_name, code = failed[0]
                     reason = f"pod {pod_name} failed with exit code {code}"
+                    # As Volcano's controller counts: RestartJob increments the retry count, and the job
+                    # fails once it reaches maxRetry (state/running.go, state/restarting.go).
+                    self.state["retry_count"] += 1
                     if self.state["retry_count"] >= self.max_retry:
                         self._stop_all()
                         self.state["reasons"].append(f"{reason}; maxRetry {self.max_retry} exhausted")
                         self._save(JobPhase.FAILED)
                         break
-                    self.state["retry_count"] += 1
                     self.state["reasons"].append(
                         f"{reason}: PodFailed → RestartJob "
                         f"(retry {self.state['retry_count']} of {self.max_retry})"

@@ -42,7 +42,9 @@ _SPEC_FLAGS: tuple[tuple[str, str, type, str, str], ...] = (
     ("--lr", "lr", float, "LR", "learning rate (default: the preset's)"),
     ("--pretrained", "pretrained", str, "PATH",
      "pretrained weights: relative to the data directory, or an absolute path in the pod"),
-    ("--max-retry", "max_retry", int, "N", f"job restarts before it fails (default {c.DEFAULT_MAX_RETRY})"),
+    ("--max-retry", "max_retry", int, "N",
+     f"the job fails on its N-th pod failure: N-1 whole-job restarts, 1 = never restart "
+     f"(Volcano maxRetry; default {c.DEFAULT_MAX_RETRY})"),
     ("--ttl-seconds-after-finished", "ttl_seconds_after_finished", int, "SECONDS",
      "delete the finished job after SECONDS (default one week)"),
     ("--gpus-per-pod", "gpus_per_pod", int, "N", f"hw gpu: GPUs per pod (default {c.DEFAULT_GPUS_PER_POD})"),
