@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from vitjob.errors import CheckpointError, UsageError
+from vitjob.progress import ProgressWriter
 from vitjob.vit import checkpoints as ck
 from vitjob.vit.config import Preset, get_preset
 from vitjob.vit.data import Split, create_dataset, dataset_info, load_split
@@ -235,12 +236,14 @@ def evaluate_split(net: Any, split: Split, image_size: int, batch_size: int, wor
 
 
 class Reporter:
-    """Progress on rank 0: a bar per epoch on a terminal, plain periodic log lines otherwise."""
+    """Progress on rank 0: a bar per epoch on a terminal, otherwise progress lines on stdout
+    (``vitjob.progress``: what ``vitjob status`` reads back from the pod's log)."""
 
-    def __init__(self, enabled: bool, use_bar: bool, steps_per_epoch: int) -> None:
+    def __init__(self, enabled: bool, use_bar: bool, steps_per_epoch: int, writer: Any = None) -> None:
         self.enabled = enabled
         self.use_bar = enabled and use_bar
         self.steps_per_epoch = steps_per_epoch
+        self.writer = writer if enabled and not self.use_bar else None
         self._bar: Any = None
         self._task: Any = None
 
@@ -260,20 +263,27 @@ class Reporter:
         self._bar.start()
         self._task = self._bar.add_task("train", total=self.steps_per_epoch, completed=done, info="")
 
-    def step(self, step: int, info: str, is_log_step: bool) -> None:
+    def resumed(self, step: int, epoch: int) -> None:
+        if self.writer is not None and step > 0:
+            self.writer.resumed(step, epoch)
+
+    def step(self, step: int, epoch: int, loss: float, info: str, is_log_step: bool) -> None:
+        """Global step ``step`` of (1-based) ``epoch`` is done with ``loss``."""
         if not self.enabled:
             return
         if self._bar is not None:
             self._bar.update(self._task, advance=1, info=info)
-        elif is_log_step:
-            log.info("step %d: %s", step, info)
+        elif self.writer is not None:
+            self.writer.step(step, epoch, loss, emit=is_log_step)
 
-    def end_epoch(self, message: str) -> None:
+    def end_epoch(self, message: str, step: int, epoch: int, accuracy: float | None) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
         if self.enabled:
             log.info("%s", message)
+        if self.writer is not None:
+            self.writer.epoch_end(step, epoch, accuracy)
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
@@ -339,7 +349,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             rt.device,
         )
     use_bar = opts.progress if opts.progress is not None else sys.stdout.isatty()
-    reporter = Reporter(rt.is_main, use_bar, plan.steps_per_epoch)
+    writer = ProgressWriter(sys.stdout, plan.epochs, plan.total_steps, plan.global_batch, start_step)
+    reporter = Reporter(rt.is_main, use_bar, plan.steps_per_epoch, writer)
+    reporter.resumed(start_step, min(start_step // plan.steps_per_epoch + 1, plan.epochs))
     log_steps = opts.log_steps or max(1, plan.steps_per_epoch // 10)
     eval_batch = min(256, max(plan.batch_size, 32))
     stop_at = min(plan.total_steps, opts.max_steps) if opts.max_steps else plan.total_steps
@@ -397,7 +409,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             is_log = step % log_steps == 0 or step == stop_at
             img_s = window_n * plan.global_batch / max(time.time() - window_t, 1e-9)
             lr = float(plan.lr[step - 1])
-            reporter.step(step, f"loss {loss:.4f} lr {lr:.2e} {img_s:.0f} img/s", is_log)
+            reporter.step(step, epoch + 1, loss, f"loss {loss:.4f} lr {lr:.2e} {img_s:.0f} img/s", is_log)
             if is_log and rt.is_main:
                 ck.append_metrics(
                     out,
@@ -440,7 +452,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                 ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
                 state.best = {"file": ck.BEST_FILE, "accuracy": last_eval["accuracy"], "step": step}
                 ck.save_state(out, state)
-        reporter.end_epoch(msg)
+        accuracy = last_eval["accuracy"] if want_eval and last_eval else None
+        reporter.end_epoch(msg, step, epoch + 1, accuracy)
 
     if opts.save_rank_weights:
         ck.save_ckpt_atomic(net, out / "rank-weights" / f"rank-{rt.rank}.ckpt")
