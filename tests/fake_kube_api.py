@@ -363,7 +363,7 @@ class FakeKubeAPI:
         self.history: list[tuple[int, Resource, str, dict]] = []
         self.logs: dict[str, list[_LogInstance]] = {}  # pod uid → container runs
         self.denied: set[tuple[str, str, str | None]] = set()  # (verb, plural, namespace)
-        self.failures: list[list[Any]] = []  # [method, path regex, code, times left]
+        self.failures: list[list[Any]] = []  # [method, path regex, code, times left, query, reason]
         self.crd_files: dict[str, dict] = {}
         self.validators: dict[str, _CrdValidator] = {}
         self.watch_epoch = 0  # bumped by expire_watches(): open watches send 410 and close
@@ -457,10 +457,20 @@ class FakeKubeAPI:
         """RBAC: answer ``verb`` on ``plural`` (in ``namespace``, or anywhere) with 403."""
         self.denied.add((verb, plural, namespace))
 
-    def fail(self, method: str, path_regex: str, code: int, times: int = 1) -> None:
-        """Answer the next ``times`` matching requests with HTTP ``code``."""
+    def fail(
+        self,
+        method: str,
+        path_regex: str,
+        code: int,
+        times: int = 1,
+        *,
+        query: dict[str, str] | None = None,
+        reason: str = "",
+    ) -> None:
+        """Answer the next ``times`` matching requests with HTTP ``code`` (``query``: only requests with
+        these query parameters, e.g. ``{"watch": "true"}``; ``reason``: the Status reason)."""
         with self.lock:
-            self.failures.append([method, path_regex, code, times])
+            self.failures.append([method, path_regex, code, times, query or {}, reason])
 
     def expire_watches(self) -> None:
         """Compact history: open watches get a 410 ERROR event, old resourceVersions become invalid."""
@@ -908,12 +918,18 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             with api.lock:
                 for failure in api.failures:
-                    if failure[0] == req.method and re.search(failure[1], req.path) and failure[3] > 0:
+                    method, path_regex, code, left, query, reason = failure
+                    if (
+                        method == req.method
+                        and re.search(path_regex, req.path)
+                        and left > 0
+                        and all(req.query.get(k) == v for k, v in query.items())
+                    ):
                         failure[3] -= 1
                         raise ApiError(
-                            failure[2],
-                            "InternalError" if failure[2] >= 500 else "BadRequest",
-                            f"injected failure {failure[2]}",
+                            code,
+                            reason or ("InternalError" if code >= 500 else "BadRequest"),
+                            f"injected failure {code}",
                         )
             parsed = _parse_path(req.path)
             if parsed is None or not api.served(parsed[0]):

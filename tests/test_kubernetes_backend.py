@@ -116,6 +116,34 @@ def test_wait_relists_after_410_gone(fake, backend):
     assert result["status"].phase == JobPhase.COMPLETED
 
 
+def test_wait_relists_after_a_plain_http_410_on_the_watch_request(fake, backend):
+    # The API server can refuse the watch request itself with 410 Gone (the resourceVersion is older
+    # than its watch cache), instead of a 200 stream carrying an ERROR event: the same "re-list".
+    backend.submit([volcano_job("p410")])
+    fake.set_job_phase("default", "p410", "Running")
+    fake.fail("GET", JOBS + "$", 410, times=1, query={"watch": "true"}, reason="Expired")
+    result: dict = {}
+
+    def wait() -> None:
+        try:
+            result["status"] = backend.wait("p410", timeout_s=20)
+        except Exception as exc:  # reported by the assertions below
+            result["error"] = exc
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    fake.wait_for(
+        lambda: "error" in result or len(fake.requests_matching("GET", JOBS + "$", verb="watch")) == 2,
+        what="a second watch after the 410",
+    )
+    assert "error" not in result, result.get("error")
+    lists = fake.requests_matching("GET", JOBS + "$", verb="list")
+    assert len(lists) == 2  # re-listed after the 410, as after an ERROR 410 event
+    fake.set_job_phase("default", "p410", "Completed")
+    waiter.join(10)
+    assert result["status"].phase == JobPhase.COMPLETED
+
+
 def test_wait_for_missing_job(fake, backend):
     with pytest.raises(JobNotFoundError, match="job 'ghost' not found in namespace 'default'"):
         backend.wait("ghost", timeout_s=5)

@@ -253,6 +253,10 @@ class _Api:
                     resp.release_conn()
                 return json.loads(data) if data else {}
             except ApiException as exc:
+                if exc.status == 410 and kwargs.get("watch"):
+                    # The watch request itself refused as Gone (resourceVersion older than the API
+                    # server's watch cache): the caller re-lists, as after an ERROR 410 event.
+                    raise _Expired() from None
                 if exc.status not in RETRYABLE_STATUS or attempt == self.retry.attempts:
                     raise _to_error(op, exc.status or 0, exc.body, self.server, attempt) from None
                 log.debug("%s: HTTP %s, retrying in %.1fs", op.what(), exc.status, delay)
@@ -1016,18 +1020,23 @@ class KubernetesBackend(Backend):
             timeout = self.follow_opts.watch_timeout_s
             if deadline is not None:
                 timeout = max(1, min(timeout, int(deadline - time.monotonic()) + 1))
-            resp = self.api.call(
-                watch_op,
-                list_fn,
-                *args,
-                stream=True,
-                read_timeout=timeout + 30.0,
-                watch=True,
-                resource_version=rv,
-                timeout_seconds=timeout,
-                allow_watch_bookmarks=True,
-                **selectors,
-            )
+            try:
+                resp = self.api.call(
+                    watch_op,
+                    list_fn,
+                    *args,
+                    stream=True,
+                    read_timeout=timeout + 30.0,
+                    watch=True,
+                    resource_version=rv,
+                    timeout_seconds=timeout,
+                    allow_watch_bookmarks=True,
+                    **selectors,
+                )
+            except _Expired:
+                log.debug("%s: HTTP 410 for resourceVersion %s; re-listing", watch_op.what(), rv)
+                rv = None
+                continue
             if holder is not None:
                 holder.set(resp)
                 if stop.is_set():  # stopped while the watch was opening: close() missed this stream
