@@ -43,6 +43,20 @@ def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def straight_run(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted vit-tiny run (``tiny_vit.train_cmd``): what resumed and data-parallel runs
+    are compared with. Its run directory; the summary is ``run-summary.json`` next to it."""
+    import subprocess
+
+    from tiny_vit import train_cmd
+
+    out = tmp_path_factory.mktemp("straight") / "run"
+    proc = subprocess.run(train_cmd(digits_dir, out), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
 def npz_key_table() -> Path:
     path = SHARED / "reference" / "vit_b16_npz_keys.tsv"
     if not path.is_file():

@@ -1,10 +1,11 @@
-"""Training curves of a run directory: loss, learning rate and test accuracy against the step.
+"""Training curves of a run directory: loss, learning rate and validation accuracy against the step.
 
 ``plot_run(run_dir, out_png)`` reads ``RUN_DIR/metrics.jsonl`` as ``vitjob train`` writes it — training
 records ``{"step", "epoch", "loss", "lr", "img_s", "time"}`` and evaluation records
-``{"step", "epoch", "eval_accuracy", "time"}`` — and draws one PNG with three panels sharing the step
-axis. A resumed run logs some steps twice; the last record of a step wins. A line that is not JSON
-(a run killed mid-write) is skipped with a warning. Uses matplotlib's Agg backend: no display needed.
+``{"step", "epoch", "val_accuracy", "time"}`` (``eval_accuracy`` in older runs) — and draws one PNG
+with three panels sharing the step axis. A resumed run logs some steps twice; the last record of a step
+wins. A line that is not JSON (a run killed mid-write) is skipped with a warning. Uses matplotlib's
+Agg backend: no display needed.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def read_metrics(run_dir: Path) -> RunMetrics:
                 skipped += 1
                 log.warning("%s line %d is not a metrics record: skipped", path, number)
                 continue
-            if "eval_accuracy" in record:
+            if "val_accuracy" in record or "eval_accuracy" in record:
                 evals[step] = record
             elif "loss" in record:
                 train[step] = record
@@ -80,7 +81,8 @@ def read_metrics(run_dir: Path) -> RunMetrics:
             m.epochs[step] = int(r["epoch"])
     for step in sorted(evals):
         m.eval_steps.append(step)
-        m.eval_accuracy.append(float(evals[step]["eval_accuracy"]))
+        r = evals[step]
+        m.eval_accuracy.append(float(r["val_accuracy"] if "val_accuracy" in r else r["eval_accuracy"]))
     return m
 
 
@@ -97,12 +99,13 @@ def _title(run_dir: Path, m: RunMetrics) -> str:
     parts = [f"run {name}"] + ([preset] if preset else []) + [f"{last} steps"]
     if m.eval_accuracy:
         best = max(range(len(m.eval_accuracy)), key=m.eval_accuracy.__getitem__)
-        parts.append(f"best test accuracy {100 * m.eval_accuracy[best]:.2f} % at step {m.eval_steps[best]}")
+        acc, at = 100 * m.eval_accuracy[best], m.eval_steps[best]
+        parts.append(f"best validation accuracy {acc:.2f} % at step {at}")
     return " · ".join(parts)
 
 
 def plot_run(run_dir: Path, out_png: Path | None = None) -> Path:
-    """Draw loss, learning rate and test accuracy of ``run_dir``; return the PNG path.
+    """Draw loss, learning rate and validation accuracy of ``run_dir``; return the PNG path.
 
     ``out_png`` defaults to ``RUN_DIR/curves.png``; the file is written atomically.
     """
@@ -180,7 +183,7 @@ def plot_run(run_dir: Path, out_png: Path | None = None) -> Path:
         )
         ax_acc.set_ylim(0, 100)
     ax_acc.yaxis.set_major_formatter(PercentFormatter(decimals=0 if not m.eval_steps else None))
-    ax_acc.set_title("Test accuracy (top-1)", fontsize=10, loc="left")
+    ax_acc.set_title("Validation accuracy (top-1)", fontsize=10, loc="left")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_xlabel("training step")
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where data, runs and logs go (default runs/demo)",
     )
     p.add_argument("--cards", type=int, default=2, help="data-parallel CPU processes (default 2)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's, 10)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's, 15)")
     p.add_argument(
         "--hw",
         choices=("cpu", "ascend"),

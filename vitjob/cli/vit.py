@@ -168,6 +168,13 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         "--eval-interval", type=int, default=1, help="evaluate every N epochs (0: at the end only)"
     )
     p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of the training images held out to choose best.ckpt (default 0.1; 0: best is the "
+        "last); the test split is only evaluated at the end",
+    )
+    p.add_argument(
         "--log-steps", type=int, default=0, help="log every N steps (default: ~10 lines per epoch)"
     )
     p.add_argument("--num-workers", type=int, help="data pipeline workers (default: one per core, at most 8)")

@@ -89,14 +89,15 @@ PRESETS: dict[str, Preset] = {
     "vit-tiny": Preset(
         name="vit-tiny",
         # Patch 16 on 32x32 gives 4 patch tokens: each covers 4x4 pixels of an 8x8 digit. Measured on the
-        # digits split: 98% test accuracy after 10 epochs (patch 8: 86% after 40, patch 4: 55% after 30).
+        # digits split, training on 1,347 images (150 held out for validation): 97.0-97.3% test accuracy
+        # after 10 epochs (seeds 1-3), 98.0-98.3% after 15 (patch 8: 86% after 40, patch 4: 55% after 30).
         model=ViTConfig(image_size=32, patch_size=16, hidden_size=96, num_layers=4, num_heads=3, mlp_dim=192),
         recipe=Recipe(
             optimizer="adamw",
             base_lr=2e-3,
             base_batch=64,
             batch_size=64,
-            epochs=10,
+            epochs=15,
             weight_decay=0.05,
             warmup_epochs=1.0,
             min_lr_ratio=0.01,

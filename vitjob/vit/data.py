@@ -124,6 +124,37 @@ def load_split(data_dir: Path, split: str) -> Split:
     return Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
 
 
+VALIDATION_SEED = 12345  # fixed: every run over a data set holds out the same images, whatever its --seed
+
+
+def split_validation(split: Split, fraction: float) -> tuple[Split, Split | None]:
+    """``(train, validation)``: a seeded, class-stratified ``fraction`` of ``split`` held out.
+
+    Checkpoints are chosen on the validation part, so the test split stays unseen until the end.
+    ``fraction`` 0 holds nothing out (validation ``None``).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"the validation fraction must be in [0, 1), not {fraction}")
+    if fraction == 0.0:
+        return split, None
+    rng = np.random.default_rng(VALIDATION_SEED)
+    held: list[np.ndarray] = []
+    for label in np.unique(split.labels):
+        idx = np.flatnonzero(split.labels == label)
+        held.append(rng.permutation(idx)[: round(len(idx) * fraction)])
+    val_idx = np.sort(np.concatenate(held))
+    if len(val_idx) == 0 or len(val_idx) == len(split):
+        raise DataError(
+            f"a validation fraction of {fraction} of {len(split)} training images leaves "
+            f"{len(val_idx)} for validation: choose another --val-fraction"
+        )
+    train_idx = np.setdiff1d(np.arange(len(split)), val_idx)
+    return (
+        Split(split.images[train_idx], split.labels[train_idx]),
+        Split(split.images[val_idx], split.labels[val_idx]),
+    )
+
+
 def dataset_info(data_dir: Path) -> dict[str, Any]:
     """``dataset.json`` of a data directory, or CIFAR-10's defaults."""
     info: dict[str, Any] = {

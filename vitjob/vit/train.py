@@ -1,10 +1,16 @@
 """Training: the ``vitjob train`` stage.
 
 One call trains one run directory (see ``checkpoints``). Re-running the same command resumes from
-the latest checkpoint with the same step count and schedule — this is how a restarted cluster job
-continues after a failure. Per-epoch sample order is a seeded permutation, so a resumed run sees the
-same batches it would have seen without the interruption. In a MindSpore cluster (prepared by
-``vitjob launch``) every rank trains its shard with averaged gradients; rank 0 alone writes.
+the latest checkpoint — this is how a restarted cluster job continues after a failure. A checkpoint
+holds every parameter of the training step cell: model weights, optimizer moments, ``global_step``
+(which indexes the learning-rate array) and, with loss scaling, the scale and its counters; loading
+it is strict (exact names and shapes, or an error listing the differences). Per-epoch sample order is a
+seeded permutation and a resumed epoch skips the batches already trained, so a resumed run sees the
+batches (and, with one data worker, the augmentations) it would have seen without the interruption:
+on CPU it ends bit-identical to a straight run (tests/test_train.py). ``best.ckpt`` is chosen on a
+validation split held out of the training images; the test split is evaluated once, at the end. In a
+MindSpore cluster (prepared by ``vitjob launch``) every rank trains its shard with averaged gradients;
+rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from vitjob.errors import CheckpointError, UsageError
 from vitjob.progress import ProgressWriter
 from vitjob.vit import checkpoints as ck
 from vitjob.vit.config import Preset, get_preset
-from vitjob.vit.data import Split, create_dataset, dataset_info, load_split
+from vitjob.vit.data import Split, create_dataset, dataset_info, load_split, split_validation
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,8 @@ class TrainOptions:
     seed: int = 1
     save_steps: int = 0  # also checkpoint every N steps (0: at epoch end only)
     keep: int = 2
-    eval_interval: int = 1  # evaluate every N epochs (0: only at the end)
+    eval_interval: int = 1  # evaluate on the validation split every N epochs (0: only at the end)
+    val_fraction: float = 0.1  # of the training images, held out to choose best.ckpt (0: best = last)
     log_steps: int = 0  # 0: about 10 lines per epoch
     num_workers: int | None = None
     hflip: bool | None = None  # None: from the data set's dataset.json
@@ -294,7 +301,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     from vitjob.vit.runtime import set_up
 
     rt = set_up(opts.device, opts.amp, opts.mode, opts.seed)
-    train_split = load_split(opts.data, "train")
+    train_split, val_split = split_validation(load_split(opts.data, "train"), opts.val_fraction)
     test_split = load_split(opts.data, "test")
     info = dataset_info(opts.data)
     hflip = info.get("hflip", True) if opts.hflip is None else opts.hflip
@@ -435,30 +442,34 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             (opts.eval_interval and (epoch + 1) % opts.eval_interval == 0) or step >= plan.total_steps
         )
         msg = f"epoch {epoch + 1}/{plan.epochs} done at step {step}"
-        if want_eval and rt.is_main:
-            last_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
+        if want_eval and rt.is_main and val_split is not None:
+            last_eval = evaluate_split(net, val_split, cfg.image_size, eval_batch, opts.num_workers)
             acc, n_ok, n = last_eval["accuracy"], last_eval["top1_correct"], last_eval["samples"]
-            msg += f": test accuracy {acc:.4f} ({n_ok}/{n})"
+            msg += f": validation accuracy {acc:.4f} ({n_ok}/{n})"
             ck.append_metrics(
-                out,
-                {
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "eval_accuracy": last_eval["accuracy"],
-                    "time": time.time(),
-                },
+                out, {"step": step, "epoch": epoch + 1, "val_accuracy": acc, "time": time.time()}
             )
-            if state.best is None or last_eval["accuracy"] > state.best["accuracy"]:
+            if _improves(acc, state.best):
                 ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
-                state.best = {"file": ck.BEST_FILE, "accuracy": last_eval["accuracy"], "step": step}
+                state.best = {"file": ck.BEST_FILE, "val_accuracy": acc, "step": step}
                 ck.save_state(out, state)
         accuracy = last_eval["accuracy"] if want_eval and last_eval else None
         reporter.end_epoch(msg, step, epoch + 1, accuracy)
 
     if opts.save_rank_weights:
         ck.save_ckpt_atomic(net, out / "rank-weights" / f"rank-{rt.rank}.ckpt")
-    if last_eval is None and rt.is_main and step >= plan.total_steps:
-        last_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
+    test_eval = None
+    if rt.is_main and step >= plan.total_steps:
+        if val_split is None and (state.best or {}).get("step") != step:  # nothing to choose on: the last
+            ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
+            state.best = {"file": ck.BEST_FILE, "val_accuracy": None, "step": step}
+            ck.save_state(out, state)
+        # The test split is evaluated once, on the final weights, never to choose anything.
+        test_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
+        if step > start_step:
+            ck.append_metrics(
+                out, {"step": step, "test_accuracy": test_eval["accuracy"], "time": time.time()}
+            )
     elapsed = time.time() - t_start
     steps_run = step - start_step
     summary = {
@@ -472,7 +483,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "img_s": steps_run * plan.global_batch / elapsed if steps_run and elapsed > 0 else 0.0,
         "step_ms_median": 1000 * float(np.median(step_times[1:] or step_times or [0.0])),
         "data_wait_ms_median": 1000 * float(np.median(data_waits[1:] or data_waits or [0.0])),
-        "accuracy": last_eval["accuracy"] if last_eval else None,
+        "accuracy": test_eval["accuracy"] if test_eval else None,  # final weights, test split
+        "val_accuracy": last_eval["accuracy"] if last_eval else None,
         "best": state.best,
         "output": str(out),
     }
@@ -480,13 +492,19 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         _warn_if_input_bound(summary)
         summary["curves"] = _plot_curves(out)
         log.info(
-            "finished at step %d/%d in %.1f s; accuracy %s",
+            "finished at step %d/%d in %.1f s; test accuracy %s",
             step,
             plan.total_steps,
             elapsed,
             f"{summary['accuracy']:.4f}" if summary["accuracy"] is not None else "n/a",
         )
     return summary
+
+
+def _improves(accuracy: float, best: dict[str, Any] | None) -> bool:
+    """Whether a validation ``accuracy`` beats the best so far (one chosen without validation never does)."""
+    # A tie goes to the later checkpoint: as accurate on validation, and trained further.
+    return best is None or best.get("val_accuracy") is None or accuracy >= best["val_accuracy"]
 
 
 def _plot_curves(out: Path) -> str | None:
