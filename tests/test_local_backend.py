@@ -6,7 +6,10 @@ Marked ``slow`` (real MindSpore processes on CPU); CI runs them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -16,13 +19,30 @@ import mindspore as ms
 import numpy as np
 import psutil
 import pytest
+from ci_env import in_ci
 
+from vitjob import constants as c
 from vitjob.backends.base import JobPhase
 from vitjob.backends.local import LocalBackend, expand_vars
+from vitjob.backends.local_network import NETNS, SHARED_HOST, choose_mode
 from vitjob.render import render_objects
 from vitjob.spec import load_spec
 
 pytestmark = pytest.mark.slow
+
+
+def netns_or_fail() -> None:
+    """Network-namespace tests need root and iproute2: CI has both, so there their absence is a failure."""
+    mode, why = choose_mode({})
+    if mode != NETNS:
+        if in_ci():
+            pytest.fail(f"CI must run these tests as root with iproute2: {why}")
+        pytest.skip(why)
+
+
+def _namespaces() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def _objects(**values):
@@ -50,30 +70,243 @@ def test_expand_vars_follows_kubernetes_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    ("hw", "extra"),
-    [("cpu", {}), ("cpu", {"cards_per_pod": 1}), ("ascend", {})],
-    ids=["cpu-1pod-2cards", "cpu-2pods-1card", "ascend-simulated-1pod-2cards"],
+    ("hw", "cards", "extra"),
+    [
+        ("cpu", 2, {}),
+        ("cpu", 2, {"cards_per_pod": 1}),
+        ("cpu", 4, {"cards_per_pod": 2}),
+        ("ascend", 2, {}),
+    ],
+    ids=["cpu-1pod-2cards", "cpu-2pods-1card", "cpu-2pods-2cards", "ascend-simulated-1pod-2cards"],
 )
-def test_two_process_data_parallel_training_ends_with_identical_weights(
-    hw: str, extra: dict, digits_dir: Path, tmp_path: Path
+def test_data_parallel_training_ends_with_identical_weights(
+    hw: str, cards: int, extra: dict, digits_dir: Path, tmp_path: Path
 ) -> None:
+    pods_wanted = cards // extra.get("cards_per_pod", cards)
+    if pods_wanted > 1:
+        netns_or_fail()  # the pods know each other only by name, each in its own network namespace
     backend = _backend(tmp_path, digits_dir)
-    status = backend.submit(_objects(hw=hw, extra_args=["--save-rank-weights"], **extra))
+    status = backend.submit(_objects(hw=hw, cards=cards, extra_args=["--save-rank-weights"], **extra))
     pods = [p.name for p in status.pods]
-    assert len(pods) == (2 if extra else 1)
-    log = "".join((backend.job_dir("t-train") / "logs" / f"{p}.log").read_text() for p in pods)
+    assert len(pods) == pods_wanted
+    logs = {p: (backend.job_dir("t-train") / "logs" / f"{p}.log").read_text() for p in pods}
+    log = "".join(logs.values())
     assert status.phase == JobPhase.COMPLETED, log[-3000:]
     run = tmp_path / "out" / "t" / "train"
-    _same_weights(run / "rank-weights" / "rank-0.ckpt", run / "rank-weights" / "rank-1.ckpt")
-    assert "[rank 0]" in log and "[rank 1]" in log
-    assert "batch 64 x 2 processes" in log
+    for rank in range(1, cards):
+        _same_weights(run / "rank-weights" / "rank-0.ckpt", run / "rank-weights" / f"rank-{rank}.ckpt")
+    assert all(f"[rank {r}]" in log for r in range(cards))
+    assert f"batch 64 x {cards} processes" in log
     assert "test accuracy" in log
+    if pods_wanted > 1:
+        network = json.loads((backend.job_dir("t-train") / "state.json").read_text())["network"]
+        assert network["mode"] == NETNS
+        ips = [network["pods"][p]["ip"] for p in pods]
+        assert len(set(ips)) == len(ips) and all(ip.startswith("10.244.") for ip in ips)
+        assert [network["pods"][p]["host"] for p in pods] == [f"{p}.t-train" for p in pods]
+        # Pod 1 found pod 0 by its svc-plugin name, and MindSpore got the address.
+        assert f"{pods[0]}.t-train resolves to {ips[0]}" in logs[pods[1]]
+        assert not [ns for ns in _namespaces() if ns in {network["pods"][p]["netns"] for p in pods}]
     if hw == "ascend":
         launch_dir = backend.job_dir("t-train") / "pods" / "t-train-worker-0" / "launch"
         table = json.loads((launch_dir / "hccl.json").read_text())
         assert table["version"] == "1.0"
         assert [d["rank_id"] for d in table["server_list"][0]["device"]] == ["0", "1"]
         assert "rank table: 1 servers, 2 devices" in log
+
+
+# A worker that reaches the "scheduler" at the address launch gave it and reports what it saw.
+PROBE = """
+import json, os, socket, time
+host, port = os.environ["MS_SCHED_HOST"], int(os.environ["MS_SCHED_PORT"])
+end = time.time() + 30
+while True:
+    try:
+        sock = socket.create_connection((host, port), timeout=5)
+        break
+    except OSError:
+        if time.time() > end:
+            raise
+        time.sleep(0.1)
+answer = sock.makefile().readline().strip()
+routes = [line.split()[1] for line in open("/proc/net/route").read().splitlines()[1:]]
+print(json.dumps({"rank": os.environ["RANK_ID"], "sched": host, "port": port, "answer": answer,
+                  "own": os.environ["MS_WORKER_IP"], "default_route": "00000000" in routes}))
+"""
+# The scheduler stand-in: listens on MS_SCHED_HOST:MS_SCHED_PORT, greets every worker, stays up.
+FAKE_SCHED = """
+import os, socket, time
+srv = socket.create_server((os.environ["MS_SCHED_HOST"], int(os.environ["MS_SCHED_PORT"])))
+for _ in range(int(os.environ["MS_WORKER_NUM"])):
+    conn, _ = srv.accept()
+    conn.sendall(("hello from " + os.environ["MS_SCHED_HOST"] + "\\n").encode())
+    conn.close()
+time.sleep(600)
+"""
+
+
+def _with_command(objects: list[dict], args: list[str], sched_command: str) -> list[dict]:
+    """The rendered objects with the pods' stage command replaced (the launch command stays)."""
+    job = objects[-1]
+    container = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]
+    container["args"] = args
+    container["env"].append({"name": c.ENV_SCHED_COMMAND, "value": sched_command})
+    return objects
+
+
+@pytest.mark.parametrize("mode", [NETNS, SHARED_HOST])
+def test_pods_find_each_other_by_name(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if mode == NETNS:
+        netns_or_fail()
+    monkeypatch.setenv(c.ENV_LOCAL_NETWORK, mode)
+    objects = _with_command(
+        _objects(cards=2, cards_per_pod=1),
+        ["python", "-c", PROBE],
+        f"python -c {shlex.quote(FAKE_SCHED)}",
+    )
+    backend = _backend(tmp_path, tmp_path)
+    status = backend.submit(objects)
+    jdir = backend.job_dir("t-train")
+    logs = {p.name: (jdir / "logs" / f"{p.name}.log").read_text() for p in status.pods}
+    assert status.phase == JobPhase.COMPLETED, logs
+    network = json.loads((jdir / "state.json").read_text())["network"]
+    assert network["mode"] == mode
+    seen = {
+        pod: json.loads(
+            next(ln for ln in text.splitlines() if ln.startswith("[rank ") and "{" in ln).split("] ", 1)[1]
+        )
+        for pod, text in logs.items()
+    }
+    pod0, pod1 = "t-train-worker-0", "t-train-worker-1"
+    ip0, ip1 = network["pods"][pod0]["ip"], network["pods"][pod1]["ip"]
+    assert (jdir / "volcano" / "worker.host").read_text() == f"{pod0}.t-train\n{pod1}.t-train\n"
+    assert f"{pod0}.t-train resolves to {ip0}" in logs[pod1]  # found by name
+    for pod, ip in ((pod0, ip0), (pod1, ip1)):
+        assert seen[pod]["sched"] == ip0 and seen[pod]["answer"] == f"hello from {ip0}"
+        assert seen[pod]["own"] == ip
+    if mode == NETNS:
+        assert ip0 != ip1 and ip0.startswith("10.244.") and ip1.startswith("10.244.")
+        assert seen[pod0]["port"] == seen[pod1]["port"] == 8118  # the rendered port, in every pod
+        assert not seen[pod0]["default_route"] and not seen[pod1]["default_route"]  # nothing leaves
+        # Everything the job set up is gone with it.
+        namespaces = {network["pods"][p]["netns"] for p in (pod0, pod1)}
+        assert not namespaces & set(_namespaces())
+        assert not [ns for ns in namespaces if Path("/etc/netns", ns).exists()]
+        assert not [ns for ns in _namespaces() if ns == next(iter(namespaces)).split("-")[0] + "-hub"]
+    else:
+        assert ip0 == ip1 == "127.0.0.1" and seen[pod0]["port"] != 8118  # one port space: free ports
+
+
+ASCEND_PROBE = """
+import hashlib, json, os, pathlib
+table = pathlib.Path(os.environ["RANK_TABLE_FILE"]).read_bytes()
+print(json.dumps({"rank": os.environ["RANK_ID"], "device": os.environ["DEVICE_ID"],
+                  "node": os.environ["MS_NODE_ID"], "sha": hashlib.sha256(table).hexdigest()}))
+"""
+
+
+def test_ascend_rank_table_gathered_across_namespaces(tmp_path: Path) -> None:
+    """16 simulated cards = 2 pods x 8: the rendezvous by name across network namespaces, server ids
+    that are pod UIDs (random order), and every rank where the identical table puts it."""
+    netns_or_fail()
+    objects = _with_command(_objects(hw="ascend", cards=16), ["python", "-c", ASCEND_PROBE], "sleep 600")
+    backend = _backend(tmp_path, tmp_path)
+    status = backend.submit(objects)
+    jdir = backend.job_dir("t-train")
+    logs = {p.name: (jdir / "logs" / f"{p.name}.log").read_text() for p in status.pods}
+    assert status.phase == JobPhase.COMPLETED, logs
+    network = json.loads((jdir / "state.json").read_text())["network"]
+    tables = {p: (jdir / "pods" / p / "launch" / "hccl.json").read_bytes() for p in logs}
+    assert len(set(tables.values())) == 1
+    table = json.loads(next(iter(tables.values())))
+    ids = [s["server_id"] for s in table["server_list"]]
+    assert ids == sorted(ids) and len(set(ids)) == 2
+    ranks: dict[str, int] = {}
+    for pod, text in logs.items():
+        (server,) = [s for s in table["server_list"] if s["container_ip"] == network["pods"][pod]["ip"]]
+        expected = {d["rank_id"]: d["device_id"] for d in server["device"]}
+        lines = [
+            json.loads(ln.split("] ", 1)[1])
+            for ln in text.splitlines()
+            if ln.startswith("[rank ") and '"sha"' in ln
+        ]
+        assert {ln["rank"]: ln["device"] for ln in lines} == expected  # physical 0-7 = logical 0-7 here
+        assert all(ln["node"] == ln["rank"] for ln in lines)
+        ranks.update(dict.fromkeys([ln["rank"] for ln in lines], 1))
+    assert sorted(int(r) for r in ranks) == list(range(16))
+
+
+def test_killed_scheduler_ends_its_pod_within_15_s(digits_dir: Path, tmp_path: Path) -> None:
+    """The MindSpore scheduler of a real 2-pod job is killed mid-training: its pod (pod 0) exits non-zero
+    within 15 s, saying which process failed and why."""
+    root = tmp_path / "local"
+    values = tmp_path / "values.yaml"
+    values.write_text("cards_per_pod: 1\nextra_args: ['--save-steps', '2']\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "vitjob",
+        "submit",
+        "--backend",
+        "local",
+        "--local-root",
+        str(root),
+        "--data",
+        str(digits_dir),
+        "--output",
+        str(tmp_path / "out"),
+        "--hw",
+        "cpu",
+        "--cards",
+        "2",
+        "--name",
+        "k",
+        "--preset",
+        "vit-tiny",
+        "--epochs",
+        "3",
+        "--max-retry",
+        "1",
+        "-f",
+        str(values),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state = tmp_path / "out" / "k" / "train" / "state.json"
+    deadline = time.monotonic() + 600
+    sched = pod0 = None
+    try:
+        while time.monotonic() < deadline and sched is None:
+            assert proc.poll() is None, proc.stdout.read()[-3000:] if proc.stdout else ""
+            if state.is_file() and json.loads(state.read_text())["step"] >= 2:
+                tree = psutil.Process(proc.pid).children(recursive=True)
+                with contextlib.suppress(psutil.Error):
+                    sched = next(p for p in tree if "vitjob.launch.scheduler" in p.cmdline())
+                    pod0 = sched.parent()  # the pod's process: `vitjob launch`
+            time.sleep(0.2)
+        assert sched is not None and pod0 is not None, "the training never reached step 2"
+        assert "launch" in pod0.cmdline()
+        start = time.monotonic()
+        sched.kill()
+        pod0.wait(timeout=60)  # not our child: psutil sees it go, the runner records its exit code
+        elapsed = time.monotonic() - start
+        print(f"pod 0 exited {elapsed:.2f} s after its scheduler was killed")
+        assert elapsed < 15, elapsed
+        LocalBackend(local_root=root, stream=False).cancel("k-train")  # no need to train on
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    reasons = LocalBackend(local_root=root, stream=False).status("k-train").reasons
+    assert any(r.startswith("pod k-train-worker-0 failed with exit code 137") for r in reasons), reasons
+    logs = root / "jobs" / "k-train" / "logs"
+    pod0_log = "".join(
+        (logs / name).read_text()
+        for name in ("k-train-worker-0.previous.log", "k-train-worker-0.log")
+        if (logs / name).is_file()
+    )
+    assert (
+        "vitjob launch: sched (the MindSpore scheduler) failed with exit code signal SIGKILL "
+        "(killed by SIGKILL); stopped 1 other process(es)" in pod0_log
+    ), pod0_log[-3000:]
 
 
 def test_killed_worker_restarts_the_job_which_resumes_from_its_checkpoint(
@@ -135,7 +368,11 @@ def test_killed_worker_restarts_the_job_which_resumes_from_its_checkpoint(
     assert resumed, out[-3000:]
     step = int(resumed[0].split("from step ")[1].split()[0])
     assert step >= 4 and step >= step_at_kill - 4  # from the last checkpoint, not from step 0
-    assert json.loads(state.read_text())["step"] == 22
+    # It ran to the end of its plan ("training …: N images, E epochs x S steps, …" in its log).
+    rank0_log = (root / "jobs" / "f-train" / "logs" / "f-train-worker-0.log").read_text()
+    plan = re.search(r"(\d+) epochs x (\d+) steps", rank0_log)
+    assert plan, rank0_log[-3000:]
+    assert json.loads(state.read_text())["step"] == int(plan.group(1)) * int(plan.group(2))
 
 
 def test_exhausted_max_retry_fails_the_job_with_the_reason(tmp_path: Path, capsys) -> None:

@@ -4,7 +4,12 @@ It emulates what the cluster would do with the very objects ``vitjob render`` pr
 - each replica of each task becomes one local "pod": the container's command and args run as a
   process with the container's env, ``$(VAR)`` references expanded as the kubelet does;
 - Volcano's env and svc plugins: ``VC_TASK_INDEX``, ``VC_<TASK>_HOSTS``/``_NUM`` and a ``<task>.host``
-  file (every host is 127.0.0.1; each job gets its own free ports);
+  file with the svc plugin's host names (``<job>-<task>-<i>.<job>``);
+- pod networking (``local_network``): as root with iproute2, each pod in its own network namespace with
+  its own address, found by name and using the job's rendered ports, as on a cluster; otherwise all
+  pods share this machine's network (by name through a hosts file, free ports per job). The job's log
+  says which mode ran, and ``state.json`` records it with the pods' addresses;
+- the downward API: ``status.podIP``/``status.hostIP`` env values get the pod's and the "node's" address;
 - volumes: a ``persistentVolumeClaim`` mounted at the data or output mount path maps to ``--data`` /
   ``--output``, other claims to ``<local-root>/pvc/<claim>``; env values under a mount path are
   rewritten to the local directory;
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -39,6 +45,7 @@ from typing import IO, Any, Protocol
 
 from vitjob import constants as c
 from vitjob.backends.base import Backend, JobPhase, JobStatus, PodStatus
+from vitjob.backends.local_network import NETNS, JobNetwork, open_network
 from vitjob.errors import ConflictError, JobNotFoundError, UsageError, WaitTimeoutError
 from vitjob.launch.ranktable import format_downward_annotations
 from vitjob.logsetup import with_framework_log_env
@@ -98,13 +105,19 @@ def find_volcano_job(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return jobs[0]
 
 
-def simulated_ascend_annotation(pod: str, index: int, cards: int) -> str:
-    """What the Ascend device plugin would write for a pod (documentation addresses, 192.0.2.0/24)."""
+def simulated_ascend_annotation(
+    pod: str, index: int, cards: int, server_id: str = "", node_ip: str = "127.0.0.1"
+) -> str:
+    """What the Ascend device plugin would write for a pod (NPU addresses from documentation's 192.0.2.0/24).
+
+    ``server_id``: the pod UID, as MindCluster's device plugin writes it (a random UUID by default, so
+    the rank table's server order has nothing to do with the task index, as on a cluster).
+    """
     return json.dumps(
         {
             "pod_name": pod,
-            "server_id": f"local-node-{index}",
-            "host_ip": "127.0.0.1",
+            "server_id": server_id or str(uuid.uuid4()),
+            "host_ip": node_ip,
             "devices": [
                 {"device_id": str(d), "device_ip": f"192.0.2.{index * 8 + d + 1}"} for d in range(cards)
             ],
@@ -244,7 +257,11 @@ class LocalBackend(Backend):
             self.delete(name)
         jdir.mkdir(parents=True)
         (jdir / "job.json").write_text(json.dumps(job, indent=2))
-        return _Runner(self, job, jdir).run()
+        runner = _Runner(self, job, jdir)
+        try:
+            return runner.run()
+        finally:
+            runner.network.close()
 
     def status(self, name: str) -> JobStatus:
         return self._with_progress(self._to_status(self._read_state(name)))
@@ -428,6 +445,7 @@ class _Runner:
         replicas: int,
         mounts: dict[str, Path],
         ports: dict[str, int],
+        hosts: list[str] | None = None,
     ) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -442,16 +460,23 @@ class _Runner:
                 env[item["name"]] = value
             elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[item["name"]] = pod
+            elif "fieldRef" in item.get("valueFrom", {}):  # status.podIP / status.hostIP
+                path = item["valueFrom"]["fieldRef"].get("fieldPath")
+                field_env = self.network.pod_env(pod)
+                value = {c.FIELD_POD_IP: field_env[c.ENV_POD_IP], c.FIELD_HOST_IP: field_env[c.ENV_HOST_IP]}
+                if path in value:
+                    env[item["name"]] = value[path]
+        env.update(self.network.pod_env(pod))
+        if self.network.mode != NETNS:  # one shared port space: this job's own free ports
+            env.update({c.ENV_SCHED_PORT: str(ports["sched"]), c.ENV_RDZV_PORT: str(ports["rdzv"])})
         key = task.upper().replace("-", "_")
         volcano_dir = self.jdir / "volcano"
         env.update(
             {
                 c.ENV_VC_TASK_INDEX: str(index),
-                f"VC_{key}_HOSTS": ",".join(["127.0.0.1"] * replicas),
+                f"VC_{key}_HOSTS": ",".join(hosts or ["127.0.0.1"] * replicas),
                 f"VC_{key}_NUM": str(replicas),
                 c.ENV_VOLCANO_DIR: str(volcano_dir),
-                c.ENV_SCHED_PORT: str(ports["sched"]),
-                c.ENV_RDZV_PORT: str(ports["rdzv"]),
                 c.ENV_WORKDIR: str(self.jdir / "pods" / pod / "launch"),
                 "HOSTNAME": pod,
                 c.ENV_PODINFO_DIR: str(self.jdir / "pods" / pod / "podinfo"),
@@ -461,30 +486,60 @@ class _Runner:
             env[c.ENV_SIMULATE_DEVICE] = "cpu"
         return env
 
+    def _pod_names(self) -> dict[str, list[tuple[str, str]]]:
+        """Per task, its pods' (name, svc-plugin host name): ``<job>-<task>-<i>`` and ``<pod>.<job>``."""
+        names = {}
+        for task in self.job["spec"]["tasks"]:
+            pods = [
+                c.VOLCANO_POD_NAME_FORMAT.format(job=self.name, task=task["name"], index=i)
+                for i in range(int(task.get("replicas", 1)))
+            ]
+            names[task["name"]] = [(p, f"{p}.{self.name}") for p in pods]
+        return names
+
     def _plan_pods(self) -> list[_LocalPod]:
+        names = self._pod_names()
+        self.network: JobNetwork = open_network(
+            [pair for pairs in names.values() for pair in pairs], self.jdir, dict(os.environ)
+        )
+        try:
+            return self._plan_pods_on(names)
+        except BaseException:
+            self.network.close()
+            raise
+
+    def _plan_pods_on(self, names: dict[str, list[tuple[str, str]]]) -> list[_LocalPod]:
         ports = {"sched": free_port(), "rdzv": free_port()}
         (self.jdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.state["network"] = {
+            "mode": self.network.mode,
+            "pods": {
+                p.pod: {"host": p.host, "ip": p.ip, "netns": p.netns} for p in self.network.pods.values()
+            },
+        }
         pods = []
         for task in self.job["spec"]["tasks"]:
             replicas = int(task.get("replicas", 1))
             tname = task["name"]
+            hosts = [host for _, host in names[tname]]
             volcano_dir = self.jdir / "volcano"
             volcano_dir.mkdir(parents=True, exist_ok=True)
-            (volcano_dir / f"{tname}.host").write_text("\n".join(["127.0.0.1"] * replicas) + "\n")
+            (volcano_dir / f"{tname}.host").write_text("\n".join(hosts) + "\n")
             spec = task["template"]["spec"]
             container = spec["containers"][0]
             for index in range(replicas):
-                pod = c.VOLCANO_POD_NAME_FORMAT.format(job=self.name, task=tname, index=index)
+                pod = names[tname][index][0]
                 mounts = self._mounts(spec, container, pod)
                 for local in mounts.values():
                     local.mkdir(parents=True, exist_ok=True)
-                env = self._env(container, pod, index, tname, replicas, mounts, ports)
+                env = self._env(container, pod, index, tname, replicas, mounts, ports, hosts)
                 self._write_podinfo(pod, index, env)
                 argv = [expand_vars(a, env) for a in container.get("command", []) + container.get("args", [])]
                 if not argv:
                     raise UsageError(
                         f"task {tname}: the container has neither command nor args to run locally"
                     )
+                argv = self.network.wrap(pod, argv)
                 pods.append(_LocalPod(pod, index, argv, env, self.jdir / "logs" / f"{pod}.log"))
         return pods
 
@@ -495,7 +550,9 @@ class _Runner:
         annotations: dict[str, str] = {}
         if env.get(c.ENV_SIMULATE_DEVICE):
             cards = int(env.get(c.ENV_CARDS_PER_POD, "1"))
-            annotations[c.ASCEND_DEVICE_ANNOTATIONS[0]] = simulated_ascend_annotation(pod, index, cards)
+            annotations[c.ASCEND_DEVICE_ANNOTATIONS[0]] = simulated_ascend_annotation(
+                pod, index, cards, node_ip=self.network.node_ip
+            )
         (info / c.PODINFO_ANNOTATIONS_FILE).write_text(format_downward_annotations(annotations))
 
     # ---------------------------------------------------------------------------------- running
@@ -548,6 +605,7 @@ class _Runner:
             self.max_retry,
             self.jdir,
         )
+        log.info("local job %s: %s", self.name, self.network.describe())
         self._start_all()
         self._save(JobPhase.RUNNING)
         try:
