@@ -14,7 +14,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VITJOB_CLUSTER_CACHE:-$HOME/.cache/vitjob/devcluster}
-BUILD_FORMAT=1
+BUILD_FORMAT=2
 key=$( (echo "$BUILD_FORMAT"; cat "$here/kube/go.mod" "$here/kube/go.sum" "$here/kwok/go.mod" "$here/kwok/go.sum" "$here/apis-compat/"*.go) |
   sha256sum | cut -c1-16)
 bin=$cache/bin-$key
@@ -76,11 +76,13 @@ echo "build.sh: this takes a while the first time (about 20-30 minutes on 2 core
   go build -ldflags "-s -w" -o "$bin/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
 )
 # Data of the exact versions built, from their modules: Volcano's CRDs and the scheduler/admission
-# configurations of its release installer, and KWOK's default node stages and pod ready/delete stages.
+# configurations of its release installer (and that Helm chart, whose webhook configurations cluster.py
+# renders), and KWOK's default node stages and pod ready/delete stages.
 vc=$(cd "$work" && go list -m -f '{{.Dir}}' volcano.sh/volcano)
 kw=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 mkdir -p "$bin/volcano-crds" "$bin/kwok-stages"
 cp "$vc"/config/crd/volcano/bases/*.yaml "$vc"/config/crd/jobflow/bases/*.yaml "$bin/volcano-crds/"
+cp -r "$vc"/installer/helm/chart/volcano "$bin/volcano-chart"
 cp "$vc"/installer/helm/chart/volcano/config/volcano-scheduler.conf "$vc"/installer/helm/chart/volcano/config/volcano-admission.conf "$bin/"
 cp "$kw"/kustomize/stage/node/fast/node-initialize.yaml "$kw"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
   "$kw"/kustomize/stage/pod/fast/pod-ready.yaml "$kw"/kustomize/stage/pod/fast/pod-delete.yaml "$bin/kwok-stages/"

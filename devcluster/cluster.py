@@ -20,6 +20,7 @@ pod-log API from a file named by a `Logs` object (kwok.x-k8s.io/v1alpha1) in the
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -28,10 +29,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+HELM = REPO / ".tools" / "helm" / "v3.18.0" / "helm"
 CLUSTER = "vitjob"
 VOLCANO_COMPONENTS = ("vc-webhook-manager", "vc-controller-manager", "vc-scheduler")
 
@@ -159,7 +163,9 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------------------------------------ config
-def kwokctl_config(bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[str, int]) -> str:
+def kwokctl_config(
+    bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[str, int], admissions: list[str]
+) -> str:
     """The kwokctl configuration: binaries, RBAC, KWOK's CRDs for logs, Volcano as components, stages."""
     kubeconfig = str(lay.component_kubeconfig)
     workdir = str(lay.cluster_dir)
@@ -183,6 +189,7 @@ def kwokctl_config(bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[
             f"--port={ports['webhook']}",
             f"--webhook-url=https://127.0.0.1:{ports['webhook']}",
             f"--admission-conf={bins / 'volcano-admission.conf'}",
+            f"--enabled-admission={','.join(admissions)}",
             "--enable-healthz=true",
             f"--healthz-address=127.0.0.1:{ports['webhook_health']}",
         ],
@@ -233,6 +240,67 @@ def kwokctl_config(bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[
     stages = [p.read_text() for p in sorted((bins / "kwok-stages").glob("*.yaml"))]
     stages.append((HERE / "stages" / "pod-exit.yaml").read_text())
     return "\n---\n".join([json.dumps(conf, indent=1), *stages])
+
+
+# ------------------------------------------------------------------------------------------------ webhooks
+def release_webhooks(bins: Path) -> str:
+    """The webhook configurations of Volcano's release chart (templates/webhooks.yaml, default values).
+
+    In a cluster the chart creates them pointing at the admission Service and the webhook-manager only
+    fills in the CA bundle (cmd/webhook-manager/app/util.go waits for them); here they are rendered with
+    the pinned helm and pointed at the manager's URL on 127.0.0.1 instead (see ``point_at``).
+    """
+    if not HELM.is_file():
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "get-helm.sh"), "3"], check=True, stdout=subprocess.DEVNULL
+        )
+    proc = subprocess.run(
+        [
+            str(HELM),
+            "template",
+            "volcano",
+            str(bins / "volcano-chart"),
+            "-n",
+            "volcano-system",
+            "--show-only",
+            "templates/webhooks.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(
+            os.environ,
+            HELM_CACHE_HOME="/tmp/vitjob-helm-cache",
+            HELM_CONFIG_HOME="/tmp/vitjob-helm-config",
+            HELM_DATA_HOME="/tmp/vitjob-helm-data",
+        ),
+    )
+    if proc.returncode != 0:
+        raise ClusterError(f"helm could not render Volcano's webhook configurations: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def json_stream(text: str) -> list[dict]:
+    """The JSON objects kubectl prints one after another for a multi-document input."""
+    decoder, objs, pos = json.JSONDecoder(), [], 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        obj, pos = decoder.raw_decode(text, pos)
+        objs.extend(obj.get("items", [obj]) if obj.get("kind") == "List" else [obj])
+    return objs
+
+
+def point_at(configs: list[dict], url: str, ca_file: Path) -> tuple[list[dict], list[str]]:
+    """Each webhook's clientConfig -> ``url + path`` with our CA; also return the admission paths."""
+    ca = base64.b64encode(ca_file.read_bytes()).decode()
+    paths = []
+    for cfg in configs:
+        for hook in cfg.get("webhooks") or []:
+            path = hook["clientConfig"]["service"]["path"]
+            hook["clientConfig"] = {"url": url + path, "caBundle": ca}
+            paths.append(path)
+    return configs, paths
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -337,10 +405,15 @@ class Cluster:
             found.append("Volcano's mutating webhook did not default the job's queue")
         return found
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, revive: Callable[[], object] | None = None) -> None:
+        """Poll ``problems`` until none is left; call ``revive`` at once and then every 10 s meanwhile."""
         deadline = time.monotonic() + timeout_s
         last: list[str] = []
+        next_revive = time.monotonic()
         while time.monotonic() < deadline:
+            if revive is not None and time.monotonic() >= next_revive:
+                revive()
+                next_revive = time.monotonic() + 10
             try:
                 ok = self.kubectl("get", "--raw", "/readyz", timeout=10).returncode == 0
                 last = self.problems() if ok else ["kube-apiserver is not ready"]
@@ -377,7 +450,15 @@ def up(lay: Layout, timeout_s: float) -> Path:
             "scheduler_metrics",
         )
     }
-    lay.config.write_text(kwokctl_config(bins, lay, certs, ports))
+    webhooks_yaml = release_webhooks(bins)
+    admissions = sorted(
+        {
+            line.split("path:", 1)[1].strip()
+            for line in webhooks_yaml.splitlines()
+            if line.strip().startswith("path: /")
+        }
+    )
+    lay.config.write_text(kwokctl_config(bins, lay, certs, ports, admissions))
     start = time.monotonic()
     log("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and Volcano (kwokctl)")
     cl.kwokctl(
@@ -389,7 +470,23 @@ def up(lay: Layout, timeout_s: float) -> Path:
         "--wait=2m",
         quiet=True,
     )
-    cl.wait_ready(timeout_s)
+    # The webhook configurations the release chart would create, pointed at the manager on 127.0.0.1.
+    as_json = cl.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-", input_text=webhooks_yaml)
+    if as_json.returncode != 0:
+        raise ClusterError(f"cannot read Volcano's webhook configurations: {as_json.stderr.strip()}")
+    configs, _ = point_at(json_stream(as_json.stdout), f"https://127.0.0.1:{ports['webhook']}", certs["ca"])
+    applied = cl.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": configs}),
+    )
+    if applied.returncode != 0:
+        raise ClusterError(f"cannot create Volcano's webhook configurations: {applied.stderr.strip()}")
+    # Volcano's components may have exited while the API server was still starting: start them again
+    # (kwokctl starts only those that are not running).
+    cl.wait_ready(timeout_s, revive=lambda: cl.kwokctl("start", "cluster", quiet=True, check=False))
     log(f"ready in {time.monotonic() - start:.1f}s")
     return lay.kubeconfig
 

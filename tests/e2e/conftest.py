@@ -90,6 +90,7 @@ class Kube:
 
     def add_node(self, name: str, devices: dict[str, str]) -> None:
         """A KWOK-managed node with these extended resources (and room for their pods)."""
+        labels = {"accelerator": "huawei-Ascend910"} if "huawei.com/Ascend910" in devices else {}
         capacity = {"cpu": "256", "memory": "2Ti", "pods": "110", "ephemeral-storage": "10Ti", **devices}
         self.kubectl(
             "create",
@@ -102,7 +103,12 @@ class Kube:
                     "metadata": {
                         "name": name,
                         "annotations": {"kwok.x-k8s.io/node": "fake"},
-                        "labels": {"kubernetes.io/hostname": name, "type": "kwok", "vitjob.io/e2e": "true"},
+                        "labels": {
+                            "kubernetes.io/hostname": name,
+                            "type": "kwok",
+                            "vitjob.io/e2e": "true",
+                            **labels,
+                        },
                     },
                     "spec": {},
                     "status": {"capacity": capacity, "allocatable": capacity},

@@ -38,27 +38,25 @@ def test_gang_of_16_cards_waits_for_a_second_node_and_says_why(kube, namespace, 
     sub = vitjob("submit", "--hw", "ascend", "--cards", "16", "--name", "gang", check=True)
     assert "submitted job gang-train" in sub.stdout
 
-    wait_for(lambda: len(_pods(kube, namespace, "gang-train")) == 2, 60, "Volcano to create both pods")
-
+    # Real Volcano: the enqueue action keeps the PodGroup Pending (the overcommit plugin says why, as a
+    # *Normal* event), and the controller creates no pod until the PodGroup is Inqueue.
     def explained() -> dict | None:
         st = _status(vitjob, "gang-train")
         text = "\n".join(st["reasons"])
-        return (
-            st if "PodGroup" in text and ("Unschedulable" in text or "NotEnoughResources" in text) else None
-        )
+        return st if "Pending: not admitted to its queue" in text and "overused" in text else None
 
     st = wait_for(explained, 60, "`vitjob status` to explain the wait from Volcano's records")
     assert st["phase"] == "Pending", st
-    pods = _pods(kube, namespace, "gang-train")
-    assert [p["spec"].get("nodeName") for p in pods] == [None, None], "gang: no pod may be bound alone"
+    assert any("huawei.com/Ascend910" in r and r.startswith("Unschedulable (PodGroup") for r in st["reasons"])
+    assert not [p for p in _pods(kube, namespace, "gang-train") if p["spec"].get("nodeName")], "gang: none bound"
     table = vitjob("status", "gang-train", check=True).stdout
-    assert "Pending" in table and "PodGroup" in table
+    assert "Pending" in table and "overused" in table
 
     nodes("e2e-npu-1", NPU)
     running = wait_for(lambda: _running(kube, namespace, "gang-train", 2), 90, "both pods Running")
     assert sorted(p["spec"]["nodeName"] for p in running) == ["e2e-npu-0", "e2e-npu-1"]
     st = wait_for(lambda: (s := _status(vitjob, "gang-train"))["phase"] == "Running" and s, 60, "job Running")
-    assert not any("Unschedulable" in r for r in st["reasons"]), st["reasons"]
+    assert not any("overused" in r for r in st["reasons"]), st["reasons"]
 
 
 def test_exit_137_restarts_the_job_then_max_retry_fails_it(kube, namespace, nodes, vitjob, tmp_path):
