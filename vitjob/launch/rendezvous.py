@@ -1,12 +1,14 @@
 """Rank-table rendezvous: how the pods of a job gather each other's device allocations.
 
 Design choice: **pod 0 serves a tiny TCP rendezvous on the job's headless service** (Volcano's svc
-plugin gives every pod a DNS name, published before readiness); every pod, pod 0 included, sends its
-piece and receives the complete table once all pieces have arrived. The alternative — each pod reading
-its peers' annotations through the Kubernetes API — needs a Role and a service-account token in every
-training pod and an API round-trip per peer; the rendezvous needs neither, works identically in the
-local backend (all hosts are 127.0.0.1) and fails with a precise message: after the timeout, the error
-names the pods whose pieces never arrived. A pod that restarts simply sends its piece again.
+plugin gives every pod a DNS name, published before readiness; the other pods connect to the address
+that name resolves to, ``addresses.resolve``); every pod, pod 0 included, sends its piece and receives
+the complete table once all pieces have arrived. The alternative — each pod reading its peers'
+annotations through the Kubernetes API — needs a Role and a service-account token in every training pod
+and an API round-trip per peer; the rendezvous needs neither, works identically in the local backend
+(pods in their own network namespaces, or sharing the host) and fails with a precise message: after the
+timeout, the error names the pods whose pieces never arrived. A pod that restarts simply sends its piece
+again.
 
 Wire format: one JSON line each way — ``{"piece": {...}}`` then ``{"table": {...}}`` or ``{"error": "..."}``.
 """
