@@ -8,6 +8,7 @@ namespace of its own; nodes and PersistentVolumes are created by the tests throu
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -167,9 +168,15 @@ class Kube:
             "annotate", "--overwrite", "pod", pod, "-n", namespace, f"vitjob.io/exit-code={exit_code}"
         )
 
-    def serve_logs(self, namespace: str, pod: str, path: Path) -> None:
-        """Serve the lines of ``path`` as the pod's container log, followed (KWOK's Logs object)."""
-        path.touch()
+    def serve_logs(self, namespace: str, pod: str, path: Path, lines: list[str] = ()) -> None:
+        """Serve ``path`` as the pod's container log, followed (KWOK's Logs object), starting with ``lines``.
+
+        The file is in the CRI log format a kubelet keeps (``<RFC 3339 time> stdout F <line>``), which
+        KWOK's log server parses; ``write_log`` appends to it. Re-serving a recreated pod with a new file
+        gives its new container a log of its own, as on a real node.
+        """
+        path.write_text("")
+        write_log(path, lines)
         self.apply(
             {
                 "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -178,6 +185,14 @@ class Kube:
                 "spec": {"logs": [{"containers": ["vitjob"], "logsFile": str(path), "follow": True}]},
             }
         )
+
+
+def write_log(path: Path, lines: list[str]) -> None:
+    """Append lines to a container log file in the CRI format."""
+    with path.open("a") as f:
+        for line in lines:
+            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            f.write(f"{now} stdout F {line}\n")
 
 
 def _node_ready(node: dict[str, Any]) -> bool:
@@ -243,21 +258,17 @@ def namespace(kube: Kube) -> Iterator[str]:
 
 
 @pytest.fixture
-def nodes(kube: Kube) -> Iterator[Callable[[str, dict[str, str]], None]]:
-    """Add KWOK nodes for one test; all of them are removed after it."""
-    yield kube.add_node
+def nodes(kube: Kube, namespace: str) -> Iterator[Callable[[str, dict[str, str]], str]]:
+    """Add KWOK nodes for one test, named ``<name>-<namespace>`` (returned) so that no pod of an earlier
+    test can be bound to a node of the same name; all of them are removed after the test."""
+
+    def add(name: str, devices: dict[str, str]) -> str:
+        full = f"{name}-{namespace}"
+        kube.add_node(full, devices)
+        return full
+
+    yield add
     kube.delete_nodes()
-    wait_for(
-        lambda: (
-            not kube.get("nodes", "")["items"]
-            or not any(
-                (n["metadata"].get("labels") or {}).get("vitjob.io/e2e")
-                for n in kube.get("nodes", "")["items"]
-            )
-        ),
-        60,
-        "test nodes gone",
-    )
 
 
 @dataclass

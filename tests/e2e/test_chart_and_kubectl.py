@@ -131,9 +131,8 @@ def test_kubectl_logs_shows_every_rank(kube, namespace, nodes, vitjob, tmp_path)
     )
     for p in pods:
         rank = p["metadata"]["annotations"].get("volcano.sh/task-index") or p["metadata"]["name"][-1]
-        f = tmp_path / f"{p['metadata']['name']}.log"
-        f.write_text(f"[rank {rank}] hello from {p['metadata']['name']}\n")
-        kube.serve_logs(namespace, p["metadata"]["name"], f)
+        name = p["metadata"]["name"]
+        kube.serve_logs(namespace, name, tmp_path / f"{name}.log", [f"rank {rank}: hello from {name}"])
     out = wait_for(
         lambda: (
             (

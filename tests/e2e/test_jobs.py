@@ -34,7 +34,7 @@ def _status(vitjob: Vitjob, job: str) -> dict:
 
 def test_gang_of_16_cards_waits_for_a_second_node_and_says_why(kube, namespace, nodes, vitjob):
     kube.add_pvcs(namespace)
-    nodes("e2e-npu-0", NPU)
+    first = nodes("e2e-npu-0", NPU)
     sub = vitjob("submit", "--hw", "ascend", "--cards", "16", "--name", "gang", check=True)
     assert "submitted job gang-train" in sub.stdout
 
@@ -48,13 +48,15 @@ def test_gang_of_16_cards_waits_for_a_second_node_and_says_why(kube, namespace, 
     st = wait_for(explained, 60, "`vitjob status` to explain the wait from Volcano's records")
     assert st["phase"] == "Pending", st
     assert any("huawei.com/Ascend910" in r and r.startswith("Unschedulable (PodGroup") for r in st["reasons"])
-    assert not [p for p in _pods(kube, namespace, "gang-train") if p["spec"].get("nodeName")], "gang: none bound"
+    assert not [p for p in _pods(kube, namespace, "gang-train") if p["spec"].get("nodeName")], (
+        "gang: none bound"
+    )
     table = vitjob("status", "gang-train", check=True).stdout
     assert "Pending" in table and "overused" in table
 
-    nodes("e2e-npu-1", NPU)
+    second = nodes("e2e-npu-1", NPU)
     running = wait_for(lambda: _running(kube, namespace, "gang-train", 2), 90, "both pods Running")
-    assert sorted(p["spec"]["nodeName"] for p in running) == ["e2e-npu-0", "e2e-npu-1"]
+    assert sorted(p["spec"]["nodeName"] for p in running) == [first, second]
     st = wait_for(lambda: (s := _status(vitjob, "gang-train"))["phase"] == "Running" and s, 60, "job Running")
     assert not any("overused" in r for r in st["reasons"]), st["reasons"]
 
@@ -62,18 +64,18 @@ def test_gang_of_16_cards_waits_for_a_second_node_and_says_why(kube, namespace, 
 def test_exit_137_restarts_the_job_then_max_retry_fails_it(kube, namespace, nodes, vitjob, tmp_path):
     kube.add_pvcs(namespace)
     nodes("e2e-npu-0", NPU)
-    vitjob("submit", "--hw", "ascend", "--cards", "8", "--name", "crash", "--max-retry", "1", check=True)
+    vitjob("submit", "--hw", "ascend", "--cards", "8", "--name", "crash", "--max-retry", "2", check=True)
     job = "crash-train"
     pod = "crash-train-worker-0"
     wait_for(lambda: _running(kube, namespace, job, 1), 90, "the pod Running")
-    log_file = tmp_path / "run1.log"
-    log_file.write_text("".join(f"[rank 0] first run line {i}\n" for i in range(3)))
-    kube.serve_logs(namespace, pod, log_file)
+    kube.serve_logs(namespace, pod, tmp_path / "run1.log", [f"first run line {i}" for i in range(3)])
 
     follower = vitjob.popen("logs", "-f", job)
     time.sleep(3)
     uid_before = _pods(kube, namespace, job)[0]["metadata"]["uid"]
     kube.end_pod(namespace, pod, 137)
+    # the recreated pod (same name) gets a container log of its own, as on a real node
+    kube.serve_logs(namespace, pod, tmp_path / "run2.log", ["second run line 0"])
 
     def restarted() -> dict | None:
         pods = _running(kube, namespace, job, 1)
@@ -84,23 +86,22 @@ def test_exit_137_restarts_the_job_then_max_retry_fails_it(kube, namespace, node
     assert st["retry_count"] == 1
     table = vitjob("status", job, check=True).stdout
     assert "retr" in table.lower()
-    log_file.write_text(log_file.read_text() + "[rank 0] second run line 0\n")
 
-    # the second failure exhausts maxRetry 1: Failed, and `wait` says why
+    # the second failure exhausts maxRetry 2 (Volcano: the job fails when the retry count reaches it)
     time.sleep(2)
     kube.end_pod(namespace, pod, 3)
     waited = vitjob("wait", job, "--timeout", "120", timeout=150)
     assert waited.returncode == 1, (waited.stdout, waited.stderr)
     assert "Failed" in waited.stderr
     assert "exited with code 3" in waited.stderr
-    out, _ = follower.communicate(timeout=60)
+    out, err = follower.communicate(timeout=60)
     lines = [line for line in out.splitlines() if "run line" in line]
-    assert [line.split("] ", 1)[-1].split("] ", 1)[-1] for line in lines] == [
+    assert [line.split("] ", 1)[-1] for line in lines] == [
         "first run line 0",
         "first run line 1",
         "first run line 2",
         "second run line 0",
-    ], out
+    ], (out, err)
 
 
 def test_all_pods_exit_0_completes_and_wait_exits_0(kube, namespace, nodes, vitjob):
@@ -228,3 +229,27 @@ def test_closed_queue_and_webhook_denial_are_one_clear_line(kube, namespace, nod
     assert len(lines) <= 2, denied.stderr
     assert "admission webhook" in denied.stderr and "minAvailable" in denied.stderr, denied.stderr
     assert kube.get_or_none("vcjob", "bad-train", namespace) is None
+
+
+def test_status_and_list_show_rank_0s_training_progress(kube, namespace, nodes, vitjob, tmp_path):
+    kube.add_pvcs(namespace)
+    nodes("e2e-npu-0", NPU)
+    vitjob("submit", "--hw", "ascend", "--cards", "8", "--name", "pr", check=True)
+    wait_for(lambda: _running(kube, namespace, "pr-train", 1), 90, "the pod Running")
+    # rank 0's output as training writes it (the format vitjob/progress.py documents), among other lines
+    kube.serve_logs(
+        namespace,
+        "pr-train-worker-0",
+        tmp_path / "pr.log",
+        [
+            "epoch 3/15 starting",
+            "vitjob-progress epoch=3/15 step=30/150 loss=0.5123 acc=0.9100 img_s=88.0 eta_s=120 event=epoch",
+            "some other line",
+        ],
+    )
+    progress = wait_for(lambda: _status(vitjob, "pr-train")["progress"], 30, "progress in `vitjob status`")
+    assert (progress["epoch"], progress["epochs"], progress["step"], progress["total_steps"]) == (3, 15, 30, 150)
+    assert progress["loss"] == 0.5123 and progress["accuracy"] == 0.91 and progress["img_s"] == 88.0
+    listed = json.loads(vitjob("list", "-o", "json", check=True).stdout)
+    assert listed[0]["progress"]["step"] == 30
+    assert "30/150" in vitjob("status", "pr-train", check=True).stdout

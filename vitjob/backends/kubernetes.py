@@ -307,7 +307,9 @@ class _Api:
                 resource_path="/api/v1/namespaces/{namespace}/pods/{name}/log",
                 path_params={"namespace": namespace, "name": name},
                 query_params=query,
-                header_params={"Accept": "text/plain"},
+                # What kubectl sends: the API server answers a bare text/plain with 406 NotAcceptable
+                # (it negotiates the log subresource like any other), then streams plain text anyway.
+                header_params={"Accept": "application/json, */*"},
                 auth_settings=["BearerToken"],
             )
             resp = self.client.call_api(*req, _request_timeout=_request_timeout)
