@@ -4,4 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Pinned, checksum-verified helm 3 and 4 for tests/test_chart.py (a no-op once installed).
 PYTHON=python scripts/get-helm.sh
+# The real control plane of tests/e2e (Kubernetes, etcd, Volcano, KWOK), built from the pinned Go modules
+# once and cached outside the repository (see devcluster/build.sh); the e2e fixture starts and stops it.
+start=$(date +%s)
+bash devcluster/build.sh >/dev/null
+echo "run-tests: control-plane binaries ready in $(( $(date +%s) - start )) s" >&2
 python -m pytest "$@"

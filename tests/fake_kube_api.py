@@ -1,5 +1,12 @@
 """FAKE Kubernetes API server for tests — not a real API server, and not for production use.
 
+Kept only for what a real API server will not do on demand: 5xx answers and slow or cut streams
+(``fail``), 410 on a watch (``expire_watches``), a server that never answers, fifty followers at once,
+and exact request counts. Everything a real server and Volcano do is tested against them in
+``tests/e2e`` (the real control plane of ``./dev.sh cluster up``); the fake had several of those wrong
+(a 403 webhook denial where the server answers 400, ``state.reason`` that Volcano never writes, a
+text/plain pod-log Accept that a real server refuses with 406).
+
 ``FakeKubeAPI`` is a threaded HTTP server on 127.0.0.1 that the real ``kubernetes`` client talks to
 through a generated kubeconfig (``write_kubeconfig``). It implements the slice of the API that vitjob
 uses, with the API server's wire behaviour:
@@ -16,8 +23,7 @@ uses, with the API server's wire behaviour:
   ``sinceSeconds``; a follow stream ends when its container instance ends, like the kubelet's;
 - CRD discovery (``customresourcedefinitions``) from the YAML files in a CRD folder; Volcano
   resources are only served while the Volcano Job CRD is "installed";
-- validation of Volcano Jobs against the CRD's openAPIV3Schema (422 ``Invalid`` with field paths),
-  and the Volcano admission webhook's "unable to find job queue" denial (403);
+- validation of Volcano Jobs against the CRD's openAPIV3Schema (422 ``Invalid`` with field paths);
 - 401 for a wrong bearer token, 403 for denied verbs (``deny``), injected failures (``fail``).
 
 Every request is recorded (``requests``: method, path, query, body) so tests can assert on what the
@@ -596,9 +602,6 @@ class FakeKubeAPI:
             ]
 
     # ------------------------------------------------------------------ cluster-state helpers
-    def add_namespace(self, name: str) -> dict:
-        return self.create("", "namespaces", {"metadata": {"name": name}})
-
     def add_queue(self, name: str = "default", state: str = "Open") -> dict:
         return self.create(
             "scheduling.volcano.sh",
@@ -635,18 +638,6 @@ class FakeKubeAPI:
                 status["retryCount"] = retry_count
 
         return self.update("batch.volcano.sh", "jobs", name, namespace, mutate)
-
-    def set_podgroup(self, namespace: str, job_name: str, phase: str, conditions: list[dict]) -> dict:
-        job = self.get("batch.volcano.sh", "jobs", job_name, namespace)
-        assert job is not None, f"no job {namespace}/{job_name}"
-        pg_name = f"{job_name}-{job['metadata']['uid']}"
-        if self.get("scheduling.volcano.sh", "podgroups", pg_name, namespace) is None:
-            self.create("scheduling.volcano.sh", "podgroups", {"metadata": {"name": pg_name}}, namespace)
-
-        def mutate(pg: dict) -> None:
-            pg["status"] = {"phase": phase, "conditions": conditions}
-
-        return self.update("scheduling.volcano.sh", "podgroups", pg_name, namespace, mutate)
 
     def add_pod(
         self, namespace: str, job_name: str, index: int, *, task: str = "worker", node: str = ""
@@ -997,18 +988,6 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 validator = api.validators.get("batch.volcano.sh/jobs")
                 if validator:
                     validator.check(body, res.version)
-                queue = (body.get("spec") or {}).get("queue") or "default"
-                if api.get("scheduling.volcano.sh", "queues", queue) is None:
-                    name = body.get("metadata", {}).get("name")
-                    raise ApiError(
-                        403,
-                        "Forbidden",
-                        f'admission webhook "validatejob.volcano.sh" denied the '
-                        f"request: unable to find job queue: {queue}"
-                        if not name
-                        else f'jobs.batch.volcano.sh "{name}" is forbidden: admission webhook '
-                        f'"validatejob.volcano.sh" denied the request: unable to find job queue: {queue}',
-                    )
             if ns and api.get("", "namespaces", ns) is None and res.plural != "namespaces":
                 raise ApiError(
                     404, "NotFound", f'namespaces "{ns}" not found', {"name": ns, "kind": "namespaces"}

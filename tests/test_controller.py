@@ -194,46 +194,6 @@ def test_killed_and_restarted_between_every_pair_of_steps_runs_each_stage_once(f
     assert names == sorted(f"vit-{s}" for s in STAGES)
 
 
-# ------------------------------------------------------------------------------ leader election
-def test_two_replicas_only_the_leader_acts_and_the_other_takes_over(fake, controllers) -> None:
-    seed_pipeline(fake, pipeline_definition("vit"))
-    controllers += [Running("replica-a", leader_elect=True, **ELECTION)]
-    fake.wait_for(lambda: controllers[0].controller.is_leader, what="replica-a leads")
-    controllers += [Running("replica-b", leader_elect=True, **ELECTION)]
-    leader, standby = controllers
-    fake.wait_for(lambda: standby.controller.role == "standby", what="replica-b stands by")
-    assert standby.get("/readyz") == (
-        200,
-        "ready: standby; 0 pipelines tracked, 0 reconciles, 0 actions, 0 errors\n",
-    )
-
-    complete(fake, "vit-train")
-    for nxt in STAGES[1:]:
-        wait_recorded(fake, nxt, "Created")
-        complete(fake, f"vit-{nxt}")
-    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Completed", what="Completed")
-    acting = [
-        r for r in fake.requests if r.method in ("POST", "PATCH", "PUT", "DELETE") and "/leases" not in r.path
-    ]
-    assert acting and {r.user_agent for r in acting} == {"replica-a"}
-    assert {r.path.split("/")[-2] for r in fake.requests if r.user_agent == "replica-b"} <= {"leases"}
-    lease = fake.get("coordination.k8s.io", "leases", "vitjob-controller", "default")
-    assert lease["spec"]["holderIdentity"] == "replica-a"
-
-    # The leader crashes (no release): replica-b takes over once the lease expires, by its own clock.
-    seed_pipeline(fake, pipeline_definition("vit2"))
-    leader.controller.elector.release = lambda: None
-    crashed = time.monotonic()  # its last renewal was at most one retry period before this
-    leader.stop()
-    fake.wait_for(lambda: standby.controller.is_leader, timeout=10, what="replica-b leads")
-    assert time.monotonic() - crashed >= ELECTION["lease_duration_s"] - 2 * ELECTION["retry_period_s"]
-    complete(fake, "vit2-train")
-    wait_recorded(fake, "eval", "Created", pipeline="vit2")
-    assert creates(fake, "vit2-eval", "replica-b") == 1 and creates(fake, "vit2-eval") == 1
-    lease = fake.get("coordination.k8s.io", "leases", "vitjob-controller", "default")
-    assert lease["spec"]["holderIdentity"] == "replica-b" and lease["spec"]["leaseTransitions"] == 1
-
-
 def test_a_leader_that_cannot_renew_stops_acting(fake, controllers) -> None:
     seed_pipeline(fake, pipeline_definition("vit"))
     controllers.append(ctl := Running("replica-a", leader_elect=True, **ELECTION))

@@ -119,3 +119,14 @@ def test_demo_output_fits_one_screen_and_status_shows_training_progress(tmp_path
     progress = [p for p in map(parse_line, logged) if p is not None]
     assert progress[-1].step == state["total_steps"] and progress[-1].event == "epoch"
     assert progress[-1].accuracy == pytest.approx(accuracies[epochs], abs=1e-4)
+
+    # ------------------------------------------------ the pipeline's artifacts agree with each other
+    out_dir = work / "output" / "demo"
+    final = json.loads((out_dir / "train" / "metrics.json").read_text())
+    acc_log = (out_dir / "infer310" / "acc.log").read_text()
+    assert acc_log.startswith(f"top1_correct={final['top1_correct']}, tot={final['samples']}, ")
+    assert f"acc={final['accuracy'] * 100:.2f}%" in acc_log
+    assert (out_dir / "export" / "vit_base.mindir").is_file()
+    perf = (out_dir / "infer310" / "time_Result" / "test_perform_static.txt").read_text()
+    assert "NN inference cost average time:" in perf
+    assert (out_dir / "train" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,7 +3,6 @@ job retries, timeouts, webhook denials, backend selection, and the fake's own AP
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 
@@ -14,7 +13,6 @@ import vitjob.backends.kubernetes as kube
 from vitjob.backends import get_backend
 from vitjob.backends.base import JobPhase
 from vitjob.errors import (
-    AdmissionDeniedError,
     ClusterUnreachableError,
     ConflictError,
     JobNotFoundError,
@@ -79,25 +77,6 @@ def test_fifty_jobs_followed_at_once_lose_and_repeat_nothing(fake, backend):
             prefix = f"[rank {i} f{j}-worker-{i}] "
             assert [x[len(prefix) :] for x in got if x.startswith(prefix)] == expected[f"f{j}-worker-{i}"]
         assert len(got) == pods * 15
-
-
-def test_follow_across_job_retry_pods_recreated(fake, backend):
-    backend.submit([volcano_job("retry", replicas=1)])
-    fake.add_pod("default", "retry", 0)
-    follower = Collector(lambda: backend.logs("retry", follow=True))
-    fake.set_pod_running("default", "retry-worker-0")
-    fake.append_log("default", "retry-worker-0", ["attempt 1"])
-    fake.wait_for(lambda: fake.following("retry-worker-0"), what="first pod followed")
-    # Volcano's RestartJob: the pod is deleted and created again under the same name
-    fake.delete("", "pods", "retry-worker-0", "default")
-    fake.set_job_phase("default", "retry", "Restarting", retry_count=1)
-    fake.add_pod("default", "retry", 0)
-    fake.set_job_phase("default", "retry", "Running", retry_count=1)
-    fake.set_pod_running("default", "retry-worker-0")
-    fake.append_log("default", "retry-worker-0", ["attempt 2"])
-    fake.finish_pod("default", "retry-worker-0")
-    fake.set_job_phase("default", "retry", "Completed", retry_count=1)
-    assert follower.join() == ["[rank 0 retry-worker-0] attempt 1", "[rank 0 retry-worker-0] attempt 2"]
 
 
 def test_wait_relists_after_410_gone(fake, backend):
@@ -165,17 +144,6 @@ def test_server_that_never_answers_times_out_with_retries(monkeypatch):
         )
         with pytest.raises(ClusterUnreachableError, match=r"did not answer in time .*\(2 attempts\)"):
             backend.status("x")
-
-
-def test_webhook_denial_is_reported_as_such(fake, backend):
-    fake.deny("get", "queues")  # preflight cannot see queues, so the admission webhook has the last word
-    with pytest.raises(
-        AdmissionDeniedError,
-        match=re.escape(
-            'admission webhook "validatejob.volcano.sh" denied the request: unable to find job queue: missing'
-        ),
-    ):
-        backend.submit([volcano_job("wh", queue="missing")])
 
 
 def test_supporting_object_of_someone_else_is_a_conflict(fake, backend):

@@ -1,5 +1,6 @@
 """The local backend running rendered jobs for real: data-parallel training, simulated Ascend rank
-tables, fault recovery per the job's policies, maxRetry, and the whole local pipeline.
+tables, pods in network namespaces, fault handling and maxRetry (a killed worker resuming: test_resume.py;
+the whole local pipeline: test_demo_output.py).
 
 Marked ``slow`` (real MindSpore processes on CPU); CI runs them.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shlex
 import subprocess
 import sys
@@ -309,72 +309,6 @@ def test_killed_scheduler_ends_its_pod_within_15_s(digits_dir: Path, tmp_path: P
     ), pod0_log[-3000:]
 
 
-def test_killed_worker_restarts_the_job_which_resumes_from_its_checkpoint(
-    digits_dir: Path, tmp_path: Path
-) -> None:
-    root = tmp_path / "local"
-    values = tmp_path / "values.yaml"
-    values.write_text("extra_args: ['--save-steps', '4']\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "vitjob",
-        "submit",
-        "--backend",
-        "local",
-        "--local-root",
-        str(root),
-        "--data",
-        str(digits_dir),
-        "--output",
-        str(tmp_path / "out"),
-        "--hw",
-        "cpu",
-        "--cards",
-        "2",
-        "--name",
-        "f",
-        "--preset",
-        "vit-tiny",
-        "--epochs",
-        "2",
-        "-f",
-        str(values),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    state = tmp_path / "out" / "f" / "train" / "state.json"
-    deadline = time.monotonic() + 600
-    victim = None
-    while time.monotonic() < deadline and victim is None:
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        if state.is_file() and json.loads(state.read_text())["step"] >= 4:
-            workers = [
-                p
-                for p in psutil.Process(proc.pid).children(recursive=True)
-                if "train" in p.cmdline() and p.environ().get("RANK_ID") == "1"
-            ]
-            if workers:
-                victim = workers[0]
-                step_at_kill = json.loads(state.read_text())["step"]
-                victim.kill()
-        time.sleep(0.2)
-    assert victim is not None
-    out, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, out[-3000:]
-    status = LocalBackend(local_root=root, stream=False).status("f-train")
-    assert status.phase == JobPhase.COMPLETED and status.retry_count == 1
-    assert any("PodFailed → RestartJob" in r for r in status.reasons)
-    resumed = [ln for ln in out.splitlines() if "resuming" in ln]
-    assert resumed, out[-3000:]
-    step = int(resumed[0].split("from step ")[1].split()[0])
-    assert step >= 4 and step >= step_at_kill - 4  # from the last checkpoint, not from step 0
-    # It ran to the end of its plan ("training …: N images, E epochs x S steps, …" in its log).
-    rank0_log = (root / "jobs" / "f-train" / "logs" / "f-train-worker-0.log").read_text()
-    plan = re.search(r"(\d+) epochs x (\d+) steps", rank0_log)
-    assert plan, rank0_log[-3000:]
-    assert json.loads(state.read_text())["step"] == int(plan.group(1)) * int(plan.group(2))
-
-
 def test_exhausted_max_retry_fails_the_job_with_the_reason(tmp_path: Path, capsys) -> None:
     from vitjob.cli import main
 
@@ -408,22 +342,3 @@ def test_exhausted_max_retry_fails_the_job_with_the_reason(tmp_path: Path, capsy
     assert status.retry_count == 1 and status.pods[0].exit_code == 1
     logs = "\n".join(LocalBackend(local_root=tmp_path / "local", stream=False).logs("bad-train"))
     assert "no CIFAR-10 train data" in logs
-
-
-def test_local_pipeline_end_to_end_acc_log_matches_eval(tmp_path: Path, capsys) -> None:
-    from vitjob.cli import main
-
-    assert main(["demo", "--workdir", str(tmp_path), "--epochs", "2"]) == 0
-    out = capsys.readouterr().out
-    run = tmp_path / "output" / "demo"
-    metrics = json.loads((run / "train" / "metrics.json").read_text())
-    acc_log = (run / "infer310" / "acc.log").read_text()
-    assert acc_log.startswith(f"top1_correct={metrics['top1_correct']}, tot={metrics['samples']}, ")
-    assert f"acc={metrics['accuracy'] * 100:.2f}%" in acc_log
-    assert (run / "export" / "vit_base.mindir").is_file()
-    assert (
-        "NN inference cost average time:"
-        in (run / "infer310" / "time_Result" / "test_perform_static.txt").read_text()
-    )
-    assert (run / "train" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "pipeline demo Completed" in out and "test accuracy" in out

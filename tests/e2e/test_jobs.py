@@ -248,7 +248,12 @@ def test_status_and_list_show_rank_0s_training_progress(kube, namespace, nodes, 
         ],
     )
     progress = wait_for(lambda: _status(vitjob, "pr-train")["progress"], 30, "progress in `vitjob status`")
-    assert (progress["epoch"], progress["epochs"], progress["step"], progress["total_steps"]) == (3, 15, 30, 150)
+    assert (progress["epoch"], progress["epochs"], progress["step"], progress["total_steps"]) == (
+        3,
+        15,
+        30,
+        150,
+    )
     assert progress["loss"] == 0.5123 and progress["accuracy"] == 0.91 and progress["img_s"] == 88.0
     listed = json.loads(vitjob("list", "-o", "json", check=True).stdout)
     assert listed[0]["progress"]["step"] == 30
