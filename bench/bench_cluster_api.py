@@ -72,8 +72,9 @@ def main() -> int:
         code, sub = count_requests(["submit", "--hw", "ascend", "--cards", "8", "--name", "b", *backend])
         assert code == 0
         rows.append(("submit (ascend, 8 cards)", sub))
-        wait_for(lambda: kube.pods(ns, "volcano.sh/job-name=b-train"), 60, "the pod")
-        time.sleep(3)  # a few scheduling cycles: the PodGroup waits for a node
+        # no node yet: Volcano keeps the PodGroup Pending and records why (pods come once it is Inqueue)
+        wait_for(lambda: kube.get("podgroups", namespace=ns)["items"], 60, "the PodGroup")
+        time.sleep(3)
         code, pending = count_requests(["status", "b-train", *backend])
         rows.append(("status, Pending (no node)", pending))
         kube.add_node(node, {"huawei.com/Ascend910": "8"})

@@ -492,20 +492,28 @@ def up(lay: Layout, timeout_s: float) -> Path:
 
 
 def down(lay: Layout) -> None:
+    """Stop every process of the cluster and remove its state. A healthy cluster is deleted by kwokctl;
+    one whose processes died (a reboot, a session's end) is not: kwokctl would signal its recorded pids,
+    which may belong to other processes by now, so only verified leftovers are killed."""
     if lay.cluster_dir.is_dir():
-        bins = build_binaries() if (HERE / "build.sh").is_file() else None
-        Cluster(lay, bins).kwokctl(
-            "delete", "cluster", f"--kubeconfig={lay.kubeconfig}", check=False, quiet=True
-        )
+        cl = Cluster(lay, build_binaries())
+        if cl.healthy():
+            cl.kwokctl("delete", "cluster", f"--kubeconfig={lay.kubeconfig}", check=False, quiet=True)
     _kill_leftovers(lay)
     shutil.rmtree(lay.home, ignore_errors=True)
 
 
 def _kill_leftovers(lay: Layout) -> None:
-    """Stop any process kwokctl recorded that is still alive (a half-created cluster, a crash)."""
-    for pidfile in (lay.cluster_dir / "pids").glob("*.pid") if lay.cluster_dir.is_dir() else []:
-        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-            os.kill(int(pidfile.read_text().strip()), 9)
+    """Stop any process kwokctl recorded that is still alive (a half-created cluster, a crash). A pid
+    is killed only if its command line names this cluster's files: after a reboot the number may
+    belong to someone else."""
+    pids = lay.cluster_dir / "pids"
+    for pidfile in pids.glob("*.pid") if pids.is_dir() else []:
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if str(lay.home) in cmdline or "/.cache/vitjob/devcluster/" in cmdline:
+                os.kill(pid, 9)
 
 
 def main(argv: list[str] | None = None) -> int:
