@@ -14,7 +14,6 @@ import collections
 import contextlib
 import io
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -23,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from conftest import CLUSTER_PY, Kube, wait_for  # noqa: E402
+from cluster_testing import start_cluster, wait_for  # noqa: E402
 
 
 def count_requests(argv: list[str]) -> tuple[int, collections.Counter]:
@@ -49,18 +48,8 @@ def count_requests(argv: list[str]) -> tuple[int, collections.Counter]:
 
 
 def main() -> int:
-    up = subprocess.run(
-        [sys.executable, str(CLUSTER_PY), "up"], stdout=subprocess.PIPE, text=True, check=True
-    )
-    kubeconfig = Path(up.stdout.strip().splitlines()[-1].removeprefix("KUBECONFIG="))
-    bins = Path(
-        subprocess.run(
-            [sys.executable, str(CLUSTER_PY), "build"], stdout=subprocess.PIPE, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    kube = Kube(kubeconfig, bins)
+    kube = start_cluster()
+    kubeconfig = kube.kubeconfig
     os.environ["KUBECONFIG"] = str(kubeconfig)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", ns)

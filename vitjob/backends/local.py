@@ -45,7 +45,7 @@ from typing import IO, Any, Protocol
 
 from vitjob import constants as c
 from vitjob.backends.base import Backend, JobPhase, JobStatus, PodStatus
-from vitjob.backends.local_network import NETNS, JobNetwork, open_network
+from vitjob.backends.local_network import NETNS, JobNetwork, open_network, process_alive
 from vitjob.errors import ConflictError, JobNotFoundError, UsageError, WaitTimeoutError
 from vitjob.launch.ranktable import format_downward_annotations
 from vitjob.logsetup import with_framework_log_env
@@ -226,7 +226,7 @@ class LocalBackend(Backend):
         phase = JobPhase(state["phase"])
         reasons = list(state.get("reasons", []))
         pid = state.get("runner_pid")
-        if not phase.is_terminal and pid and not _alive(pid):
+        if not phase.is_terminal and pid and not process_alive(pid):
             phase = JobPhase.FAILED
             reasons.append(f"the local runner (pid {pid}) is gone: the submitting process was killed")
         return JobStatus(
@@ -371,16 +371,6 @@ class LocalBackend(Backend):
             for d in sorted(jobs_dir.iterdir())
             if (d / STATE_FILE).is_file()
         ]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Runner:

@@ -210,7 +210,8 @@ def _remove_namespaces(ip: str, subnet: int) -> None:
         shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -235,7 +236,7 @@ def _lease_subnet(ip: str) -> int:
                     holder = int(lease.read_text().strip() or 0)
                 except (OSError, ValueError):
                     holder = 0
-                if holder and _alive(holder):
+                if holder and process_alive(holder):
                     break
                 _remove_namespaces(ip, subnet)  # a runner that died without cleaning up
                 with contextlib.suppress(FileNotFoundError):

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conftest import REPO, Kube, wait_for
+from cluster_testing import REPO, Kube, wait_for
 
 NPU = {"huawei.com/Ascend910": "8"}
 

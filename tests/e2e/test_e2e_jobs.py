@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import Kube, Vitjob, wait_for
+from cluster_testing import Kube, Vitjob, wait_for
 
 NPU = {"huawei.com/Ascend910": "8"}
 

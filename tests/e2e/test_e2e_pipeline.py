@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import Kube, Vitjob, wait_for
+from cluster_testing import Kube, Vitjob, wait_for
 
 STAGES = ("train", "eval", "export", "infer310")
 
