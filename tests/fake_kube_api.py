@@ -369,7 +369,8 @@ class FakeKubeAPI:
         self.history: list[tuple[int, Resource, str, dict]] = []
         self.logs: dict[str, list[_LogInstance]] = {}  # pod uid → container runs
         self.denied: set[tuple[str, str, str | None]] = set()  # (verb, plural, namespace)
-        self.failures: list[list[Any]] = []  # [method, path regex, code, times left, query, reason]
+        # [method, path regex, code, times left, query, reason, message]
+        self.failures: list[list[Any]] = []
         self.crd_files: dict[str, dict] = {}
         self.validators: dict[str, _CrdValidator] = {}
         self.watch_epoch = 0  # bumped by expire_watches(): open watches send 410 and close
@@ -472,11 +473,12 @@ class FakeKubeAPI:
         *,
         query: dict[str, str] | None = None,
         reason: str = "",
+        message: str = "",
     ) -> None:
         """Answer the next ``times`` matching requests with HTTP ``code`` (``query``: only requests with
-        these query parameters, e.g. ``{"watch": "true"}``; ``reason``: the Status reason)."""
+        these query parameters, e.g. ``{"watch": "true"}``; ``reason``/``message``: the Status's)."""
         with self.lock:
-            self.failures.append([method, path_regex, code, times, query or {}, reason])
+            self.failures.append([method, path_regex, code, times, query or {}, reason, message])
 
     def expire_watches(self) -> None:
         """Compact history: open watches get a 410 ERROR event, old resourceVersions become invalid."""
@@ -909,7 +911,7 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             with api.lock:
                 for failure in api.failures:
-                    method, path_regex, code, left, query, reason = failure
+                    method, path_regex, code, left, query, reason, message = failure
                     if (
                         method == req.method
                         and re.search(path_regex, req.path)
@@ -920,7 +922,7 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                         raise ApiError(
                             code,
                             reason or ("InternalError" if code >= 500 else "BadRequest"),
-                            f"injected failure {code}",
+                            message or f"injected failure {code}",
                         )
             parsed = _parse_path(req.path)
             if parsed is None or not api.served(parsed[0]):
