@@ -132,7 +132,24 @@ DEFAULT_TTL_SECONDS_AFTER_FINISHED: Final = 7 * 24 * 3600
 DEFAULT_K8S_VERSION: Final = "1.30"
 # Kubernetes name limits: DNS-1123/1035 labels and label values.
 MAX_NAME_LENGTH: Final = 63
+# DNS-1123 subdomains (PVC, queue and PriorityClass names).
+MAX_SUBDOMAIN_LENGTH: Final = 253
 MAX_INT32: Final = 2**31 - 1
+# Most GPUs a pod of a gpu job may use (gpus_per_pod).
+MAX_GPUS_PER_POD: Final = 64
+# Ports a job's pods may listen on (sched_port, rdzv_port): unprivileged ones.
+MIN_PORT: Final = 1024
+MAX_PORT: Final = 65535
+
+# --- The VitJob custom resource (charts/vitjob/crds/vitjob.io_vitjobs.yaml, vitjob.schema) ---------
+VITJOB_GROUP: Final = "vitjob.io"
+VITJOB_VERSION: Final = "v1alpha1"
+VITJOB_API_VERSION: Final = f"{VITJOB_GROUP}/{VITJOB_VERSION}"
+VITJOB_KIND: Final = "VitJob"
+VITJOB_PLURAL: Final = "vitjobs"
+VITJOB_SINGULAR: Final = "vitjob"
+VITJOB_SHORT_NAMES: Final = ("vj",)
+VITJOB_CRD_NAME: Final = f"{VITJOB_PLURAL}.{VITJOB_GROUP}"
 
 # --- Pipelines (train → eval → export → infer310) and their controller (vitjob.pipeline) ---------
 # A pipeline NAME is stored in the ConfigMap NAME-pipeline; its stage S runs as the Volcano Job NAME-S.

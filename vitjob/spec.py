@@ -64,9 +64,17 @@ _IMAGE_REF = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
-_TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
-_TOLERATION_OPERATORS = ("Equal", "Exists")
-_TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# A toleration's keys and the type of each value (the Kubernetes core/v1 Toleration fields).
+TOLERATION_FIELDS: dict[str, type] = {
+    "key": str,
+    "operator": str,
+    "value": str,
+    "effect": str,
+    "tolerationSeconds": int,
+}
+_TOLERATION_KEYS = tuple(TOLERATION_FIELDS)
+TOLERATION_OPERATORS: tuple[str, ...] = ("Equal", "Exists")
+TOLERATION_EFFECTS: tuple[str, ...] = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # Environment variables vitjob launch and MindSpore set themselves.
 _RESERVED_ENV_NAMES = frozenset(
     {
@@ -83,6 +91,98 @@ _RESERVED_ENV_NAMES = frozenset(
     }
 )
 _MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+# --- constraint tables: the checks below and the schemas of vitjob.schema (CRD, values.schema.json)
+# read the same facts, so a schema can never allow less than the spec accepts.
+# Fields whose value must be one of a fixed set.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "hw": c.HW_KINDS,
+    "stage": c.STAGES,
+    "image_pull_policy": c.IMAGE_PULL_POLICIES,
+}
+# Integer fields and their inclusive range (an optional field may also be null).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "cards": (1, c.MAX_INT32),
+    "gpus_per_pod": (1, c.MAX_GPUS_PER_POD),
+    "cards_per_pod": (1, c.MAX_INT32),  # and it divides cards (a rule across fields: only the spec checks it)
+    "max_retry": (1, c.MAX_INT32),
+    "ttl_seconds_after_finished": (0, c.MAX_INT32),
+    "epochs": (1, c.MAX_INT32),
+    "batch_size": (1, c.MAX_INT32),
+    "sched_port": (c.MIN_PORT, c.MAX_PORT),
+    "rdzv_port": (c.MIN_PORT, c.MAX_PORT),
+}
+# Number fields that must be greater than this bound (and finite).
+NUMBER_EXCLUSIVE_MINIMUMS: dict[str, float] = {"lr": 0.0}
+
+
+@dataclass(frozen=True)
+class TextRule:
+    """A string field's form: it matches ``pattern`` whole, has at most ``max_length`` characters (0:
+    no limit), and may be ``""`` when ``empty_ok`` (the field's default then applies)."""
+
+    pattern: re.Pattern[str]
+    max_length: int = 0
+    empty_ok: bool = False
+
+    def accepts(self, value: str) -> bool:
+        if value == "" and self.empty_ok:
+            return True
+        return bool(self.pattern.fullmatch(value)) and (not self.max_length or len(value) <= self.max_length)
+
+
+TEXT_RULES: dict[str, TextRule] = {
+    "pipeline": TextRule(_DNS1123_LABEL, c.MAX_NAME_LENGTH, empty_ok=True),
+    "data_pvc": TextRule(_DNS1123_SUBDOMAIN, c.MAX_SUBDOMAIN_LENGTH),
+    "output_pvc": TextRule(_DNS1123_SUBDOMAIN, c.MAX_SUBDOMAIN_LENGTH),
+    "queue": TextRule(_DNS1123_SUBDOMAIN, c.MAX_SUBDOMAIN_LENGTH, empty_ok=True),
+    "priority_class": TextRule(_DNS1123_SUBDOMAIN, c.MAX_SUBDOMAIN_LENGTH, empty_ok=True),
+    "preset": TextRule(_PRESET, c.MAX_NAME_LENGTH),
+    "cpu": TextRule(_QUANTITY, empty_ok=True),
+    "memory": TextRule(_QUANTITY, empty_ok=True),
+}
+# The pipeline's base name (JobSpec.name; a VitJob's metadata.name): a DNS-1035 label. Its length is
+# limited by the longest pod name, <name>-<stage>-worker-<n-1> (pod_name_problems).
+NAME_RULE = TextRule(_DNS1035_LABEL)
+
+# One line per field: the schemas' descriptions (`kubectl explain vitjob.spec`, values.schema.json).
+FIELD_DOCS: dict[str, str] = {
+    "name": "Pipeline base name: the job of stage S is <name>-<S>, its pods <name>-<S>-worker-<i>.",
+    "hw": "Hardware: ascend (Ascend 910 NPUs), gpu (NVIDIA) or cpu (CPU processes).",
+    "stage": "The first stage: train, eval, export or infer310.",
+    "cards": "Training cards (ascend: 1, 2, 4, 8 or a multiple of 8; gpu: at most gpus_per_pod or a "
+    "multiple of it); eval, export and infer310 use 1.",
+    "namespace": "Namespace of the jobs.",
+    "image": "Container image; empty: the default image of the hardware.",
+    "image_pull_policy": "Image pull policy: IfNotPresent, Always or Never.",
+    "data_pvc": "PersistentVolumeClaim holding the data set (mounted read-only at /data).",
+    "data_subpath": "Directory of the data set inside the claim (relative, e.g. cifar10).",
+    "output_pvc": "PersistentVolumeClaim for checkpoints and results (mounted at /output).",
+    "queue": "Volcano queue; empty: the cluster's default queue.",
+    "priority_class": "PriorityClass of the pods; empty: none.",
+    "preset": f"Model preset (default {c.DEFAULT_PRESET}).",
+    "epochs": "Training epochs; null: the preset's.",
+    "batch_size": "Batch size per card; null: the preset's.",
+    "lr": "Learning rate; null: the preset's.",
+    "pretrained": "Pretrained weights: relative to the data directory, or an absolute path in the pod.",
+    "extra_args": "Extra arguments appended to the stage command.",
+    "max_retry": "The job fails on its N-th pod failure (1: never restart).",
+    "ttl_seconds_after_finished": "Volcano deletes a finished job after this many seconds; null keeps it.",
+    "node_selector": "Node selector merged over the hardware's default; a null value removes a default key.",
+    "tolerations": "Tolerations of the pods (key, operator, value, effect, tolerationSeconds).",
+    "cpu": "CPU request per pod (a quantity); empty: a default per card.",
+    "memory": "Memory request per pod (a quantity); empty: a default per card.",
+    "gpus_per_pod": "hw gpu: GPUs per pod.",
+    "cards_per_pod": "hw cpu: processes per pod (a divisor of cards); null: all in one pod.",
+    "pipeline": "Output directory /output/<pipeline> and part-of label; empty: the name.",
+    "k8s_version": "Kubernetes version the pod templates are validated for.",
+    "env": "Extra environment variables of the container.",
+    "labels": "Extra labels of the jobs and their pods.",
+    "annotations": "Extra annotations of the jobs and their pods.",
+    "sched_port": "MindSpore scheduler port (MS_SCHED_PORT).",
+    "rdzv_port": "Rank-table rendezvous port.",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,7 +431,7 @@ def name_problems(spec: JobSpec) -> list[str]:
     problems = []
     if not spec.name:
         problems.append("name: required; pass --name NAME (e.g. --name vit-b16)")
-    elif not _DNS1035_LABEL.fullmatch(spec.name):
+    elif not NAME_RULE.accepts(spec.name):
         problems.append(
             f"name: {spec.name!r} is not a DNS-1035 label: use lower-case letters, digits and '-', "
             "starting with a letter and ending with a letter or digit (e.g. vit-b16)"
@@ -341,8 +441,7 @@ def name_problems(spec: JobSpec) -> list[str]:
             f"namespace: {spec.namespace!r} is not a DNS-1123 label (lower-case letters, digits, '-', "
             f"at most {c.MAX_NAME_LENGTH} characters)"
         )
-    pipeline = spec.pipeline
-    if pipeline and (not _DNS1123_LABEL.fullmatch(pipeline) or len(pipeline) > c.MAX_NAME_LENGTH):
+    if not TEXT_RULES["pipeline"].accepts(spec.pipeline):
         problems.append(
             f"pipeline: {spec.pipeline!r} is not a DNS-1123 label (lower-case letters, digits, '-', "
             f"at most {c.MAX_NAME_LENGTH} characters); leave it empty to use the name"
@@ -364,11 +463,7 @@ def pod_name_problems(spec: JobSpec) -> list[str]:
 
 def choice_problems(spec: JobSpec) -> list[str]:
     problems = []
-    for key, allowed in (
-        ("hw", c.HW_KINDS),
-        ("stage", c.STAGES),
-        ("image_pull_policy", c.IMAGE_PULL_POLICIES),
-    ):
+    for key, allowed in CHOICES.items():
         value = getattr(spec, key)
         if value not in allowed:
             hint = "required; " if value == "" else f"{value!r} is not allowed; "
@@ -379,7 +474,8 @@ def choice_problems(spec: JobSpec) -> list[str]:
 def cards_problems(spec: JobSpec) -> list[str]:
     """Card counts each hardware kind can run (checked on ``cards``, the training card count)."""
     cards = spec.cards
-    if cards < 1 or cards > c.MAX_INT32:
+    low, high = INT_RANGES["cards"]
+    if cards < low or cards > high:
         return [f"cards: {cards} is not allowed; use a positive number of cards"]
     problems = []
     if spec.hw == "ascend" and not (
@@ -391,8 +487,12 @@ def cards_problems(spec: JobSpec) -> list[str]:
             f"{c.ASCEND_CARDS_PER_NODE} such as {c.ASCEND_CARDS_PER_NODE * 2} "
             f"({c.ASCEND_CARDS_PER_NODE} cards per pod, one pod per node)"
         )
-    if spec.gpus_per_pod < 1 or spec.gpus_per_pod > 64:
-        problems.append(f"gpus_per_pod: {spec.gpus_per_pod} is not allowed; use 1 to 64 (default 8)")
+    low, high = INT_RANGES["gpus_per_pod"]
+    if spec.gpus_per_pod < low or spec.gpus_per_pod > high:
+        problems.append(
+            f"gpus_per_pod: {spec.gpus_per_pod} is not allowed; use {low} to {high} "
+            f"(default {c.DEFAULT_GPUS_PER_POD})"
+        )
     elif spec.hw == "gpu" and cards > spec.gpus_per_pod and cards % spec.gpus_per_pod:
         g = spec.gpus_per_pod
         problems.append(
@@ -405,7 +505,7 @@ def cards_problems(spec: JobSpec) -> list[str]:
                 "cards_per_pod: applies to hw cpu only; ascend uses up to 8 cards per pod and gpu uses "
                 "gpus_per_pod; remove it"
             )
-        elif spec.cards_per_pod < 1 or cards % spec.cards_per_pod:
+        elif spec.cards_per_pod < INT_RANGES["cards_per_pod"][0] or cards % spec.cards_per_pod:
             problems.append(
                 f"cards_per_pod: {spec.cards_per_pod} does not divide cards={cards}; use a divisor of "
                 f"{cards} such as {cards} (one pod)"
@@ -417,7 +517,7 @@ def storage_problems(spec: JobSpec) -> list[str]:
     problems = []
     for key in ("data_pvc", "output_pvc"):
         value = getattr(spec, key)
-        if not _is_subdomain(value):
+        if not TEXT_RULES[key].accepts(value):
             problems.append(
                 f"{key}: {value!r} is not a PersistentVolumeClaim name (DNS-1123 subdomain: lower-case "
                 "letters, digits, '-' and '.', at most 253 characters)"
@@ -434,12 +534,13 @@ def scheduling_problems(spec: JobSpec) -> list[str]:
     problems = []
     for key in ("queue", "priority_class"):
         value = getattr(spec, key)
-        if value and not _is_subdomain(value):
+        if not TEXT_RULES[key].accepts(value):
             problems.append(
                 f"{key}: {value!r} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'); "
                 "leave it empty for the cluster default"
             )
-    if not 1 <= spec.max_retry <= c.MAX_INT32:
+    low, high = INT_RANGES["max_retry"]
+    if not low <= spec.max_retry <= high:
         # Volcano's mutating webhook turns maxRetry 0 into 3 (mutate_job.go patchDefaultMaxRetry), and its
         # controller fails the job when the retry count reaches maxRetry: 1 is "never restart".
         problems.append(
@@ -447,7 +548,8 @@ def scheduling_problems(spec: JobSpec) -> list[str]:
             "failure (1 = never restart; Volcano's webhook would turn 0 into 3)"
         )
     ttl = spec.ttl_seconds_after_finished
-    if ttl is not None and not 0 <= ttl <= c.MAX_INT32:
+    low, high = INT_RANGES["ttl_seconds_after_finished"]
+    if ttl is not None and not low <= ttl <= high:
         problems.append(f"ttl_seconds_after_finished: {ttl} is not allowed; use 0 or more, or null to keep")
     for key, value in spec.node_selector.items():
         if not _is_qualified_name(key):
@@ -458,7 +560,7 @@ def scheduling_problems(spec: JobSpec) -> list[str]:
         problems.extend(f"tolerations[{index}]: {p}" for p in toleration_problems(toleration))
     for key in ("cpu", "memory"):
         value = getattr(spec, key)
-        if value and not _QUANTITY.fullmatch(value):
+        if not TEXT_RULES[key].accepts(value):
             problems.append(
                 f"{key}: {value!r} is not a Kubernetes quantity (e.g. cpu 16 or 500m, memory 64Gi); "
                 "leave it empty for the default per card"
@@ -471,19 +573,19 @@ def toleration_problems(toleration: Mapping[str, Any]) -> list[str]:
     for key, value in toleration.items():
         if key not in _TOLERATION_KEYS:
             problems.append(f"unknown key {key!r}; use {', '.join(_TOLERATION_KEYS)}")
-        elif key == "tolerationSeconds":
+        elif TOLERATION_FIELDS[key] is int:
             if not isinstance(value, int) or isinstance(value, bool):
-                problems.append(f"tolerationSeconds: expected an integer, got {_describe(value)}")
+                problems.append(f"{key}: expected an integer, got {_describe(value)}")
         elif not isinstance(value, str):
             problems.append(f"{key}: expected a string, got {_describe(value)}")
     operator = toleration.get("operator", "Equal")
-    if operator not in _TOLERATION_OPERATORS:
-        problems.append(f"operator: {operator!r} is not allowed; use {' or '.join(_TOLERATION_OPERATORS)}")
+    if operator not in TOLERATION_OPERATORS:
+        problems.append(f"operator: {operator!r} is not allowed; use {' or '.join(TOLERATION_OPERATORS)}")
     if operator == "Exists" and toleration.get("value"):
         problems.append("value: must be empty with operator Exists; use operator Equal to match a value")
     effect = toleration.get("effect", "")
-    if effect and effect not in _TOLERATION_EFFECTS:
-        problems.append(f"effect: {effect!r} is not allowed; use {', '.join(_TOLERATION_EFFECTS)}")
+    if effect and effect not in TOLERATION_EFFECTS:
+        problems.append(f"effect: {effect!r} is not allowed; use {', '.join(TOLERATION_EFFECTS)}")
     if isinstance(toleration.get("key", ""), str) and toleration.get("key") and not _is_qualified_name(
         toleration["key"]
     ):
@@ -493,16 +595,17 @@ def toleration_problems(toleration: Mapping[str, Any]) -> list[str]:
 
 def training_problems(spec: JobSpec) -> list[str]:
     problems = []
-    if not _PRESET.fullmatch(spec.preset) or len(spec.preset) > c.MAX_NAME_LENGTH:
+    if not TEXT_RULES["preset"].accepts(spec.preset):
         problems.append(
             f"preset: {spec.preset!r} is not a preset name (lower-case letters, digits, '.', '_', '-'; "
             f"default {c.DEFAULT_PRESET})"
         )
     for key in ("epochs", "batch_size"):
         value = getattr(spec, key)
-        if value is not None and not 1 <= value <= c.MAX_INT32:
+        low, high = INT_RANGES[key]
+        if value is not None and not low <= value <= high:
             problems.append(f"{key}: {value} is not allowed; use a positive integer")
-    if spec.lr is not None and not (math.isfinite(spec.lr) and spec.lr > 0):
+    if spec.lr is not None and not (math.isfinite(spec.lr) and spec.lr > NUMBER_EXCLUSIVE_MINIMUMS["lr"]):
         problems.append(f"lr: {spec.lr} is not allowed; use a positive number such as 0.0003")
     if spec.pretrained and any(ch in spec.pretrained for ch in "\n\r"):
         problems.append(f"pretrained: {spec.pretrained!r} contains a line break; give a file path")
@@ -518,8 +621,9 @@ def container_problems(spec: JobSpec) -> list[str]:
         )
     for key in ("sched_port", "rdzv_port"):
         port = getattr(spec, key)
-        if not 1024 <= port <= 65535:
-            problems.append(f"{key}: {port} is not allowed; use a port from 1024 to 65535")
+        low, high = INT_RANGES[key]
+        if not low <= port <= high:
+            problems.append(f"{key}: {port} is not allowed; use a port from {low} to {high}")
     if spec.sched_port == spec.rdzv_port:
         problems.append(f"rdzv_port: {spec.rdzv_port} is also sched_port; use two different ports")
     for key in spec.env:
@@ -574,7 +678,7 @@ def k8s_version_problems(version: str) -> list[str]:
 
 
 def _is_subdomain(value: str) -> bool:
-    return bool(_DNS1123_SUBDOMAIN.fullmatch(value)) and len(value) <= 253
+    return bool(_DNS1123_SUBDOMAIN.fullmatch(value)) and len(value) <= c.MAX_SUBDOMAIN_LENGTH
 
 
 def _is_qualified_name(key: str) -> bool:
