@@ -35,14 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vitjob import constants as c
-from vitjob.backends.kubernetes import (
-    VC_GROUP,
-    VC_JOBS,
-    VC_VERSION,
-    KubernetesBackend,
-    Op,
-    _StreamHolder,
-)
+from vitjob.backends.kubernetes import KubernetesBackend
 from vitjob.backends.kubernetes_pipeline import (
     KubernetesPipelineStore,
     record_from_configmap,
@@ -55,6 +48,9 @@ from vitjob.errors import (
     UsageError,
     VitjobError,
 )
+from vitjob.kube.errors import Op
+from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION
+from vitjob.kube.watch import StreamHolder, list_watch
 from vitjob.pipeline import (
     Observed,
     PipelineRecord,
@@ -538,7 +534,7 @@ class _Session:
     """One period of leadership: its stop signal, watch streams and what has been listed."""
 
     stop: threading.Event = field(default_factory=threading.Event)
-    holders: dict[str, _StreamHolder] = field(default_factory=dict)
+    holders: dict[str, StreamHolder] = field(default_factory=dict)
     synced: set[str] = field(default_factory=set)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -640,7 +636,7 @@ class Controller:
         self.stats.leader_sessions += 1
         session = _Session()
         for kind in ("jobs", "pipelines"):
-            session.holders[kind] = _StreamHolder()
+            session.holders[kind] = StreamHolder()
             t = threading.Thread(target=self._watch, args=(kind, session), daemon=True, name=f"watch-{kind}")
             session.threads.append(t)
             t.start()
@@ -710,8 +706,16 @@ class Controller:
             else:
                 fn, args = api.core.list_namespaced_config_map, (ns,)
             selector = PIPELINE_SELECTOR
-        return self.backend._list_watch(
-            op, fn, args, session.stop, session.holders[kind], label_selector=selector
+        return list_watch(
+            api,
+            op,
+            fn,
+            args,
+            session.stop,
+            session.holders[kind],
+            watch_timeout_s=self.backend.follow_opts.watch_timeout_s,
+            pause_s=min(1.0, self.backend.poll_s),
+            label_selector=selector,
         )
 
     def _on_event(self, kind: str, event: str, obj: Any, session: _Session) -> None:

@@ -5,7 +5,8 @@ its data holds each stage's rendered objects, its annotations the recorded progr
 an ownerReference to it (no ``blockOwnerDeletion``, which would need extra RBAC), so deleting the
 ConfigMap garbage-collects them; nothing owns the ConfigMap.
 
-Every request goes through ``KubernetesBackend``'s client (``_Api.call``: one error mapping, retries);
+Every request goes through ``KubernetesBackend``'s client (``vitjob.kube.client.Api.call``: one error
+mapping, retries);
 this module adds no client layer of its own.
 """
 
@@ -18,21 +19,15 @@ from typing import Any
 
 from vitjob import constants as c
 from vitjob.backends.base import JobStatus
-from vitjob.backends.kubernetes import (
-    VC_GROUP,
-    VC_JOBS,
-    VC_VERSION,
-    KubernetesBackend,
-    Op,
-    _kind_info,
-    _phase,
-)
+from vitjob.backends.kubernetes import KubernetesBackend, job_phase
 from vitjob.errors import (
     ConflictError,
     JobNotFoundError,
     PipelineNotFoundError,
     ResourceNotFoundError,
 )
+from vitjob.kube.errors import Op
+from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION, kind_info
 from vitjob.pipeline import (
     PipelineDefinition,
     PipelinePhase,
@@ -87,7 +82,7 @@ def stage_job_from_object(job: dict[str, Any]) -> StageJob:
     reason = ": ".join(x for x in (state.get("reason"), state.get("message")) if x)
     return StageJob(
         name=meta["name"],
-        phase=_phase(job),
+        phase=job_phase(job),
         part_of=(meta.get("labels") or {}).get(c.LABEL_PART_OF, ""),
         reason=reason,
     )
@@ -186,8 +181,8 @@ class KubernetesPipelineStore:
         for stage in record.stages:
             job = self._read_job(record.job_names[stage], record.namespace)
             if job is not None:
-                self.backend._delete_job(job, record.namespace)
-                self.backend._wait_gone(record.job_names[stage], record.namespace)
+                self.backend.delete_job(job, record.namespace)
+                self.backend.wait_gone(record.job_names[stage], record.namespace)
         self._delete_configmap(record)
 
     def _delete_configmap(self, record: PipelineRecord) -> None:
@@ -244,11 +239,9 @@ class KubernetesPipelineStore:
         created_job = None
         for obj in pipeline.stage_objects(stage):
             obj = self._owned(obj, pipeline)
-            group, plural, _ = _kind_info(obj)
-            create = self.backend._crud(obj)[0]
-            op = Op("create", plural, group, pipeline.namespace, obj["metadata"]["name"])
+            group, plural, _ = kind_info(obj)
             try:
-                result = self.backend.api.call(op, create, obj)
+                result = self.backend.create_object(obj)
             except ConflictError:
                 log.debug("%s %s exists already; counts as created", obj["kind"], obj["metadata"]["name"])
                 continue

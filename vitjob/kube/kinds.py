@@ -1,0 +1,147 @@
+"""What vitjob knows about Kubernetes and Volcano objects: API coordinates and labels, the table of kinds
+it creates (``kind_info``; ``object_calls`` gives the create/replace/read/delete request of one object),
+the Volcano Job's phase text, accessors of a pod's rank and main container, and resource quantities.
+
+Objects are plain dicts (parsed JSON), as ``vitjob.kube.client.Api.call`` returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from vitjob.constants import (
+    VOLCANO_CRD_NAME,
+    VOLCANO_GROUP,
+    VOLCANO_JOB_NAME_LABEL,
+    VOLCANO_PLURAL,
+    VOLCANO_TASK_INDEX_LABEL,
+    VOLCANO_VERSION,
+)
+from vitjob.errors import BackendError
+
+if TYPE_CHECKING:
+    from vitjob.kube.client import Api
+
+# Volcano API coordinates (vitjob.constants owns the literals)
+VC_GROUP, VC_VERSION, VC_JOBS = VOLCANO_GROUP, VOLCANO_VERSION, VOLCANO_PLURAL
+VC_API_VERSION = f"{VC_GROUP}/{VC_VERSION}"
+VC_JOB_CRD = VOLCANO_CRD_NAME
+BUS_GROUP, BUS_VERSION, BUS_COMMANDS = "bus.volcano.sh", "v1alpha1", "commands"
+SCHED_GROUP, SCHED_VERSION, SCHED_PODGROUPS, SCHED_QUEUES = (
+    "scheduling.volcano.sh", "v1beta1", "podgroups", "queues"
+)
+# Labels Volcano's job controller puts on the pods it creates
+POD_JOB_LABEL = VOLCANO_JOB_NAME_LABEL
+POD_TASK_LABEL = "volcano.sh/task-spec"
+POD_INDEX_LABEL = VOLCANO_TASK_INDEX_LABEL
+FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
+# Volcano Job phases after which nothing runs any more (status.state.phase)
+TERMINAL_JOB_PHASES = frozenset({"Completed", "Aborted", "Terminated", "Failed"})
+
+# Core kinds vitjob creates beside a Job: kind → CoreV1Api method suffix
+CORE_KINDS = {
+    "ConfigMap": "config_map",
+    "Secret": "secret",
+    "Service": "service",
+    "ServiceAccount": "service_account",
+    "PersistentVolumeClaim": "persistent_volume_claim",
+}
+# Custom kinds: (group, kind) → plural
+CUSTOM_PLURALS = {(VC_GROUP, "Job"): VC_JOBS, (SCHED_GROUP, "PodGroup"): SCHED_PODGROUPS}
+
+
+class KindInfo(NamedTuple):
+    group: str
+    plural: str
+    namespaced: bool
+
+
+class ObjectCalls(NamedTuple):
+    """The requests for one object, ready for ``Api.call(op, fn, …)``: ``create(body)``,
+    ``replace(body)``, ``read()``, ``delete(body=DeleteOptions)``."""
+
+    create: Callable[..., Any]
+    replace: Callable[..., Any]
+    read: Callable[..., Any]
+    delete: Callable[..., Any]
+
+
+def kind_info(obj: dict) -> KindInfo:
+    """(group, plural, namespaced) of an object vitjob knows how to create; ``BackendError`` otherwise."""
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    if not group and kind in CORE_KINDS:
+        return KindInfo("", CORE_KINDS[kind].replace("_", "") + "s", True)
+    if (group, kind) in CUSTOM_PLURALS:
+        return KindInfo(group, CUSTOM_PLURALS[(group, kind)], True)
+    known = ", ".join([*CORE_KINDS, "Volcano Job", "PodGroup"])
+    raise BackendError(f"cannot submit a {api_version} {kind}: vitjob creates only {known}")
+
+
+def is_volcano_job(obj: dict) -> bool:
+    return obj.get("kind") == "Job" and obj.get("apiVersion") == VC_API_VERSION
+
+
+def object_calls(api: Api, obj: dict) -> ObjectCalls:
+    """The create/replace/read/delete requests of ``obj`` (its ``metadata.namespace`` must be set)."""
+    group, plural, _ = kind_info(obj)
+    ns, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    if not group:
+        suffix = CORE_KINDS[obj["kind"]]
+        core = api.core
+        return ObjectCalls(
+            lambda body, **kw: getattr(core, f"create_namespaced_{suffix}")(ns, body, **kw),
+            lambda body, **kw: getattr(core, f"replace_namespaced_{suffix}")(name, ns, body, **kw),
+            lambda **kw: getattr(core, f"read_namespaced_{suffix}")(name, ns, **kw),
+            lambda **kw: getattr(core, f"delete_namespaced_{suffix}")(name, ns, **kw),
+        )
+    version = obj["apiVersion"].split("/", 1)[1]
+    custom = api.custom
+    return ObjectCalls(
+        lambda body, **kw: custom.create_namespaced_custom_object(group, version, ns, plural, body, **kw),
+        lambda body, **kw: custom.replace_namespaced_custom_object(
+            group, version, ns, plural, name, body, **kw
+        ),
+        lambda **kw: custom.get_namespaced_custom_object(group, version, ns, plural, name, **kw),
+        lambda **kw: custom.delete_namespaced_custom_object(group, version, ns, plural, name, **kw),
+    )
+
+
+# ---------------------------------------------------------------------------------- Volcano Jobs
+def volcano_phase(job: dict) -> str:
+    """The Job's ``status.state.phase`` (``Pending`` before the Volcano controller wrote one)."""
+    return ((job.get("status") or {}).get("state") or {}).get("phase") or "Pending"
+
+
+# -------------------------------------------------------------------------------------------- pods
+def pod_rank(pod: dict) -> int | None:
+    """The pod's index in its task (``volcano.sh/task-index``), None without one."""
+    value = (pod["metadata"].get("labels") or {}).get(POD_INDEX_LABEL)
+    return int(value) if value and value.isdigit() else None
+
+
+def container_status(pod: dict) -> dict:
+    """The status of the pod's first (main) container; ``{}`` before the kubelet reported one."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    main = pod["spec"]["containers"][0]["name"]
+    return next((c for c in statuses if c.get("name") == main), {})
+
+
+def container_started(pod: dict) -> bool:
+    """The main container runs or ran (its logs may be read)."""
+    cs = container_status(pod)
+    state = cs.get("state") or {}
+    return "running" in state or "terminated" in state or int(cs.get("restartCount") or 0) > 0
+
+
+# -------------------------------------------------------------------------------------- quantities
+def quantity(text: str | int | float) -> float:
+    """A Kubernetes resource quantity (``"500m"``, ``"4Gi"``, ``"1e3"``, ``8``) as a number; 0.0 when it
+    is not one (``kubernetes.utils.parse_quantity`` does the parsing)."""
+    from kubernetes.utils import parse_quantity
+
+    try:
+        return float(parse_quantity(text))
+    except (ValueError, TypeError, ArithmeticError):
+        return 0.0
