@@ -5,7 +5,8 @@ package data ``vitjob/manifests``) are the single source of every object vitjob 
 computes the values they place (names, labels, env, resources, volumes) and nothing else.
 
 Injection safety: the environment uses ``StrictUndefined`` and a ``finalize`` hook that refuses any
-``{{ … }}`` output not produced by the ``q`` (YAML double-quoted string) or ``num`` (integer)
+``{{ … }}`` output not produced by the ``q`` (YAML double-quoted string), ``num`` (integer) or
+``block`` (a nested mapping or list whose strings go through ``q`` and integers through ``num``)
 filters, so a user string can only reach the YAML as one escaped scalar: parsing gives back exactly
 the string, never an extra field.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -76,6 +79,97 @@ def yaml_int(value: Any) -> YamlScalar:
     return YamlScalar(str(value))
 
 
+def yaml_value(value: Any) -> YamlScalar:
+    """Any JSON-like value (mapping, list, string, number, bool, null) as one line of YAML flow style,
+    strings quoted by ``yaml_quote``; floats always read back as floats (``1e-05`` → ``1.0e-05``)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    if value is None:
+        return YamlScalar("null")
+    if isinstance(value, bool):
+        return YamlScalar("true" if value else "false")
+    if isinstance(value, int):
+        return YamlScalar(str(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RenderError(f"template bug: the value filter got {value!r}, which JSON lacks")
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"  # YAML 1.1 (PyYAML) reads 1e-05 as a string
+        return YamlScalar(text)
+    if isinstance(value, str):
+        return yaml_quote(value)
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{yaml_quote(str(k))}: {yaml_value(v)}" for k, v in value.items())
+        return YamlScalar("{" + items + "}")
+    if isinstance(value, list | tuple):
+        return YamlScalar("[" + ", ".join(yaml_value(v) for v in value) + "]")
+    raise RenderError(f"template bug: the value filter got {type(value).__name__} {value!r}")
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Plain words YAML 1.1 or 1.2 read as booleans or null: such keys are quoted.
+_YAML_WORDS = frozenset({"y", "yes", "n", "no", "on", "off", "true", "false", "null"})
+
+
+def yaml_block(value: Any, indent: int) -> YamlScalar:
+    """A mapping or list as block YAML, every line indented by ``indent``: strings go through
+    ``yaml_quote``, integers through ``yaml_int``; booleans and null are YAML's words. Keys stay plain
+    when they are identifiers YAML cannot misread, and are quoted otherwise. Floats are refused (YAML
+    1.1 reads ``1e-05`` as a string)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    if not isinstance(value, dict | list) or not value:
+        raise RenderError(f"template bug: the block filter got {type(value).__name__} {value!r}")
+    return YamlScalar("\n".join(_block_lines(value, indent)))
+
+
+def _block_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise RenderError(f"template bug: the block filter got the key {key!r}, not a string")
+    if _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS:
+        return key
+    return yaml_quote(key)
+
+
+def _block_flow(value: Any) -> str:
+    if isinstance(value, dict | list):
+        if value:
+            raise RenderError("template bug: a non-empty collection in flow position")
+        return "{}" if isinstance(value, dict) else "[]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return yaml_int(value)
+    if isinstance(value, str):
+        return yaml_quote(value)
+    raise RenderError(f"template bug: the block filter cannot write {type(value).__name__} {value!r}")
+
+
+def _block_lines(value: dict[str, Any] | list[Any], indent: int) -> list[str]:
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{_block_key(key)}:")
+                lines.extend(_block_lines(item, indent + 2))
+            else:
+                lines.append(f"{pad}{_block_key(key)}: {_block_flow(item)}")
+        return lines
+    for item in value:
+        if isinstance(item, dict | list) and item:
+            nested = _block_lines(item, indent + 2)
+            lines.append(f"{pad}- {nested[0][indent + 2:]}")
+            lines.extend(nested[1:])
+        else:
+            lines.append(f"{pad}- {_block_flow(item)}")
+    return lines
+
+
 def _finalize(value: Any) -> Any:
     if isinstance(value, YamlScalar):
         return value
@@ -98,6 +192,8 @@ def template_environment() -> jinja2.Environment:
     )
     env.filters["q"] = yaml_quote
     env.filters["num"] = yaml_int
+    env.filters["block"] = yaml_block
+    env.filters["value"] = yaml_value
     return env
 
 
@@ -301,7 +397,8 @@ def object_file_name(obj: dict[str, Any]) -> str:
 
 
 # --- pipelines and their controller -----------------------------------------------------------
-PIPELINE_TEMPLATE = "pipeline-configmap.yaml.j2"
+VITJOB_TEMPLATE = "vitjob.yaml.j2"
+EVENT_TEMPLATE = "event.yaml.j2"
 # The controller's objects in creation order (`vitjob controller --render`).
 CONTROLLER_TEMPLATES: tuple[str, ...] = (
     "controller-serviceaccount.yaml.j2",
@@ -311,18 +408,19 @@ CONTROLLER_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def render_pipeline_configmap(
+def render_vitjob(
     *,
     name: str,
     namespace: str,
     part_of: str,
-    stages: list[tuple[str, str]],
-    phase: str,
+    spec: Mapping[str, Any],
+    submitting: bool = False,
 ) -> dict[str, Any]:
-    """The ConfigMap recording a pipeline: ``stages`` is ``[(stage, manifest YAML), …]`` in order."""
-    import json
-
+    """The VitJob of a run: ``spec`` is its spec values (``vitjob.pipeline.resource_spec``);
+    ``submitting`` marks it as having its first stage created by ``vitjob submit``."""
     context = {
+        "api_version": c.VITJOB_API_VERSION,
+        "kind": c.VITJOB_KIND,
         "name": name,
         "namespace": namespace,
         "labels": {
@@ -332,14 +430,36 @@ def render_pipeline_configmap(
             c.LABEL_MANAGED_BY: c.APP_NAME,
             c.LABEL_PART_OF: part_of,
         },
-        "annotations": {c.ANNOTATION_PIPELINE_PHASE: phase},
-        "data": {
-            c.PIPELINE_STAGES_KEY: json.dumps([stage for stage, _ in stages]),
-            c.PIPELINE_PART_OF_KEY: part_of,
-            **{stage + c.PIPELINE_STAGE_KEY_SUFFIX: text for stage, text in stages},
-        },
+        "annotations": {c.ANNOTATION_SUBMITTING: "true"} if submitting else {},
+        "spec": dict(spec),
     }
-    (obj,) = [parse_document(text) for text in _render_templates((PIPELINE_TEMPLATE,), context)]
+    (obj,) = [parse_document(text) for text in _render_templates((VITJOB_TEMPLATE,), context)]
+    return obj
+
+
+def render_event(
+    *,
+    namespace: str,
+    involved: Mapping[str, str],
+    kind: str,
+    reason: str,
+    message: str,
+    component: str,
+    now: str,
+) -> dict[str, Any]:
+    """A core/v1 Event about ``involved`` (apiVersion, kind, name, namespace, uid); ``kind`` is
+    Normal or Warning; the message is cut to the API server's 1 kB limit."""
+    context = {
+        "generate_name": f"{involved['name']}.",
+        "namespace": namespace,
+        "involved": dict(involved),
+        "type": kind,
+        "reason": reason,
+        "message": message if len(message) <= 1024 else message[:1021] + "...",
+        "component": component,
+        "now": now,
+    }
+    (obj,) = [parse_document(text) for text in _render_templates((EVENT_TEMPLATE,), context)]
     return obj
 
 
@@ -383,6 +503,34 @@ def build_controller_context(
 def render_controller_documents(**options: Any) -> list[str]:
     """The YAML text of the controller's objects (``build_controller_context`` options)."""
     return _render_templates(CONTROLLER_TEMPLATES, build_controller_context(**options))
+
+
+# --- the VitJob custom resource definition -----------------------------------------------------
+CRD_TEMPLATE = "vitjob-crd.yaml.j2"
+
+
+def build_crd_context() -> dict[str, Any]:
+    """Values of the CRD template; the schema and printer columns come from ``vitjob.schema``."""
+    from vitjob import schema
+
+    return {
+        "crd_name": c.VITJOB_CRD_NAME,
+        "labels": {c.LABEL_NAME: c.APP_NAME, c.LABEL_MANAGED_BY: c.APP_NAME},
+        "group": c.VITJOB_GROUP,
+        "version": c.VITJOB_VERSION,
+        "kind": c.VITJOB_KIND,
+        "list_kind": c.VITJOB_KIND + "List",
+        "plural": c.VITJOB_PLURAL,
+        "singular": c.VITJOB_SINGULAR,
+        "short_names": list(c.VITJOB_SHORT_NAMES),
+        "printer_columns": list(schema.PRINTER_COLUMNS),
+        "schema": schema.crd_schema(),
+    }
+
+
+def render_crd() -> str:
+    """The VitJob CRD as YAML (``---`` first): ``charts/vitjob/crds/vitjob.io_vitjobs.yaml``."""
+    return "".join(f"---\n{d}" for d in _render_templates((CRD_TEMPLATE,), build_crd_context()))
 
 
 def _render_templates(names: tuple[str, ...], context: dict[str, Any]) -> list[str]:
