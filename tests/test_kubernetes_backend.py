@@ -169,6 +169,27 @@ def test_status_of_failed_job_with_crashlooping_pod(fake, backend):
     assert fake.requests_matching("GET", "crash-worker-0/log$")[-1].query["previous"] == "true"
 
 
+def test_quantities_as_the_api_server_writes_them():
+    from vitjob.kube.kinds import quantity
+
+    texts = ("500m", "4Gi", "1e3", "0.5", "8", 8, "1Ti", "1.2.3", "")
+    assert [quantity(q) for q in texts] == [0.5, 4 * 2**30, 1000.0, 0.5, 8.0, 8.0, 2**40, 0.0, 0.0]
+
+
+def test_public_object_operations(fake, backend):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "obj"}, "data": {"k": "v"}}
+    assert backend.create_object(cm)["metadata"]["namespace"] == "default"  # the backend's namespace
+    assert "namespace" not in cm["metadata"]  # the caller's object is left as it was
+    with pytest.raises(ConflictError, match=r"cannot create configmaps 'obj' in namespace 'default': it alr"):
+        backend.create_object(cm)
+    backend.create_object(volcano_job("obj"))
+    job = backend.get_job_or_none("default", "obj")
+    assert job is not None and kube.job_phase(job) == JobPhase.PENDING
+    backend.delete_job(job, "default")
+    backend.wait_gone("obj", "default")
+    assert backend.get_job_or_none("default", "obj") is None
+
+
 def test_get_backend_selection(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
