@@ -206,7 +206,9 @@ def test_status_has_phase_stages_and_conditions() -> None:
     assert stage["state"]["enum"] == ["Created", "Completed", "Failed"]
     assert stage["startTime"]["format"] == "date-time"
     condition = status["conditions"]["items"]["properties"]
-    assert set(condition) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+    assert set(condition) == {
+        "type", "status", "reason", "message", "lastTransitionTime", "observedGeneration",
+    }
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
 
 
@@ -249,17 +251,20 @@ OPTIONS = {
 EDGES = [
     {"name": "g", "hw": "gpu", "cards": 16, "gpus_per_pod": 4, "image": "registry.example.com:5000/ml/x:dev",
      "cpu": "24", "memory": "200Gi", "image_pull_policy": "Always", "output_pvc": "results.fast"},
-    {"name": "c", "hw": "cpu", "cards": 4, "cards_per_pod": 2, "pipeline": "shared", "ttl_seconds_after_finished":
-     None, "max_retry": 1, "lr": 1e-05, "sched_port": 1024, "rdzv_port": 65535, "cpu": "500m"},
+    {"name": "c", "hw": "cpu", "cards": 4, "cards_per_pod": 2, "pipeline": "shared",
+     "ttl_seconds_after_finished": None, "max_retry": 1, "lr": 1e-05, "sched_port": 1024, "rdzv_port": 65535,
+     "cpu": "500m"},
     {"name": "e", "hw": "ascend", "cards": 8, "stage": "infer310", "ttl_seconds_after_finished": 0,
-     "node_selector": {"accelerator": None}, "tolerations": [{"operator": "Exists"}, {"key": "a", "effect": ""}],
+     "node_selector": {"accelerator": None},
+     "tolerations": [{"operator": "Exists"}, {"key": "a", "effect": ""}],
      "gpus_per_pod": 64, "preset": "vit-tiny", "k8s_version": "v1.30.2", "queue": "", "epochs": 1,
      "batch_size": 2147483647},
 ]
 VALUES_FILES = [
     "hw: gpu\ncards: 8\nqueue: from-file\nenv: {A: '1'}\n",  # tests/test_render.py's values file
     "hw: cpu\nlr: 1e-4\nepochs: 2\n",  # YAML 1.1 reads 1e-4 as a string; the spec reads it as a number
-    "hw: ascend\ncards: 16\ntolerations:\n  - {key: huawei.com/Ascend910, operator: Exists, effect: NoSchedule}\n"
+    "hw: ascend\ncards: 16\ntolerations:\n"
+    "  - {key: huawei.com/Ascend910, operator: Exists, effect: NoSchedule}\n"
     "labels: {team: vision}\nextra_args: ['--save-every', '100']\n",
 ]
 
@@ -342,8 +347,9 @@ def test_values_the_spec_refuses_are_refused_by_both_schemas(key: str, value: An
     with pytest.raises(SpecError):
         JobSpec(**{**base, key: value})
     doc = spec_dict(JobSpec(**base))
-    assert list(crd_spec_validator().iter_errors({**doc, key: value})), f"the CRD accepts {key}={value!r}"
-    assert list(values_validator().iter_errors({**doc, key: value})), f"the values schema accepts {key}={value!r}"
+    bad = {**doc, key: value}
+    assert list(crd_spec_validator().iter_errors(bad)), f"the CRD accepts {key}={value!r}"
+    assert list(values_validator().iter_errors(bad)), f"values.schema.json accepts {key}={value!r}"
 
 
 def test_then_accepts_later_stages_once_each() -> None:
@@ -375,7 +381,8 @@ def test_controller_values_are_the_render_options_and_their_defaults() -> None:
 
 # --- the block filter that places the schema ------------------------------------------------------
 def test_block_filter_round_trips_and_quotes_every_string() -> None:
-    data = {"a": ["x", {"b": 1, "c": True, "d": None, "e": [], "f": {}}], "on": "y", "k:v": "line\nbreak \"q\""}
+    data = {"a": ["x", {"b": 1, "c": True, "d": None, "e": [], "f": {}}], "on": "y",
+            "k:v": "line\nbreak \"q\""}
     text = template_environment().from_string("root:\n{{ data | block(2) }}\n").render(data=data)
     assert yaml.safe_load(text) == {"root": data}
     assert '"on": "y"' in text and '"k:v": "line\\u000abreak \\"q\\""' in text
