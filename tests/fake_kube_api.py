@@ -61,6 +61,7 @@ import yaml
 TOKEN = "fake-token"
 USER = "system:serviceaccount:ci:vitjob-tests"
 VOLCANO_JOB_CRD = "jobs.batch.volcano.sh"
+VITJOB_CRD = "vitjobs.vitjob.io"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Resource:
     kind: str
     namespaced: bool
     crd: str | None = None  # served only while this CRD is installed
+    status_subresource: bool = False  # status changes only through .../status; spec only without
 
     @property
     def api_version(self) -> str:
@@ -92,6 +94,7 @@ RESOURCES = [
     Resource("bus.volcano.sh", "v1alpha1", "commands", "Command", True, VOLCANO_JOB_CRD),
     Resource("scheduling.volcano.sh", "v1beta1", "podgroups", "PodGroup", True, VOLCANO_JOB_CRD),
     Resource("scheduling.volcano.sh", "v1beta1", "queues", "Queue", False, VOLCANO_JOB_CRD),
+    Resource("vitjob.io", "v1alpha1", "vitjobs", "VitJob", True, VITJOB_CRD, status_subresource=True),
 ]
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 
@@ -973,7 +976,7 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 obj = api.delete(res.group, res.plural, name, ns or "")
                 return self._send_json(200, obj)
             if req.method in ("PATCH", "PUT") and name:
-                return self._modify(res, ns or "", name, req)
+                return self._modify(res, ns or "", name, req, sub)
             raise ApiError(405, "MethodNotAllowed", f"{req.method} is not supported on {req.path}")
 
         def _create(self, res: Resource, ns: str | None, body: Any) -> None:
@@ -990,13 +993,15 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 validator = api.validators.get("batch.volcano.sh/jobs")
                 if validator:
                     validator.check(body, res.version)
+            if res.status_subresource:
+                body.pop("status", None)  # the API server ignores status on create
             if ns and api.get("", "namespaces", ns) is None and res.plural != "namespaces":
                 raise ApiError(
                     404, "NotFound", f'namespaces "{ns}" not found', {"name": ns, "kind": "namespaces"}
                 )
             self._send_json(201, api.create(res.group, res.plural, body, ns))
 
-        def _modify(self, res: Resource, ns: str, name: str, req: RecordedRequest) -> None:
+        def _modify(self, res: Resource, ns: str, name: str, req: RecordedRequest, sub: str | None) -> None:
             if api.get(res.group, res.plural, name, ns) is None:
                 raise ApiError(
                     404,
@@ -1032,6 +1037,14 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                     new = _merge_patch(obj, req.body)
                 for key in ("uid", "creationTimestamp", "namespace", "name"):
                     new["metadata"][key] = obj["metadata"][key]
+                if res.status_subresource:  # .../status writes only status; the object, all but it
+                    if sub == "status":
+                        new = {**copy.deepcopy(obj), "status": new.get("status")}
+                    else:
+                        new["status"] = copy.deepcopy(obj.get("status"))
+                        if new.get("spec") != obj.get("spec"):
+                            new["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+                    new = {k: v for k, v in new.items() if v is not None}
                 obj.clear()
                 obj.update(new)
 

@@ -1,8 +1,8 @@
 """Helpers shared by the tests that run vitjob against the FAKE Kubernetes API (fake_kube_api.py).
 
 ``fake_cluster`` starts the fake with Volcano's CRDs (skipping the test, with the reason, when the
-CRD folder is absent), a Open ``default`` queue and two 8-NPU nodes; ``volcano_job`` builds a
-minimal valid Volcano Job the way ``vitjob render`` would label it.
+CRD folder is absent) and the chart's VitJob CRD, an Open ``default`` queue and two 8-NPU nodes;
+``volcano_job`` builds a minimal valid Volcano Job the way ``vitjob render`` would label it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fake_kube_api import FakeKubeAPI
 import vitjob.backends.kubernetes as kube
 
 _SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
+VITJOB_CRD_FILE = Path(__file__).resolve().parents[1] / "charts/vitjob/crds/vitjob.io_vitjobs.yaml"
 
 
 def crd_dir() -> Path:
@@ -40,6 +41,7 @@ def fake_cluster(
         )
     fake = FakeKubeAPI(crds, volcano_installed=volcano_installed).start()
     try:
+        fake.install_crd(vitjob_crd())
         if volcano_installed:
             fake.add_queue("default")
         for i in range(nodes):
@@ -136,33 +138,41 @@ def pipeline_definition(name: str, then: tuple[str, ...] = ("eval", "export", "i
 
 
 def seed_pipeline(fake: FakeKubeAPI, definition: Any, namespace: str = "default") -> dict[str, Any]:
-    """Put a pipeline on the fake cluster the way ``submit --then`` does (ConfigMap Pending, the first
-    stage's job owned by it, then Running with that stage Created), without the client round trips:
-    for tests of many pipelines."""
+    """Put a pipeline on the fake cluster the way ``submit --then`` does (the VitJob, the first stage's
+    job owned by it, then Running with that stage Created), without the client round trips: for
+    tests of many pipelines."""
     import yaml
 
-    from vitjob.pipeline import configmap_name
-    from vitjob.render import render_pipeline_configmap
+    from vitjob.render import render_vitjob
 
-    cm = render_pipeline_configmap(
-        name=configmap_name(definition.name),
+    vitjob = render_vitjob(
+        name=definition.name,
         namespace=namespace,
         part_of=definition.part_of,
-        stages=[(s.stage, s.manifest) for s in definition.stages],
-        phase="Pending",
+        spec=definition.spec,
+        submitting=True,
     )
     first = definition.stages[0]
-    created = fake.create("", "configmaps", cm, namespace)
-    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": cm["metadata"]["name"],
-             "uid": created["metadata"]["uid"]}
+    created = fake.create("vitjob.io", "vitjobs", vitjob, namespace)
+    owner = {"apiVersion": "vitjob.io/v1alpha1", "kind": "VitJob", "name": definition.name,
+             "uid": created["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
     for obj in yaml.safe_load_all(first.manifest):
         obj["metadata"]["namespace"] = namespace
         obj["metadata"]["ownerReferences"] = [owner]
         fake.create("batch.volcano.sh", "jobs", obj, namespace)
 
     def started(obj: dict[str, Any]) -> None:  # in this order, as submit does: see create_pipeline
-        obj["metadata"]["annotations"].update(
-            {"vitjob.io/pipeline-phase": "Running", "vitjob.io/stage." + first.stage: "Created"}
-        )
+        obj["status"] = {
+            "phase": "Running",
+            "stage": first.stage,
+            "stages": [{"name": first.stage, "job": first.job_name, "state": "Created"}],
+        }
 
-    return fake.update("", "configmaps", cm["metadata"]["name"], namespace, started)
+    return fake.update("vitjob.io", "vitjobs", definition.name, namespace, started)
+
+
+def vitjob_crd() -> dict[str, Any]:
+    """The VitJob CRD as the chart ships it (``charts/vitjob/crds``)."""
+    import yaml
+
+    return yaml.safe_load(VITJOB_CRD_FILE.read_text())

@@ -78,8 +78,12 @@ def job(fake, name: str) -> dict | None:
     return fake.get("batch.volcano.sh", "jobs", name, "default")
 
 
-def annotations(fake, pipeline: str = "vit") -> dict[str, str]:
-    return fake.get("", "configmaps", f"{pipeline}-pipeline", "default")["metadata"]["annotations"]
+def status(fake, pipeline: str = "vit") -> dict:
+    return fake.get("vitjob.io", "vitjobs", pipeline, "default").get("status") or {}
+
+
+def states(fake, pipeline: str = "vit") -> dict[str, str]:
+    return {e["name"]: e.get("state") for e in status(fake, pipeline).get("stages", [])}
 
 
 def creates(fake, name: str, agent: str | None = None) -> int:
@@ -92,7 +96,7 @@ def creates(fake, name: str, agent: str | None = None) -> int:
 
 def wait_recorded(fake, stage: str, state: str, pipeline: str = "vit", timeout: float = 15) -> None:
     fake.wait_for(
-        lambda: annotations(fake, pipeline).get(f"vitjob.io/stage.{stage}") == state,
+        lambda: states(fake, pipeline).get(stage) == state,
         timeout=timeout,
         what=f"{pipeline}: stage {stage} recorded {state}",
     )
@@ -110,17 +114,19 @@ def test_stage_transitions_one_create_and_one_record_per_step(fake, controllers)
     for stage, nxt in itertools.pairwise(STAGES):
         complete(fake, f"vit-{stage}")
         wait_recorded(fake, nxt, "Created")
-        assert job(fake, f"vit-{nxt}")["metadata"]["ownerReferences"][0]["name"] == "vit-pipeline"
+        owner = job(fake, f"vit-{nxt}")["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("VitJob", "vit", True)
     complete(fake, "vit-infer310")
-    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Completed", what="Completed")
-    assert (
-        annotations(fake)["vitjob.io/pipeline-reason"]
-        == "all 4 stages completed (train, eval, export, infer310)"
-    )
+    fake.wait_for(lambda: status(fake)["phase"] == "Completed", what="Completed")
+    assert status(fake)["reason"] == "all 4 stages completed (train, eval, export, infer310)"
     assert [creates(fake, f"vit-{s}") for s in STAGES] == [0, 1, 1, 1]  # train: seeded, as submit does
-    patches = fake.requests_matching("PATCH", "/configmaps/vit-pipeline$")
-    assert len(patches) == 4  # (train done + eval created) … (infer310 done + Completed)
+    patches = fake.requests_matching("PATCH", "/vitjobs/vit/status$")
+    recorded = [{e["name"]: e.get("state") for e in p.body["status"]["stages"]} for p in patches]
+    steps = [b for a, b in itertools.pairwise([{"train": "Created"}, *recorded]) if a != b]
+    assert len(steps) == 4  # (train done + eval created) … (infer310 done + Completed); the other
+    # writes only follow a job's phase (Pending → Running), which the status shows too
     assert all(p.content_type == "application/merge-patch+json" for p in patches)
+    assert not fake.requests_matching("PATCH", "/vitjobs/vit$"), "the spec is never written"
     assert all(p.body["metadata"]["resourceVersion"] for p in patches), "writes must be conditional"
     assert not fake.requests_matching("DELETE") and not fake.requests_matching("PUT", "/jobs/")
     assert ctl.get("/healthz")[0] == 200
@@ -137,14 +143,14 @@ def test_a_failed_stage_stops_the_pipeline_with_its_reason(fake, controllers) ->
     fake.set_job_phase(
         "default", "vit-eval", "Failed", reason="PodFailed", message="pod vit-eval-worker-0 exit 2"
     )
-    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Failed", what="Failed")
-    reason = annotations(fake)["vitjob.io/pipeline-reason"]
+    fake.wait_for(lambda: status(fake)["phase"] == "Failed", what="Failed")
+    reason = status(fake)["reason"]
     assert reason.startswith(
         "stage eval failed: job vit-eval ended Failed (PodFailed: pod vit-eval-worker-0 exit 2)"
     )
     time.sleep(3 * FAST["resync_s"])  # resyncs pass: still nothing more is created
     assert creates(fake, "vit-export") == 0 and job(fake, "vit-export") is None
-    assert annotations(fake)["vitjob.io/stage.eval"] == "Failed"
+    assert states(fake)["eval"] == "Failed"
 
 
 def test_a_training_job_deleted_by_hand_is_reported_not_recreated(fake, controllers) -> None:
@@ -152,11 +158,8 @@ def test_a_training_job_deleted_by_hand_is_reported_not_recreated(fake, controll
     controllers.append(Running())
     fake.wait_for(lambda: len(fake.requests_matching("GET", JOBS + "$", verb="watch")) > 0, what="watching")
     fake.delete("batch.volcano.sh", "jobs", "vit-train", "default")
-    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Failed", what="Failed")
-    assert (
-        "job vit-train was deleted while the pipeline was running"
-        in annotations(fake)["vitjob.io/pipeline-reason"]
-    )
+    fake.wait_for(lambda: status(fake)["phase"] == "Failed", what="Failed")
+    assert "job vit-train was deleted while the pipeline was running" in status(fake)["reason"]
     # The cache said "gone"; the controller asked the API server before concluding so.
     assert fake.requests_matching("GET", JOBS + "/vit-train$")
     time.sleep(3 * FAST["resync_s"])
@@ -173,12 +176,12 @@ def test_killed_and_restarted_between_every_pair_of_steps_runs_each_stage_once(f
         complete(fake, f"vit-{stage}")  # the step happens while no controller runs
         if nxt == "eval":
             # Killed between creating the job and recording it: the record write keeps failing.
-            fake.fail("PATCH", "/configmaps/vit-pipeline$", 500, times=10_000)
+            fake.fail("PATCH", "/vitjobs/vit/status$", 500, times=10_000)
             ctl = Running()
             fake.wait_for(lambda: job(fake, "vit-eval") is not None, what="vit-eval created")
             ctl.stop()
             fake.failures.clear()
-            assert "vitjob.io/stage.eval" not in annotations(fake)
+            assert "eval" not in states(fake)
         ctl = Running()
         wait_recorded(fake, nxt, "Created")
         ctl.stop()
@@ -187,7 +190,7 @@ def test_killed_and_restarted_between_every_pair_of_steps_runs_each_stage_once(f
         idle.stop()
     complete(fake, "vit-infer310")
     ctl = Running()
-    fake.wait_for(lambda: annotations(fake)["vitjob.io/pipeline-phase"] == "Completed", what="Completed")
+    fake.wait_for(lambda: status(fake)["phase"] == "Completed", what="Completed")
     ctl.stop()
     assert [creates(fake, f"vit-{s}") for s in STAGES] == [0, 1, 1, 1]
     names = sorted(j["metadata"]["name"] for j in fake.list(fake._resource("batch.volcano.sh", "jobs"), None))
@@ -244,7 +247,7 @@ def test_two_hundred_pipelines_at_once_complete(fake, controllers) -> None:
     try:
         fake.wait_for(
             lambda: all(
-                annotations(fake, d.name)["vitjob.io/pipeline-phase"] == "Completed" for d in definitions
+                status(fake, d.name).get("phase") == "Completed" for d in definitions
             ),
             timeout=90,
             what="200 pipelines Completed",
@@ -269,9 +272,12 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
 
     assert main(["controller", "--render", "-n", "ml", "--replicas", "2"]) == 0
     objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert objects[0]["kind"] == "CustomResourceDefinition"  # first: `kubectl apply` needs it first
+    assert objects[0]["metadata"]["name"] == "vitjobs.vitjob.io"
     validate_objects(objects)  # kubernetes-validate schemas of the default Kubernetes version
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert kinds == {
+        ("CustomResourceDefinition", "vitjobs.vitjob.io"),
         ("ServiceAccount", "vitjob-controller"),
         ("Role", "vitjob-controller"),
         ("Role", "vitjob-controller-leader-election"),
@@ -288,8 +294,12 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         for r in rule["resources"]
     }
     assert rules == {
+        # the runs; their status only through the subresource; blockOwnerDeletion on stage jobs
+        ("vitjob-controller", "vitjob.io", "vitjobs", (), ("get", "list", "watch")),
+        ("vitjob-controller", "vitjob.io", "vitjobs/status", (), ("patch",)),
+        ("vitjob-controller", "vitjob.io", "vitjobs/finalizers", (), ("update",)),
         ("vitjob-controller", "batch.volcano.sh", "jobs", (), ("get", "list", "watch", "create")),
-        ("vitjob-controller", "", "configmaps", (), ("get", "list", "watch", "patch")),
+        ("vitjob-controller", "", "events", (), ("create",)),
         ("vitjob-controller-leader-election", "coordination.k8s.io", "leases", (), ("create",)),
         (
             "vitjob-controller-leader-election",
@@ -316,8 +326,10 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
     with pytest.raises(SystemExit):  # argparse: one or the other
         main(["controller", "--render", "-A", "-n", "ops"])
     capsys.readouterr()
-    assert main(["controller", "--render", "-A", "--lease-namespace", "ops", "--replicas", "1"]) == 0
+    render_all = ["controller", "--render", "-A", "--lease-namespace", "ops", "--replicas", "1", "--no-crd"]
+    assert main(render_all) == 0
     objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert "CustomResourceDefinition" not in {o["kind"] for o in objects}
     validate_objects(objects)
     assert {o["metadata"].get("namespace") for o in objects} == {"ops", None}  # cluster roles: none
     assert {o["kind"] for o in objects} >= {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}

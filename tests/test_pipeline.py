@@ -13,10 +13,10 @@ import pytest
 import yaml
 from kube_testing import fake_cluster, pipeline_definition, volcano_job
 
-from vitjob.backends import get_backend
-from vitjob.backends.base import JobPhase
+from vitjob.backends import get_backend, pipeline_store
 from vitjob.cli import main
 from vitjob.errors import ConflictError, PreflightError, UsageError
+from vitjob.jobstatus import JobPhase
 from vitjob.pipeline import (
     CreateStage,
     Observed,
@@ -28,7 +28,6 @@ from vitjob.pipeline import (
     StageState,
     UpdatePipeline,
     parse_then,
-    pipeline_store,
     reconcile,
     run_pipeline,
     step,
@@ -38,11 +37,17 @@ pytestmark = pytest.mark.timeout(120)
 
 STAGES = ("train", "eval", "export", "infer310")
 JOBS = "/apis/batch.volcano.sh/v1alpha1/namespaces/default/jobs"
-CM = "/api/v1/namespaces/default/configmaps/vit-pipeline"
+VITJOBS = "/apis/vitjob.io/v1alpha1/namespaces/default/vitjobs"
 C, D, F = StageState.CREATED, StageState.COMPLETED, StageState.FAILED
 
 
-def record(phase: PipelinePhase = PipelinePhase.RUNNING, **progress: StageState) -> PipelineRecord:
+def record(
+    phase: PipelinePhase = PipelinePhase.RUNNING,
+    *,
+    seen: dict[str, str] | None = None,
+    submitting: bool = False,
+    **progress: StageState,
+) -> PipelineRecord:
     return PipelineRecord(
         name="vit",
         namespace="ml",
@@ -51,6 +56,8 @@ def record(phase: PipelinePhase = PipelinePhase.RUNNING, **progress: StageState)
         job_names={s: f"vit-{s}" for s in STAGES},
         phase=phase,
         progress=progress,
+        job_phases=seen or {},
+        submitting=submitting,
     )
 
 
@@ -62,41 +69,62 @@ def jobs(**phases: str) -> dict[str, StageJob]:
 @pytest.mark.parametrize(
     ("case", "observed", "expected"),
     [
-        ("train running: nothing to do", Observed(record(train=C), jobs(train="Running")), []),
+        (
+            "train running, as recorded: nothing to do",
+            Observed(record(train=C, seen={"train": "Running"}), jobs(train="Running")),
+            [],
+        ),
+        (
+            "train started running: record its job's phase",
+            Observed(record(train=C, seen={"train": "Pending"}), jobs(train="Running")),
+            [UpdatePipeline({}, job_phases={"train": "Running"})],
+        ),
         (
             "train completed: create eval and record both in one write",
-            Observed(record(train=C), jobs(train="Completed")),
-            [CreateStage("eval", "vit-eval"), UpdatePipeline({"train": D, "eval": C})],
+            Observed(record(train=C, seen={"train": "Running"}), jobs(train="Completed")),
+            [
+                CreateStage("eval", "vit-eval"),
+                UpdatePipeline({"train": D, "eval": C}, job_phases={"train": "Completed"}),
+            ],
         ),
         (
             "eval exists but was not recorded (crash after create): adopt it, create nothing",
-            Observed(record(train=D), jobs(train="Completed", eval="Pending")),
-            [UpdatePipeline({"eval": C})],
+            Observed(record(train=D, seen={"train": "Completed"}), jobs(train="Completed", eval="Pending")),
+            [UpdatePipeline({"eval": C}, job_phases={"eval": "Pending"})],
         ),
         (
             "a completed stage's job may be gone (ttlSecondsAfterFinished)",
-            Observed(record(train=D, eval=C), jobs(eval="Running")),
+            Observed(record(train=D, eval=C, seen={"eval": "Running"}), jobs(eval="Running")),
             [],
         ),
         (
             "Pending (submit still creating train): wait",
-            Observed(record(PipelinePhase.PENDING), {}),
+            Observed(record(PipelinePhase.PENDING, submitting=True), {}),
             [],
         ),
         (
+            "Pending, created by kubectl or helm (nobody submits): create train",
+            Observed(record(PipelinePhase.PENDING), {}),
+            [CreateStage("train", "vit-train"), UpdatePipeline({"train": C}, PipelinePhase.RUNNING)],
+        ),
+        (
             "Pending but train exists (submit died before recording): adopt it",
-            Observed(record(PipelinePhase.PENDING), jobs(train="Pending")),
-            [UpdatePipeline({"train": C}, PipelinePhase.RUNNING)],
+            Observed(record(PipelinePhase.PENDING, submitting=True), jobs(train="Pending")),
+            [UpdatePipeline({"train": C}, PipelinePhase.RUNNING, job_phases={"train": "Pending"})],
         ),
         ("a finished pipeline is left alone", Observed(record(PipelinePhase.FAILED), {}), []),
         (
             "all stages completed",
-            Observed(record(train=D, eval=D, export=D, infer310=C), jobs(infer310="Completed")),
+            Observed(
+                record(train=D, eval=D, export=D, infer310=C, seen={"infer310": "Running"}),
+                jobs(infer310="Completed"),
+            ),
             [
                 UpdatePipeline(
                     {"infer310": D},
                     PipelinePhase.COMPLETED,
                     "all 4 stages completed (train, eval, export, infer310)",
+                    job_phases={"infer310": "Completed"},
                 )
             ],
         ),
@@ -168,42 +196,81 @@ def creates(fake, name: str) -> int:
     return sum(1 for r in fake.requests_matching("POST", JOBS + "$") if r.body["metadata"]["name"] == name)
 
 
-def annotations(fake) -> dict[str, str]:
-    return fake.get("", "configmaps", "vit-pipeline", "default")["metadata"]["annotations"]
+def vitjob_object(fake) -> dict:
+    return fake.get("vitjob.io", "vitjobs", "vit", "default")
+
+
+def status(fake) -> dict:
+    return (vitjob_object(fake) or {}).get("status") or {}
+
+
+def states(fake) -> dict[str, str]:
+    return {e["name"]: e.get("state") for e in status(fake).get("stages", [])}
+
+
+def vitjob_events(fake) -> list[tuple[str, str]]:
+    events = fake.list(fake._resource("", "events"), "default")
+    events.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))  # the order they were written
+    return [(e["type"], e["reason"]) for e in events if e["involvedObject"]["kind"] == "VitJob"]
 
 
 SUBMIT = ["submit", "--name", "vit", "--hw", "cpu", "--cards", "2", "--then", "eval,export,infer310"]
 
 
-def test_submit_then_stores_the_stages_and_starts_the_first(fake, capsys) -> None:
+def test_submit_then_stores_a_vitjob_and_starts_the_first_stage(fake, capsys) -> None:
     assert main(SUBMIT) == 0
     out = capsys.readouterr().out
     assert "submitted pipeline vit in namespace default: train → eval → export → infer310" in out
-    cm = fake.get("", "configmaps", "vit-pipeline", "default")
-    assert cm["metadata"]["labels"]["app.kubernetes.io/component"] == "pipeline"
-    assert "ownerReferences" not in cm["metadata"]  # nothing may delete it before the pipeline ends
-    assert json.loads(cm["data"]["stages"]) == list(STAGES)
-    eval_job = yaml.safe_load(cm["data"]["eval.yaml"])
-    assert eval_job["metadata"]["name"] == "vit-eval" and eval_job["kind"] == "Job"
-    assert cm["metadata"]["annotations"] == {
-        "vitjob.io/pipeline-phase": "Running",
-        "vitjob.io/pipeline-reason": "",
-        "vitjob.io/stage.train": "Created",
+    vj = vitjob_object(fake)
+    assert vj["metadata"]["labels"]["app.kubernetes.io/component"] == "pipeline"
+    assert "ownerReferences" not in vj["metadata"]  # nothing may delete it before the pipeline ends
+    spec = vj["spec"]
+    assert (spec["hw"], spec["cards"], spec["stage"], spec["then"]) == ("cpu", 2, "train", list(STAGES[1:]))
+    assert "name" not in spec and "namespace" not in spec  # they are the VitJob's metadata
+    st = status(fake)
+    assert (st["phase"], st["stage"], st["reason"]) == ("Running", "train", "")
+    assert [(e["name"], e["job"], e["state"]) for e in st["stages"]] == [("train", "vit-train", "Created")]
+    assert {x["type"]: x["status"] for x in st["conditions"]} == {
+        "Running": "True",
+        "Completed": "False",
+        "Failed": "False",
     }
     train = fake.get("batch.volcano.sh", "jobs", "vit-train", "default")
     assert train["metadata"]["ownerReferences"] == [
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "vit-pipeline", "uid": cm["metadata"]["uid"]}
+        {
+            "apiVersion": "vitjob.io/v1alpha1",
+            "kind": "VitJob",
+            "name": "vit",
+            "uid": vj["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
     ]
     assert [creates(fake, f"vit-{s}") for s in STAGES] == [1, 0, 0, 0]
-    # The record went Pending → Running only after the job existed (so a controller never races it).
-    cm_writes = [r for r in fake.requests if "configmaps" in r.path and r.method in ("POST", "PATCH")]
-    assert [r.method for r in cm_writes] == ["POST", "PATCH"]
-    assert cm_writes[0].body["metadata"]["annotations"]["vitjob.io/pipeline-phase"] == "Pending"
+    # Created (marked as being submitted) → the job → Running through the status subresource only,
+    # conditional on the resourceVersion read (so a controller never races it).
+    writes = [r for r in fake.requests if "/vitjobs" in r.path and r.method in ("POST", "PATCH", "PUT")]
+    written = [(r.method, r.path.rsplit("/", 1)[-1]) for r in writes]
+    assert written == [("POST", "vitjobs"), ("PATCH", "status")]
+    assert writes[0].body["metadata"]["annotations"] == {"vitjob.io/submitting": "true"}
+    assert writes[1].body["metadata"]["resourceVersion"]
+    assert vitjob_events(fake) == [("Normal", "StageCreated")]
 
     assert main(["status", "vit"]) == 0
     out = capsys.readouterr().out
     assert "pipeline: vit" in out and "phase:    Running" in out
     assert "train     vit-train     Pending" in out and "eval      vit-eval      not started" in out
+
+
+def test_submit_then_without_the_vitjob_crd_says_how_to_install_it(fake, capsys) -> None:
+    fake.delete("apiextensions.k8s.io", "customresourcedefinitions", "vitjobs.vitjob.io")
+    assert main(SUBMIT) == 1
+    err = capsys.readouterr().err
+    assert "does not serve VitJobs (vitjobs.vitjob.io)" in err and "vitjob controller --render" in err
+    assert fake.get("batch.volcano.sh", "jobs", "vit-train", "default") is None
+    # a single stage needs no CRD
+    assert main(SUBMIT[:-2]) == 0
+    assert fake.get("batch.volcano.sh", "jobs", "vit-train", "default") is not None
 
 
 def test_submit_then_twice_conflicts_and_replace_starts_over(fake, capsys) -> None:
@@ -216,15 +283,14 @@ def test_submit_then_twice_conflicts_and_replace_starts_over(fake, capsys) -> No
     assert "pipeline 'vit' already exists in namespace 'default' (Running)" in capsys.readouterr().err
     assert main([*SUBMIT, "--replace"]) == 0
     assert fake.get("batch.volcano.sh", "jobs", "vit-eval", "default") is None
-    assert annotations(fake)["vitjob.io/stage.train"] == "Created"
-    assert "vitjob.io/stage.eval" not in annotations(fake)
+    assert states(fake) == {"train": "Created"}
 
 
 def test_a_failed_first_submission_leaves_no_pipeline_behind(fake) -> None:
     store = pipeline_store(get_backend("kubernetes"))
     with pytest.raises(PreflightError, match="queue 'nope' does not exist"):
         store.create_pipeline(pipeline_definition("vit", queue="nope"))
-    assert fake.get("", "configmaps", "vit-pipeline", "default") is None
+    assert vitjob_object(fake) is None
 
 
 def _complete_jobs_as_they_appear(fake, stop: threading.Event, fail: dict[str, str]) -> None:
@@ -264,13 +330,34 @@ def test_pipeline_run_wait_drives_every_stage_once(fake, capsys, failing) -> Non
     if failing is None:
         assert code == 0
         assert [creates(fake, f"vit-{s}") for s in STAGES] == [1, 1, 1, 1]
-        assert annotations(fake)["vitjob.io/pipeline-phase"] == "Completed"
+        st = status(fake)
+        assert (st["phase"], st["stage"]) == ("Completed", "infer310")
+        assert [(e["name"], e["state"], e["phase"]) for e in st["stages"]] == [
+            (stage, "Completed", "Completed") for stage in STAGES
+        ]
+        assert all(e["startTime"] <= e["completionTime"] for e in st["stages"])
         assert "pipeline vit: stage infer310 Completed" in out and "phase:    Completed" in out
+        assert vitjob_events(fake)[-1] == ("Normal", "Completed")
+        # each later stage is what `vitjob render` gives for that stage, owned by the VitJob
+        from vitjob.render import render_objects
+        from vitjob.spec import JobSpec
+
+        posts = fake.requests_matching("POST", JOBS + "$")
+        [posted] = [r.body for r in posts if r.body["metadata"]["name"] == "vit-eval"]
+        spec = JobSpec(name="vit", hw="cpu", cards=2, stage="eval", namespace="default")
+        straight = render_objects(spec)[-1]
+        assert posted["spec"] == straight["spec"]
+        assert posted["metadata"]["labels"] == straight["metadata"]["labels"]
     else:
         assert code == 1
         assert [creates(fake, f"vit-{s}") for s in STAGES] == [1, 1, 0, 0]
-        reason = annotations(fake)["vitjob.io/pipeline-reason"]
-        assert reason.startswith("stage eval failed: job vit-eval ended Failed (PodFailed: exit code 3)")
+        st = status(fake)
+        failed = "stage eval failed: job vit-eval ended Failed (PodFailed: exit code 3)"
+        assert st["reason"].startswith(failed)
+        assert (st["phase"], st["stage"]) == ("Failed", "eval")
+        assert {x["type"]: x["status"] for x in st["conditions"]}["Failed"] == "True"
+        assert st["stages"][1]["reason"] == st["reason"]
+        assert vitjob_events(fake)[-1] == ("Warning", "Failed")
         assert "phase:    Failed" in out and "export    vit-export    not started" in out
 
 
@@ -280,9 +367,8 @@ def test_a_training_job_deleted_by_hand_is_reported_and_not_recreated(fake, caps
     fake.clear_requests()
     assert main(["pipeline", "run", "vit", "--wait", "--poll", "0.05", "--timeout", "10"]) == 1
     assert not fake.requests_matching("POST", JOBS + "$"), "a deleted stage job must not be recreated"
-    ann = annotations(fake)
-    assert ann["vitjob.io/pipeline-phase"] == "Failed" and ann["vitjob.io/stage.train"] == "Failed"
-    assert "job vit-train was deleted while the pipeline was running" in ann["vitjob.io/pipeline-reason"]
+    assert status(fake)["phase"] == "Failed" and states(fake) == {"train": "Failed"}
+    assert "job vit-train was deleted while the pipeline was running" in status(fake)["reason"]
     capsys.readouterr()
     assert main(["pipeline", "status", "vit"]) == 0
     assert "train     vit-train     Failed (job gone)" in capsys.readouterr().out
@@ -331,16 +417,10 @@ def test_a_stale_record_is_read_again_not_overwritten(fake) -> None:
     store = pipeline_store(get_backend("kubernetes"))
     store.create_pipeline(pipeline_definition("vit"))
     stale = store.get_pipeline("vit")
-    fake.update(
-        "",
-        "configmaps",
-        "vit-pipeline",
-        "default",
-        lambda cm: cm["metadata"]["annotations"].update({"vitjob.io/pipeline-reason": "touched"}),
-    )
+    fake.update("vitjob.io", "vitjobs", "vit", "default", lambda o: o["status"].update({"reason": "touched"}))
     with pytest.raises(ConflictError):
         store.update_pipeline(stale, UpdatePipeline({"train": D}))
-    assert annotations(fake)["vitjob.io/stage.train"] == "Created"
+    assert states(fake) == {"train": "Created"} and status(fake)["reason"] == "touched"
 
 
 # ------------------------------------------------------------------------------- cancel and delete
@@ -355,9 +435,8 @@ def test_pipeline_cancel_stops_the_chain_and_aborts_the_running_stage(fake, caps
     capsys.readouterr()
     assert main(["pipeline", "cancel", "vit"]) == 0
     assert "cancelled pipeline vit; asked to abort vit-eval" in capsys.readouterr().out
-    ann = annotations(fake)
-    assert ann["vitjob.io/pipeline-phase"] == "Failed"
-    assert ann["vitjob.io/pipeline-reason"].startswith("cancelled with `vitjob pipeline cancel`")
+    assert status(fake)["phase"] == "Failed"
+    assert status(fake)["reason"].startswith("cancelled with `vitjob pipeline cancel`")
     [abort] = fake.requests_matching("POST", COMMANDS + "$")
     assert abort.body["action"] == "AbortJob" and abort.body["target"]["name"] == "vit-eval"
     # the finished train job is not aborted, and nothing starts after the cancel
@@ -381,7 +460,7 @@ def test_pipeline_delete_removes_its_jobs_and_record_but_not_a_foreign_job(fake,
     assert "deleted pipeline vit and its jobs vit-train, vit-eval" in capsys.readouterr().out
     assert fake.get("batch.volcano.sh", "jobs", "vit-train", "default") is None
     assert fake.get("batch.volcano.sh", "jobs", "vit-eval", "default") is None
-    assert fake.get("", "configmaps", "vit-pipeline", "default") is None
+    assert vitjob_object(fake) is None
     assert fake.requests_matching("POST", COMMANDS + "$")  # the running stage was aborted first
     assert main(["pipeline", "delete", "vit"]) == 1
     assert "pipeline 'vit' not found" in capsys.readouterr().err
@@ -396,7 +475,7 @@ def _sleeper_definition(name: str, seconds: float) -> PipelineDefinition:
         job["spec"]["maxRetry"] = 0
         job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", code]
         stages.append(StageDefinition(stage, f"{name}-{stage}", yaml.safe_dump(job)))
-    return PipelineDefinition(name, "", name, tuple(stages))
+    return PipelineDefinition(name, "", name, tuple(stages), {"stage": "train", "then": ["eval"]})
 
 
 def test_local_pipeline_cancel_and_delete_from_another_command(tmp_path, capsys) -> None:

@@ -152,19 +152,11 @@ VITJOB_SHORT_NAMES: Final = ("vj",)
 VITJOB_CRD_NAME: Final = f"{VITJOB_PLURAL}.{VITJOB_GROUP}"
 
 # --- Pipelines (train → eval → export → infer310) and their controller (vitjob.pipeline) ---------
-# A pipeline NAME is stored in the ConfigMap NAME-pipeline; its stage S runs as the Volcano Job NAME-S.
-PIPELINE_CONFIGMAP_SUFFIX: Final = "-pipeline"
-# LABEL_COMPONENT value of pipeline ConfigMaps (stage jobs carry their stage there).
+# A pipeline NAME is the VitJob NAME; its stage S runs as the Volcano Job NAME-S, owned by the VitJob.
+# LABEL_COMPONENT value of VitJobs (stage jobs carry their stage there).
 PIPELINE_COMPONENT: Final = "pipeline"
-# ConfigMap data: JSON list of the stages in order; each stage's rendered objects under "<stage>.yaml".
-PIPELINE_STAGES_KEY: Final = "stages"
-PIPELINE_STAGE_KEY_SUFFIX: Final = ".yaml"
-# ConfigMap data: the app.kubernetes.io/part-of value of the pipeline's stage jobs.
-PIPELINE_PART_OF_KEY: Final = "part-of"
-# ConfigMap annotations recording progress: the pipeline's phase and why, and each stage's state.
-ANNOTATION_PIPELINE_PHASE: Final = LABEL_PREFIX + "pipeline-phase"
-ANNOTATION_PIPELINE_REASON: Final = LABEL_PREFIX + "pipeline-reason"
-ANNOTATION_STAGE_PREFIX: Final = LABEL_PREFIX + "stage."
+# "true" on a VitJob while `vitjob submit` creates its first stage itself (nobody else does meanwhile).
+ANNOTATION_SUBMITTING: Final = LABEL_PREFIX + "submitting"
 # Default poll interval of `vitjob pipeline run --wait` (seconds).
 DEFAULT_PIPELINE_POLL_S: Final = 5.0
 # The controller: its name (Deployment, ServiceAccount, Role, Lease), health port and lease timings

@@ -1,6 +1,6 @@
 """The pipeline controller: ``vitjob controller`` runs ``vitjob.pipeline.reconcile`` for every pipeline.
 
-It watches the vitjob Volcano Jobs and the pipeline ConfigMaps of one namespace (or all), keeps
+It watches the VitJobs and the vitjob Volcano Jobs of one namespace (or all), keeps
 what it saw in a cache, and reconciles a pipeline whenever one of its objects changes, plus every
 ``resync_s`` (level-based: a missed event only delays a step). All state is on the cluster; the
 cache is only a copy of it, rebuilt from a fresh list at every start, so the process can be killed
@@ -8,7 +8,7 @@ at any moment: the next one neither duplicates a stage (deterministic job names;
 counts as created) nor skips one.
 
 Guards against a stale cache: writes go back into the cache at once; progress is recorded with the
-ConfigMap's resourceVersion as precondition (a stale record gets 409 and is read again); and a job
+VitJob's resourceVersion as precondition (a stale record gets 409 and is read again); and a job
 recorded as created but missing from the cache is read from the API server before the pipeline is
 reported as broken.
 
@@ -38,7 +38,7 @@ from vitjob import constants as c
 from vitjob.backends.kubernetes import KubernetesBackend
 from vitjob.backends.kubernetes_pipeline import (
     KubernetesPipelineStore,
-    record_from_configmap,
+    record_from_vitjob,
     stage_job_from_object,
 )
 from vitjob.errors import (
@@ -65,7 +65,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 JOB_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.APP_NAME}"
-PIPELINE_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.APP_NAME},{c.LABEL_COMPONENT}={c.PIPELINE_COMPONENT}"
 LEASES = "leases"
 
 
@@ -141,12 +140,12 @@ class _Cache:
         self.job_owner: dict[Key, Key] = {}  # stage job → its pipeline
 
     # pipelines
-    def sync_pipelines(self, configmaps: list[dict[str, Any]]) -> list[Key]:
+    def sync_pipelines(self, vitjobs: list[dict[str, Any]]) -> list[Key]:
         with self.lock:
             self.pipelines.clear()
             self.job_owner.clear()
-        for cm in configmaps:
-            self.put_pipeline(record_from_configmap(cm))
+        for obj in vitjobs:
+            self.put_pipeline(record_from_vitjob(obj))
         with self.lock:
             return list(self.pipelines)
 
@@ -213,8 +212,8 @@ class _Cache:
 class _CachedStore(KubernetesPipelineStore):
     """The Kubernetes ``PipelineStore`` reading from the controller's cache and writing through it."""
 
-    def __init__(self, backend: KubernetesBackend, namespace: str, cache: _Cache):
-        super().__init__(backend, namespace)
+    def __init__(self, backend: KubernetesBackend, namespace: str, cache: _Cache, component: str):
+        super().__init__(backend, namespace, component)
         self.cache = cache
 
     def get_pipeline(self, name: str) -> PipelineRecord:
@@ -229,7 +228,7 @@ class _CachedStore(KubernetesPipelineStore):
             job = self.cache.job((pipeline.namespace, pipeline.job_names[stage]))
             if job is None and pipeline.progress.get(stage) == StageState.CREATED:
                 # Recorded as created but not in the cache: ask the API server before calling it deleted.
-                obj = self._read_job(pipeline.job_names[stage], pipeline.namespace)
+                obj = self.backend.get_job_or_none(pipeline.namespace, pipeline.job_names[stage])
                 if obj is not None:
                     self.cache.put_job(obj)
                     job = stage_job_from_object(obj)
@@ -249,11 +248,11 @@ class _CachedStore(KubernetesPipelineStore):
 
     def refresh(self, name: str) -> None:
         """Read the pipeline again from the API server (after a 409 on a stale record)."""
-        cm = self._read_configmap(name, self.namespace)
-        if cm is None:
+        obj = self.read_vitjob(name, self.namespace)
+        if obj is None:
             self.cache.drop_pipeline(self.namespace, name)
         else:
-            self.cache.put_pipeline(record_from_configmap(cm))
+            self.cache.put_pipeline(record_from_vitjob(obj))
 
 
 # -------------------------------------------------------------------------------------- work queue
@@ -693,29 +692,25 @@ class Controller:
         api, opts = self.backend.api, self.options
         ns = None if opts.all_namespaces else opts.namespace or self.backend.namespace
         if kind == "jobs":
-            op = Op("list", VC_JOBS, VC_GROUP, ns)
-            if ns is None:
-                fn, args = api.custom.list_cluster_custom_object, (VC_GROUP, VC_VERSION, VC_JOBS)
-            else:
-                fn, args = api.custom.list_namespaced_custom_object, (VC_GROUP, VC_VERSION, ns, VC_JOBS)
-            selector = JOB_SELECTOR
+            group, version, plural = VC_GROUP, VC_VERSION, VC_JOBS
+            selectors = {"label_selector": JOB_SELECTOR}
+        else:  # every VitJob is a pipeline
+            group, version, plural = c.VITJOB_GROUP, c.VITJOB_VERSION, c.VITJOB_PLURAL
+            selectors = {}
+        if ns is None:
+            fn, args = api.custom.list_cluster_custom_object, (group, version, plural)
         else:
-            op = Op("list", "configmaps", "", ns)
-            if ns is None:
-                fn, args = api.core.list_config_map_for_all_namespaces, ()
-            else:
-                fn, args = api.core.list_namespaced_config_map, (ns,)
-            selector = PIPELINE_SELECTOR
+            fn, args = api.custom.list_namespaced_custom_object, (group, version, ns, plural)
         return list_watch(
             api,
-            op,
+            Op("list", plural, group, ns),
             fn,
             args,
             session.stop,
             session.holders[kind],
             watch_timeout_s=self.backend.follow_opts.watch_timeout_s,
             pause_s=min(1.0, self.backend.poll_s),
-            label_selector=selector,
+            **selectors,
         )
 
     def _on_event(self, kind: str, event: str, obj: Any, session: _Session) -> None:
@@ -732,11 +727,10 @@ class Controller:
             session.synced.add(kind)
         elif event == "DELETED":
             meta = obj["metadata"]
-            name = meta["name"].removesuffix(c.PIPELINE_CONFIGMAP_SUFFIX)
-            self.cache.drop_pipeline(meta.get("namespace", ""), name)
+            self.cache.drop_pipeline(meta.get("namespace", ""), meta["name"])
             keys = []
         else:
-            keys = [self.cache.put_pipeline(record_from_configmap(obj))]
+            keys = [self.cache.put_pipeline(record_from_vitjob(obj))]
         for key in keys:
             self.queue.add(key)
 
@@ -744,7 +738,9 @@ class Controller:
     def _store(self, namespace: str) -> _CachedStore:
         store = self._stores.get(namespace)
         if store is None:
-            store = self._stores[namespace] = _CachedStore(self.backend, namespace, self.cache)
+            store = self._stores[namespace] = _CachedStore(
+                self.backend, namespace, self.cache, component=c.CONTROLLER_NAME
+            )
         return store
 
     def _process(self, key: Key) -> None:

@@ -18,8 +18,10 @@ The design follows an operator's discipline:
 - A Completed stage creates the next one; a Failed/Aborted/Terminated stage marks the pipeline
   Failed with the job's reason and stops; all stages Completed marks it Completed.
 
-Backends take part through the small ``PipelineStore`` protocol below (the Kubernetes one lives in
-``vitjob.backends.kubernetes_pipeline``; a backend class may implement the protocol itself).
+Backends take part through the small ``PipelineStore`` protocol below; ``vitjob.backends.pipeline_store``
+picks a backend's store (the Kubernetes one, over VitJob resources, is
+``vitjob.backends.kubernetes_pipeline``; the local backend implements the protocol itself). This
+module imports no backend.
 """
 
 from __future__ import annotations
@@ -34,18 +36,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vitjob import constants as c
-from vitjob.backends.base import JobPhase, JobStatus
 from vitjob.errors import (
     AdmissionDeniedError,
     BackendError,
     ConflictError,
     InvalidObjectError,
+    SpecError,
     UsageError,
     WaitTimeoutError,
 )
+from vitjob.jobstatus import JobPhase, JobStatus
 
 if TYPE_CHECKING:
-    from vitjob.backends.base import Backend
     from vitjob.spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 # pipeline does not wait for that).
 FAILED_JOB_PHASES = frozenset({JobPhase.FAILED, JobPhase.ABORTED, JobPhase.TERMINATED})
 # Errors that retrying cannot fix: the stage is marked Failed with the error's message.
-PERMANENT_ERRORS: tuple[type[Exception], ...] = (AdmissionDeniedError, InvalidObjectError)
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (AdmissionDeniedError, InvalidObjectError, SpecError)
 
 
 class PipelinePhase(enum.StrEnum):
@@ -96,6 +98,7 @@ class PipelineDefinition:
     namespace: str
     part_of: str  # the app.kubernetes.io/part-of label of every stage job
     stages: tuple[StageDefinition, ...]
+    spec: Mapping[str, Any] = field(default_factory=dict)  # the VitJob spec (``resource_spec``)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,12 @@ class PipelineRecord:
         progress: stage → recorded ``StageState`` (absent: not created yet).
         version: opaque token for optimistic concurrency (Kubernetes: the resourceVersion); "" if none.
         uid: the stored object's identity (Kubernetes: metadata.uid; owner of the stage jobs).
+        spec: the run's spec values (a VitJob's ``spec``: spec keys plus ``then``); stages without a
+            stored manifest are rendered from it (``stage_spec``).
+        job_phases: stage → the stage job's phase as last recorded (the status shows it).
+        submitting: ``vitjob submit`` is creating the first stage itself; nobody else does meanwhile.
+        stored_status: the backend's stored status as read (a store merges its times into writes).
+        generation: the spec's generation (Kubernetes: metadata.generation; 0 if none).
     """
 
     name: str
@@ -126,9 +135,19 @@ class PipelineRecord:
     progress: Mapping[str, StageState] = field(default_factory=dict)
     version: str = ""
     uid: str = ""
+    spec: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    job_phases: Mapping[str, str] = field(default_factory=dict)
+    submitting: bool = False
+    stored_status: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    generation: int = 0
 
     def stage_objects(self, stage: str) -> list[dict[str, Any]]:
-        """The stored objects of ``stage``, parsed (supporting objects first, the Job last)."""
+        """The objects of ``stage`` (supporting objects first, the Job last): the stored manifest,
+        else rendered from ``spec`` by ``vitjob.render`` (raises ``SpecError`` for a bad spec)."""
+        if stage not in self.manifests:
+            from vitjob.render import render_objects
+
+            return render_objects(stage_spec(self.spec, self.name, self.namespace, stage))
         import yaml
 
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 20x faster when present
@@ -169,6 +188,7 @@ class UpdatePipeline:
     stages: Mapping[str, StageState] = field(default_factory=dict)
     phase: PipelinePhase | None = None
     reason: str | None = None
+    job_phases: Mapping[str, str] = field(default_factory=dict)  # stage → its job's phase now
 
 
 Action = CreateStage | UpdatePipeline
@@ -214,19 +234,16 @@ class PipelineStore(Protocol):
         ...
 
 
-def pipeline_store(backend: Backend) -> PipelineStore:
-    """The ``PipelineStore`` of ``backend``: the backend itself when it implements the protocol,
-    else the Kubernetes store for the Kubernetes backend."""
-    if isinstance(backend, PipelineStore):
-        return backend
-    if backend.name == "kubernetes":
-        from vitjob.backends.kubernetes_pipeline import KubernetesPipelineStore
+class JobControl(Protocol):
+    """What ``cancel_pipeline`` and ``delete_pipeline`` need of a backend (a ``Backend`` does it)."""
 
-        return KubernetesPipelineStore(backend)  # type: ignore[arg-type]
-    raise BackendError(
-        f"the {backend.name} backend cannot run pipelines (it does not implement "
-        "vitjob.pipeline.PipelineStore); use --backend kubernetes or --backend local"
-    )
+    name: str
+
+    def status(self, name: str) -> JobStatus: ...
+
+    def cancel(self, name: str) -> None: ...
+
+    def delete(self, name: str) -> None: ...
 
 
 # -------------------------------------------------------------------------------------- definition
@@ -259,56 +276,91 @@ def define_pipeline(spec: JobSpec, then: Sequence[str]) -> PipelineDefinition:
     for stage in (spec.stage, *then):
         stage_spec = dataclasses.replace(spec, stage=stage)  # re-validates
         stages.append(StageDefinition(stage, stage_spec.job_name, render_yaml(stage_spec)))
-    return PipelineDefinition(spec.name, spec.namespace, spec.pipeline_name, tuple(stages))
+    return PipelineDefinition(
+        spec.name, spec.namespace, spec.pipeline_name, tuple(stages), resource_spec(spec, then)
+    )
 
 
-def configmap_name(pipeline: str) -> str:
-    """The ConfigMap that stores pipeline ``pipeline``."""
-    return pipeline + c.PIPELINE_CONFIGMAP_SUFFIX
+# Spec keys that a VitJob keeps in its metadata instead of its spec.
+METADATA_KEYS = ("name", "namespace")
+
+
+def resource_spec(spec: JobSpec, then: Sequence[str]) -> dict[str, Any]:
+    """The VitJob ``spec`` of a run: every spec key but name and namespace, plus ``then``."""
+    import dataclasses
+
+    values = {k: v for k, v in dataclasses.asdict(spec).items() if k not in METADATA_KEYS}
+    values["then"] = list(then)
+    return values
+
+
+def stages_of(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """A VitJob spec's stages in order: its ``stage`` (default train), then its ``then``."""
+    return (str(values.get("stage") or c.STAGES[0]), *(str(s) for s in values.get("then") or ()))
+
+
+def stage_spec(values: Mapping[str, Any], name: str, namespace: str, stage: str) -> JobSpec:
+    """The ``JobSpec`` of ``stage`` of the run ``name`` whose VitJob spec is ``values``.
+
+    Raises:
+        SpecError: the values do not make a valid job (every problem listed).
+    """
+    from vitjob.spec import SPEC_KEYS, JobSpec, spec_error
+
+    unknown = sorted(set(values) - set(SPEC_KEYS) - {"then"})
+    if unknown:
+        raise spec_error([f"unknown key {k!r}" for k in unknown])
+    fields = {k: v for k, v in values.items() if k not in ("then", "stage", *METADATA_KEYS)}
+    return JobSpec(**fields, name=name, namespace=namespace, stage=stage)
 
 
 # --------------------------------------------------------------------------------------- reconcile
 def reconcile(observed: Observed) -> list[Action]:
-    """The actions that move the pipeline one step on, from the observed state alone (pure)."""
+    """The actions that move the pipeline one step on, from the observed state alone (pure).
+
+    Besides stage states and the phase, the update records each stage job's phase when it differs
+    from the recorded one, so the stored status follows the jobs.
+    """
     record = observed.pipeline
     if record.phase.is_terminal:
         return []
     recorded: dict[str, StageState] = {}
+    seen: dict[str, str] = {}
     phase = None
     if record.phase == PipelinePhase.PENDING:
-        if record.stages[0] not in observed.jobs:
+        if record.stages[0] not in observed.jobs and record.submitting:
             return []  # submit is still creating the first stage (or gave up and removes the record)
         phase = PipelinePhase.RUNNING
     for stage in record.stages:
+        job = observed.jobs.get(stage)
+        if job is not None and record.job_phases.get(stage) != str(job.phase):
+            seen[stage] = str(job.phase)
         state = recorded.get(stage) or record.progress.get(stage)
         if state == StageState.COMPLETED:
             continue
-        job = observed.jobs.get(stage)
         job_name = record.job_names[stage]
         if job is None:
             if state is not None:
-                return [_fail(recorded, stage, StageState.FAILED, _deleted_reason(record, stage))]
-            return [CreateStage(stage, job_name), _update(recorded | {stage: StageState.CREATED}, phase)]
+                return [_fail(recorded, stage, _deleted_reason(record, stage), seen)]
+            update = UpdatePipeline(recorded | {stage: StageState.CREATED}, phase, job_phases=seen)
+            return [CreateStage(stage, job_name), update]
         if job.part_of != record.part_of:
-            return [_fail(recorded, stage, StageState.FAILED, _foreign_reason(record, stage, job))]
+            seen.pop(stage, None)  # not our job: its phase is not the stage's
+            return [_fail(recorded, stage, _foreign_reason(record, stage, job), seen)]
         if job.phase == JobPhase.COMPLETED:
             recorded[stage] = StageState.COMPLETED
             continue
         if job.phase in FAILED_JOB_PHASES:
-            return [_fail(recorded, stage, StageState.FAILED, _failed_reason(record, stage, job))]
+            return [_fail(recorded, stage, _failed_reason(record, stage, job), seen)]
         if state is None:
             recorded[stage] = StageState.CREATED
-        return [_update(recorded, phase)] if recorded or phase else []
+        return [UpdatePipeline(recorded, phase, job_phases=seen)] if recorded or phase or seen else []
     reason = f"all {len(record.stages)} stages completed ({', '.join(record.stages)})"
-    return [UpdatePipeline(recorded, PipelinePhase.COMPLETED, reason)]
+    return [UpdatePipeline(recorded, PipelinePhase.COMPLETED, reason, job_phases=seen)]
 
 
-def _update(stages: Mapping[str, StageState], phase: PipelinePhase | None) -> UpdatePipeline:
-    return UpdatePipeline(dict(stages), phase)
-
-
-def _fail(recorded: dict[str, StageState], stage: str, state: StageState, reason: str) -> UpdatePipeline:
-    return UpdatePipeline(recorded | {stage: state}, PipelinePhase.FAILED, reason)
+def _fail(recorded: dict[str, StageState], stage: str, reason: str, seen: dict[str, str]) -> UpdatePipeline:
+    return UpdatePipeline(recorded | {stage: StageState.FAILED}, PipelinePhase.FAILED, reason, seen)
 
 
 def _failed_reason(record: PipelineRecord, stage: str, job: StageJob) -> str:
@@ -423,7 +475,7 @@ class RemovablePipelineStore(PipelineStore, Protocol):
         ...
 
 
-def cancel_pipeline(store: PipelineStore, backend: Backend, name: str, attempts: int = 5) -> list[str]:
+def cancel_pipeline(store: PipelineStore, backend: JobControl, name: str, attempts: int = 5) -> list[str]:
     """Stop pipeline ``name``: record it Failed (cancelled) so that no further stage starts, then abort
     every stage job of it that is still running. Returns the names of the jobs asked to abort.
 
@@ -458,7 +510,7 @@ def cancel_pipeline(store: PipelineStore, backend: Backend, name: str, attempts:
     return aborted
 
 
-def delete_pipeline(store: PipelineStore, backend: Backend, name: str) -> list[str]:
+def delete_pipeline(store: PipelineStore, backend: JobControl, name: str) -> list[str]:
     """Cancel pipeline ``name``, delete each of its stage jobs (with what submit created for them),
     then its stored record. Returns the names of the deleted jobs. Jobs that only share a stage
     job's name (another pipeline's, or none) are left alone."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_testing import CLUSTER_PY, Kube, Vitjob, start_cluster
+from cluster_testing import CLUSTER_PY, REPO, Kube, Vitjob, start_cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,6 +36,8 @@ def kube() -> Iterator[Kube]:
             "`./dev.sh cluster up` failed (its output is above); the e2e tier needs the real control plane",
             pytrace=False,
         )
+    # The VitJob CRD as the chart ships it (helm leaves a CRD that exists alone).
+    k.kubectl("apply", "--server-side", "-f", str(REPO / "charts" / "vitjob" / "crds"))
     try:
         yield k
     finally:

@@ -33,45 +33,61 @@ def _jobs(kube: Kube, ns: str) -> list[str]:
     return sorted(j["metadata"]["name"] for j in kube.get("vcjob", namespace=ns)["items"])
 
 
-def test_helm_install_upgrade_test_uninstall(kube, namespace, nodes, tmp_path):
+def _controller_token_kubeconfig(kube: Kube, namespace: str, manifest: str, out: Path) -> Path:
+    """A kubeconfig holding a token of the ServiceAccount the chart made for its controller."""
+    from test_e2e_pipeline import sa_kubeconfig
+
+    accounts = [
+        o["metadata"]["name"]
+        for o in yaml.safe_load_all(manifest)
+        if o and o["kind"] == "ServiceAccount" and "controller" in o["metadata"]["name"]
+    ]
+    assert len(accounts) == 1, accounts
+    return sa_kubeconfig(kube, namespace, out, account=accounts[0])
+
+
+def _running_pods(kube: Kube, ns: str, job: str) -> list[dict]:
+    return [
+        p for p in kube.pods(ns, f"volcano.sh/job-name={job}") if p["status"].get("phase") == "Running"
+    ]
+
+
+def test_helm_install_creates_a_vitjob_that_runs_then_test_and_uninstall(kube, namespace, nodes, tmp_path):
+    """`helm install vit charts/vitjob --set hw=ascend --set cards=8` stores one VitJob; the chart's
+    controller (here a `vitjob controller` process holding the chart's ServiceAccount token, since
+    KWOK runs no containers) runs its stages; `helm test` and `helm uninstall` (which removes the
+    VitJob, so the garbage collector removes its jobs)."""
+    from test_e2e_pipeline import start_controller
+
     kube.add_pvcs(namespace)
     nodes("e2e-npu-0", NPU)
-    nodes("e2e-cpu-0", {})
     chart = str(REPO / "charts" / "vitjob")
     inst = helm(
-        kube, tmp_path, "install", "vit", chart, "-n", namespace, "--set", "hw=ascend", "--set", "cards=8"
+        kube, tmp_path, "install", "vit", chart, "-n", namespace,
+        "--set", "hw=ascend", "--set", "cards=8", "--set", "then={eval}",
     )
     assert inst.returncode == 0, inst.stderr
-    assert _jobs(kube, namespace) == ["vit-train"]
-    wait_for(
-        lambda: [
-            p
-            for p in kube.pods(namespace, "volcano.sh/job-name=vit-train")
-            if p["status"].get("phase") == "Running"
-        ],
-        90,
-        "the chart's job running",
-    )
-
-    up = helm(
-        kube,
-        tmp_path,
-        "upgrade",
-        "vit",
-        chart,
-        "-n",
-        namespace,
-        "--set",
-        "hw=ascend",
-        "--set",
-        "cards=8",
-        "--set",
-        "epochs=2",
-    )
-    assert up.returncode == 0, up.stderr
-    wait_for(
-        lambda: _jobs(kube, namespace) == ["vit-r2-train"], 60, "revision 2's job replacing revision 1's"
-    )
+    assert _jobs(kube, namespace) == [], "the chart holds no Volcano Job: its controller creates them"
+    vj = kube.get("vitjobs.vitjob.io", "vit", namespace)
+    assert (vj["spec"]["hw"], vj["spec"]["cards"], vj["spec"]["then"]) == ("ascend", 8, ["eval"])
+    manifest = helm(kube, tmp_path, "get", "manifest", "vit", "-n", namespace).stdout
+    kc = _controller_token_kubeconfig(kube, namespace, manifest, tmp_path / "sa.kubeconfig")
+    controller = start_controller(kc, namespace, "chart-controller", tmp_path / "controller.log")
+    try:
+        for job in ("vit-train", "vit-eval"):
+            pods = wait_for(lambda j=job: _running_pods(kube, namespace, j), 120, f"{job} running")
+            for p in pods:
+                kube.end_pod(namespace, p["metadata"]["name"], 0)
+        wait_for(
+            lambda: (kube.get("vitjobs.vitjob.io", "vit", namespace).get("status") or {}).get("phase")
+            == "Completed",
+            90,
+            f"the VitJob Completed (controller log: {tmp_path / 'controller.log'})",
+        )
+    finally:
+        controller.terminate()
+        controller.wait(15)
+    assert _jobs(kube, namespace) == ["vit-eval", "vit-train"]
 
     tester = subprocess.Popen(
         [str(helm_binary()), "test", "vit", "-n", namespace, "--timeout", "120s"],
@@ -106,7 +122,8 @@ def test_helm_install_upgrade_test_uninstall(kube, namespace, nodes, tmp_path):
 
     un = helm(kube, tmp_path, "uninstall", "vit", "-n", namespace, "--wait")
     assert un.returncode == 0, un.stderr
-    wait_for(lambda: _jobs(kube, namespace) == [], 60, "the chart's jobs removed")
+    assert kube.get_or_none("vitjobs.vitjob.io", "vit", namespace) is None
+    wait_for(lambda: _jobs(kube, namespace) == [], 90, "the VitJob's jobs garbage-collected")
 
 
 def test_kubectl_logs_shows_every_rank(kube, namespace, nodes, vitjob, tmp_path):

@@ -1,8 +1,10 @@
-"""`submit --then` advanced by `vitjob controller` processes holding only the chart's RBAC.
+"""`submit --then` stores a VitJob, advanced by `vitjob controller` processes holding only the chart's RBAC.
 
 Each controller runs with a ServiceAccount token (TokenRequest API) of the ServiceAccount that
 `vitjob controller --render` (the chart's controller objects) creates, bound to exactly that Role,
-so a rule missing from the Role fails here as it would in a cluster.
+so a rule missing from the Role fails here as it would in a cluster. What users see of the VitJob is
+read with kubectl: its printer columns, its status subresource, its Events, and that deleting it
+garbage-collects its Volcano Jobs (kube-controller-manager's garbage collector).
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from cluster_testing import Kube, Vitjob, wait_for
 STAGES = ("train", "eval", "export", "infer310")
 
 
-def sa_kubeconfig(kube: Kube, namespace: str, out: Path) -> Path:
-    """A kubeconfig that authenticates as the controller's ServiceAccount (a bound token)."""
+def sa_kubeconfig(kube: Kube, namespace: str, out: Path, account: str = "vitjob-controller") -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount (a bound token; default: the controller's)."""
     admin = yaml.safe_load(kube.kubeconfig.read_text())
     cluster = admin["clusters"][0]["cluster"]
     token = kube.kubectl(
-        "create", "token", "vitjob-controller", "-n", namespace, "--duration=2h"
+        "create", "token", account, "-n", namespace, "--duration=2h"
     ).stdout.strip()
     ca = cluster.get("certificate-authority-data")
     entry = {"server": cluster["server"]}
@@ -105,7 +107,7 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
         for o in yaml.safe_load_all(
             vitjob("controller", "--render", "-n", namespace, backend=False, check=True).stdout
         )
-        if o and o["kind"] != "Deployment"
+        if o and o["kind"] not in ("Deployment", "CustomResourceDefinition")  # the CRD: per session
     ]
     kube.apply(rbac)
     kc = sa_kubeconfig(kube, namespace, tmp_path / "sa.kubeconfig")
@@ -118,6 +120,9 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
         "submit", "--hw", "cpu", "--cards", "1", "--name", "pl", "--then", "eval,export,infer310", check=True
     )
     assert "pl" in sub.stdout
+    table = kube.kubectl("get", "vitjobs", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "STAGE", "PHASE", "CARDS", "HARDWARE", "AGE"], table
+    assert table[1].split()[:5] == ["pl", "train", "Running", "1", "cpu"], table
     controllers = {
         f"c{i}": start_controller(kc, namespace, f"c{i}", tmp_path / f"c{i}.log") for i in range(2)
     }
@@ -160,10 +165,35 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
         assert observed["phase"] == "Completed", observed
         counts = stage_jobs(kube, namespace)
         assert counts == {f"pl-{s}": 1 for s in STAGES}, counts
+        short = kube.kubectl("get", "vj", "pl", "-n", namespace, "--no-headers").stdout.split()
+        assert short[:5] == ["pl", "infer310", "Completed", "1", "cpu"], short
+        vj = kube.get("vitjobs.vitjob.io", "pl", namespace)
+        stages = vj["status"]["stages"]
+        assert [(e["name"], e["job"], e["state"], e["phase"]) for e in stages] == [
+            (s, f"pl-{s}", "Completed", "Completed") for s in STAGES
+        ]
+        assert all(e["startTime"] <= e["completionTime"] for e in stages)
+        conditions = {x["type"]: x["status"] for x in vj["status"]["conditions"]}
+        assert conditions == {"Running": "False", "Completed": "True", "Failed": "False"}
+        events = kube.kubectl(
+            "get", "events", "-n", namespace, "-o", "json",
+            "--field-selector", "involvedObject.kind=VitJob,involvedObject.name=pl",
+        ).stdout
+        reasons = [e["reason"] for e in json.loads(events)["items"]]
+        assert reasons.count("StageCreated") >= 1 and "Completed" in reasons, reasons
+        for job in counts:  # every stage job is owned by the VitJob
+            refs = kube.get("vcjob", job, namespace)["metadata"]["ownerReferences"]
+            assert [(r["kind"], r["name"], r["uid"]) for r in refs] == [
+                ("VitJob", "pl", vj["metadata"]["uid"])
+            ], refs
         alive = [name for name, c in controllers.items() if c.poll() is None]
         assert len(alive) == 1, f"one controller was killed, the other must still run: {alive}"
         logs = "".join((tmp_path / f"c{i}.log").read_text() for i in range(2))
         assert "forbidden" not in logs.lower(), logs[-2000:]
+
+        # Deleting the VitJob garbage-collects its Volcano Jobs (and with them their pods).
+        kube.kubectl("delete", "vitjob", "pl", "-n", namespace)
+        wait_for(lambda: stage_jobs(kube, namespace) == {}, 90, "the VitJob's jobs garbage-collected")
     finally:
         for c in controllers.values():
             if c.poll() is None:

@@ -1,6 +1,7 @@
 """Backends run rendered Volcano Jobs: ``local`` (processes on this machine) and ``kubernetes``.
 
 ``get_backend(name, **options)`` returns one; both implement ``vitjob.backends.base.Backend``.
+``pipeline_store(backend)`` returns the ``vitjob.pipeline.PipelineStore`` that runs pipelines on it.
 Backend modules are imported only when chosen, so the kubernetes client is never loaded for
 local runs (and vice versa).
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 from vitjob.backends.base import Backend
 from vitjob.errors import BackendError, UsageError
+from vitjob.pipeline import PipelineStore
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,23 @@ def get_backend(name: str | None = None, **options: Any) -> Backend:
 
         return LocalBackend(**_accepted(LocalBackend, options))
     raise UsageError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")
+
+
+def pipeline_store(backend: Backend) -> PipelineStore:
+    """The ``vitjob.pipeline.PipelineStore`` of ``backend``: the backend itself when it implements
+    the protocol (local), the VitJob store for the Kubernetes backend."""
+    if isinstance(backend, PipelineStore):
+        return backend
+    if backend.name == "kubernetes":
+        from vitjob.backends.kubernetes import KubernetesBackend
+        from vitjob.backends.kubernetes_pipeline import KubernetesPipelineStore
+
+        if isinstance(backend, KubernetesBackend):
+            return KubernetesPipelineStore(backend)
+    raise BackendError(
+        f"the {backend.name} backend cannot run pipelines (it does not implement "
+        "vitjob.pipeline.PipelineStore); use --backend kubernetes or --backend local"
+    )
 
 
 def _accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The interface every backend implements, and the job-state records they return.
+"""The interface every backend implements (the job-state records it returns are ``vitjob.jobstatus``).
 
 A backend takes the objects ``vitjob render`` produces (parsed manifests, supporting objects first,
 the Volcano Job last) and runs them. The CLI only talks to this interface, so ``vitjob status``,
@@ -9,65 +9,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 
-from vitjob.progress import TrainProgress
+from vitjob.jobstatus import JobPhase, JobStatus, PodStatus
 
-
-class JobPhase(StrEnum):
-    """Volcano job phases (``status.state.phase``) plus ``Unknown``."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    RESTARTING = "Restarting"
-    COMPLETING = "Completing"
-    COMPLETED = "Completed"
-    ABORTING = "Aborting"
-    ABORTED = "Aborted"
-    TERMINATING = "Terminating"
-    TERMINATED = "Terminated"
-    FAILED = "Failed"
-    UNKNOWN = "Unknown"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobPhase.COMPLETED, JobPhase.ABORTED, JobPhase.TERMINATED, JobPhase.FAILED)
-
-
-@dataclass
-class PodStatus:
-    name: str
-    phase: str
-    node: str = ""
-    restarts: int = 0
-    exit_code: int | None = None
-    reason: str = ""
-    message: str = ""
-    rank: int | None = None  # the pod's index in its task (Volcano's volcano.sh/task-index)
-    task: str = ""
-
-
-@dataclass
-class JobStatus:
-    name: str
-    namespace: str
-    phase: JobPhase
-    retry_count: int = 0
-    stage: str = ""
-    hw: str = ""
-    cards: int = 0
-    age_s: float = 0.0
-    pods: list[PodStatus] = field(default_factory=list)
-    # Human-readable explanations: why Pending, why Failed (scheduling events, termination messages…)
-    reasons: list[str] = field(default_factory=list)
-    queue: str = ""
-    # Volcano's status.taskStatusCount: task name → {pod phase: count}
-    tasks: dict[str, dict[str, int]] = field(default_factory=dict)
-    # Things the user should know that did not stop the action (e.g. preflight capacity warnings)
-    warnings: list[str] = field(default_factory=list)
-    # A running train stage: the last progress line of rank 0 (``vitjob.progress``); None otherwise
-    progress: TrainProgress | None = None
+__all__ = ["Backend", "JobPhase", "JobStatus", "PodStatus"]
 
 
 class Backend(ABC):

@@ -1,33 +1,38 @@
-"""Pipelines on Kubernetes: the ``vitjob.pipeline.PipelineStore`` protocol over ConfigMaps and Volcano Jobs.
+"""Pipelines on Kubernetes: the ``vitjob.pipeline.PipelineStore`` protocol over VitJob resources.
 
-A pipeline NAME is the ConfigMap ``NAME-pipeline`` (rendered from ``manifests/pipeline-configmap.yaml.j2``):
-its data holds each stage's rendered objects, its annotations the recorded progress. Stage jobs carry
-an ownerReference to it (no ``blockOwnerDeletion``, which would need extra RBAC), so deleting the
-ConfigMap garbage-collects them; nothing owns the ConfigMap.
+A pipeline NAME is the ``VitJob`` NAME (``vitjob.io/v1alpha1``, rendered from
+``manifests/vitjob.yaml.j2``; its CRD is ``charts/vitjob/crds/``). Its ``spec`` holds the run's spec
+values (the keys of a values file plus ``then``); each stage's objects are rendered from it by
+``vitjob.render`` when the stage starts. Progress is written only through the ``status``
+subresource, with the resourceVersion read as precondition (a stale write gets 409 and is read
+again): phase, reason, the current stage, each stage's job, state, job phase and times, and
+conditions. Stage jobs carry a controller ownerReference to the VitJob, so deleting it
+garbage-collects them; every recorded step is also an Event on the VitJob (best effort).
 
 Every request goes through ``KubernetesBackend``'s client (``vitjob.kube.client.Api.call``: one error
-mapping, retries);
-this module adds no client layer of its own.
+mapping, retries).
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from vitjob import constants as c
-from vitjob.backends.base import JobStatus
 from vitjob.backends.kubernetes import KubernetesBackend, job_phase
 from vitjob.errors import (
     ConflictError,
     JobNotFoundError,
     PipelineNotFoundError,
     ResourceNotFoundError,
+    VitjobError,
 )
+from vitjob.jobstatus import JobStatus
 from vitjob.kube.errors import Op
-from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION, kind_info
+from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION, is_volcano_job
 from vitjob.pipeline import (
     PipelineDefinition,
     PipelinePhase,
@@ -35,88 +40,187 @@ from vitjob.pipeline import (
     StageJob,
     StageState,
     UpdatePipeline,
-    configmap_name,
+    stages_of,
 )
 
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
-CONFIGMAPS = "configmaps"
+API_VERSION = c.VITJOB_API_VERSION
+ENDED_STATES = (StageState.COMPLETED, StageState.FAILED)
 
 
 # ------------------------------------------------------------------------------------ conversions
-def record_from_configmap(cm: dict[str, Any]) -> PipelineRecord:
-    """Parse a pipeline ConfigMap into a ``PipelineRecord``."""
-    meta, data = cm["metadata"], cm.get("data") or {}
-    annotations = meta.get("annotations") or {}
-    name = meta["name"].removesuffix(c.PIPELINE_CONFIGMAP_SUFFIX)
-    stages = tuple(json.loads(data.get(c.PIPELINE_STAGES_KEY) or "[]"))
-    progress = {}
-    for stage in stages:
-        value = annotations.get(c.ANNOTATION_STAGE_PREFIX + stage)
-        if value in StageState.__members__.values():
-            progress[stage] = StageState(value)
+def record_from_vitjob(obj: Mapping[str, Any]) -> PipelineRecord:
+    """Parse a VitJob into a ``PipelineRecord``."""
+    meta = obj["metadata"]
+    spec = dict(obj.get("spec") or {})
+    status = obj.get("status") or {}
+    name = meta["name"]
+    stages = stages_of(spec)
+    progress: dict[str, StageState] = {}
+    job_phases: dict[str, str] = {}
+    for entry in status.get("stages") or ():
+        stage = entry.get("name")
+        if stage not in stages:
+            continue
+        if entry.get("state") in StageState.__members__.values():
+            progress[stage] = StageState(entry["state"])
+        if entry.get("phase"):
+            job_phases[stage] = str(entry["phase"])
     try:
-        phase = PipelinePhase(annotations.get(c.ANNOTATION_PIPELINE_PHASE) or "Pending")
+        phase = PipelinePhase(status.get("phase") or PipelinePhase.PENDING)
     except ValueError:
         phase = PipelinePhase.PENDING
+    annotations = meta.get("annotations") or {}
     return PipelineRecord(
         name=name,
         namespace=meta.get("namespace", ""),
-        part_of=data.get(c.PIPELINE_PART_OF_KEY) or name,
+        part_of=str(spec.get("pipeline") or name),
         stages=stages,
         job_names={stage: f"{name}-{stage}" for stage in stages},
-        manifests={s: data.get(s + c.PIPELINE_STAGE_KEY_SUFFIX, "") for s in stages},
         phase=phase,
-        reason=annotations.get(c.ANNOTATION_PIPELINE_REASON, ""),
+        reason=str(status.get("reason") or ""),
         progress=progress,
         version=meta.get("resourceVersion", ""),
         uid=meta.get("uid", ""),
+        spec=spec,
+        job_phases=job_phases,
+        submitting=annotations.get(c.ANNOTATION_SUBMITTING) == "true",
+        stored_status=status,
+        generation=int(meta.get("generation") or 0),
     )
 
 
-def stage_job_from_object(job: dict[str, Any]) -> StageJob:
+def stage_job_from_object(job: Mapping[str, Any]) -> StageJob:
     """The fields of a Volcano Job that ``reconcile`` uses."""
     meta = job["metadata"]
     state = (job.get("status") or {}).get("state") or {}
     reason = ": ".join(x for x in (state.get("reason"), state.get("message")) if x)
     return StageJob(
         name=meta["name"],
-        phase=job_phase(job),
+        phase=job_phase(dict(job)),
         part_of=(meta.get("labels") or {}).get(c.LABEL_PART_OF, ""),
         reason=reason,
     )
 
 
-def update_patch(record: PipelineRecord, update: UpdatePipeline) -> dict[str, Any]:
-    """The merge patch that records ``update``, conditional on the record's resourceVersion."""
-    annotations: dict[str, str] = {c.ANNOTATION_STAGE_PREFIX + s: str(v) for s, v in update.stages.items()}
-    if update.phase is not None:
-        annotations[c.ANNOTATION_PIPELINE_PHASE] = str(update.phase)
-    if update.reason is not None:
-        annotations[c.ANNOTATION_PIPELINE_REASON] = update.reason
-    metadata: dict[str, Any] = {"annotations": annotations}
-    if record.version:
-        metadata["resourceVersion"] = record.version  # the API server refuses a stale write (409)
-    return {"metadata": metadata}
+def now_text() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_after(record: PipelineRecord, update: UpdatePipeline, now: str) -> dict[str, Any]:
+    """The whole ``status`` once ``update`` is recorded (a merge patch replaces lists whole).
+
+    Times are kept from the stored status: a stage's ``startTime`` is when it was first recorded,
+    its ``completionTime`` when it was recorded Completed or Failed.
+    """
+    progress = {**record.progress, **update.stages}
+    job_phases = {**record.job_phases, **update.job_phases}
+    phase = update.phase or record.phase
+    reason = record.reason if update.reason is None else update.reason
+    stored = {e.get("name"): e for e in record.stored_status.get("stages") or () if isinstance(e, dict)}
+    entries = []
+    for stage in record.stages:
+        state = progress.get(stage)
+        if state is None and stage not in job_phases:
+            continue
+        before = stored.get(stage) or {}
+        entry: dict[str, Any] = {"name": stage, "job": record.job_names[stage]}
+        if state is not None:
+            entry["state"] = str(state)
+        if stage in job_phases:
+            entry["phase"] = job_phases[stage]
+        start = before.get("startTime") or now
+        entry["startTime"] = start
+        if state in ENDED_STATES:
+            entry["completionTime"] = before.get("completionTime") or now
+        if state == StageState.FAILED and reason:
+            entry["reason"] = reason
+        entries.append(entry)
+    current = next((s for s in record.stages if progress.get(s) != StageState.COMPLETED), record.stages[-1])
+    return {
+        "phase": str(phase),
+        "stage": current,
+        "reason": reason,
+        "observedGeneration": record.generation,
+        "stages": entries,
+        "conditions": conditions(record.stored_status.get("conditions") or (), phase, reason, now),
+    }
+
+
+# Condition type → the pipeline phase that makes it True.
+CONDITION_PHASES = {
+    "Running": PipelinePhase.RUNNING,
+    "Completed": PipelinePhase.COMPLETED,
+    "Failed": PipelinePhase.FAILED,
+}
+
+
+def conditions(stored: Any, phase: PipelinePhase, reason: str, now: str) -> list[dict[str, Any]]:
+    """metav1.Condition entries for ``phase``; a condition keeps its lastTransitionTime while its
+    status does not change."""
+    before = {x.get("type"): x for x in stored if isinstance(x, dict)}
+    out = []
+    for kind, when in CONDITION_PHASES.items():
+        status = "True" if phase == when else "False"
+        old = before.get(kind) or {}
+        out.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": str(phase),
+                "message": reason if status == "True" else "",
+                "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == status else now,
+            }
+        )
+        if out[-1]["lastTransitionTime"] is None:
+            out[-1]["lastTransitionTime"] = now
+    return out
+
+
+def event_for(record: PipelineRecord, update: UpdatePipeline) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event that tells what ``update`` records; None for a write that
+    only follows job phases."""
+    changes = []
+    for stage, state in update.stages.items():
+        if record.progress.get(stage) != state:
+            changes.append(f"stage {stage} {state} (job {record.job_names[stage]})")
+    if update.phase == PipelinePhase.FAILED and record.phase != PipelinePhase.FAILED:
+        return "Warning", "Failed", update.reason or "; ".join(changes)
+    if update.phase == PipelinePhase.COMPLETED and record.phase != PipelinePhase.COMPLETED:
+        return "Normal", "Completed", update.reason or "; ".join(changes)
+    if not changes:
+        return None
+    created = any(s == StageState.CREATED for s in update.stages.values())
+    return "Normal", "StageCreated" if created else "StageCompleted", "; ".join(changes)
 
 
 def owner_reference(record: PipelineRecord) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "name": configmap_name(record.name), "uid": record.uid}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": c.VITJOB_KIND,
+        "name": record.name,
+        "uid": record.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 # ------------------------------------------------------------------------------------------- store
 class KubernetesPipelineStore:
-    """``PipelineStore`` on a cluster, reading fresh state with each call (CLI use).
+    """``PipelineStore`` over VitJobs on a cluster, reading fresh state with each call (CLI use).
 
     Args:
         backend: the ``KubernetesBackend`` whose client, namespace and error mapping are used.
         namespace: the pipelines' namespace (default: the backend's).
+        component: the Events' source component.
     """
 
-    def __init__(self, backend: KubernetesBackend, namespace: str | None = None):
+    def __init__(self, backend: KubernetesBackend, namespace: str | None = None, component: str = "vitjob"):
         self.backend = backend
         self._namespace = namespace
+        self.component = component
 
     @property
     def namespace(self) -> str:
@@ -124,35 +228,44 @@ class KubernetesPipelineStore:
 
     # -------------------------------------------------------------------------------- create
     def create_pipeline(self, definition: PipelineDefinition, *, replace: bool = False) -> JobStatus:
-        from vitjob.render import render_pipeline_configmap
+        """Store the VitJob (marked as being submitted), submit its first stage with the backend's
+        preflight checks, then record it Running. Without the VitJob CRD on the cluster this fails
+        before anything is created, saying how to install it."""
+        from vitjob.render import render_vitjob
 
         ns = definition.namespace or self.namespace
-        existing = self._read_configmap(definition.name, ns)
+        existing = self.read_vitjob(definition.name, ns)
         if existing is not None:
+            old = record_from_vitjob(existing)
             if not replace:
-                old = record_from_configmap(existing)
                 raise ConflictError(
                     f"pipeline {definition.name!r} already exists in namespace {ns!r} ({old.phase}); "
                     f"`vitjob status {definition.name}` shows it, `vitjob submit … --then … --replace` "
                     "deletes it and its stage jobs and starts over, or choose another --name"
                 )
-            self._delete_pipeline(record_from_configmap(existing))
-        cm = render_pipeline_configmap(
-            name=configmap_name(definition.name),
+            self.delete_with_jobs(old)
+        body = render_vitjob(
+            name=definition.name,
             namespace=ns,
             part_of=definition.part_of,
-            stages=[(s.stage, s.manifest) for s in definition.stages],
-            phase=str(PipelinePhase.PENDING),
+            spec=definition.spec,
+            submitting=True,
         )
         api = self.backend.api
-        created = api.call(Op("create", CONFIGMAPS, "", ns), api.core.create_namespaced_config_map, ns, cm)
-        record = record_from_configmap(created)
+        op = Op("create", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, definition.name)
+        try:
+            created = api.call(
+                op, api.custom.create_namespaced_custom_object, *self._coords(ns), body
+            )
+        except ResourceNotFoundError:
+            raise self._no_crd(ns) from None
+        record = record_from_vitjob(created)
         first = definition.stages[0]
         objects = [self._owned(obj, record) for obj in record.stage_objects(first.stage)]
         try:
             status = self.backend.submit(objects, replace=replace)
         except BaseException:
-            self._delete_configmap(record)
+            self._delete_vitjob(record)
             raise
         self._mark_started(record, first.stage)
         log.debug("created pipeline %s/%s with stages %s", ns, definition.name, record.stages)
@@ -161,48 +274,48 @@ class KubernetesPipelineStore:
     def _mark_started(self, created: PipelineRecord, stage: str) -> None:
         """Pending → Running with ``stage`` Created, unless a controller has moved it on already."""
         update = UpdatePipeline({stage: StageState.CREATED}, PipelinePhase.RUNNING, "")
-        name = created.name
         for _ in range(5):
-            cm = self._read_configmap(name, created.namespace)
-            if cm is None:
+            obj = self.read_vitjob(created.name, created.namespace)
+            if obj is None:
                 return
-            record = record_from_configmap(cm)
+            record = record_from_vitjob(obj)
             if record.phase != PipelinePhase.PENDING:
                 return
             try:
                 self.update_pipeline(record, update)
                 return
             except ConflictError:
-                log.debug("pipeline %s changed while recording its start; reading it again", name)
-        log.warning("pipeline %s: could not record its start; its controller will adopt it", name)
+                log.debug("pipeline %s changed while recording its start; reading it again", created.name)
+        log.warning("pipeline %s: could not record its start; its controller will adopt it", created.name)
 
-    def _delete_pipeline(self, record: PipelineRecord) -> None:
-        """For --replace: the stage jobs (waiting until they are gone), then the ConfigMap."""
+    def delete_with_jobs(self, record: PipelineRecord) -> None:
+        """For --replace: the stage jobs (waiting until they are gone), then the VitJob."""
         for stage in record.stages:
-            job = self._read_job(record.job_names[stage], record.namespace)
+            job = self.backend.get_job_or_none(record.namespace, record.job_names[stage])
             if job is not None:
                 self.backend.delete_job(job, record.namespace)
                 self.backend.wait_gone(record.job_names[stage], record.namespace)
-        self._delete_configmap(record)
+        self._delete_vitjob(record)
 
-    def _delete_configmap(self, record: PipelineRecord) -> None:
-        api, ns, name = self.backend.api, record.namespace, configmap_name(record.name)
+    def _delete_vitjob(self, record: PipelineRecord) -> None:
+        api, ns, name = self.backend.api, record.namespace, record.name
+        op = Op("delete", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
-            api.call(Op("delete", CONFIGMAPS, "", ns, name), api.core.delete_namespaced_config_map, name, ns)
+            api.call(op, api.custom.delete_namespaced_custom_object, *self._coords(ns), name)
         except ResourceNotFoundError:
-            log.debug("pipeline ConfigMap %s/%s was already gone", ns, name)
+            log.debug("VitJob %s/%s was already gone", ns, name)
 
     # ---------------------------------------------------------------------------------- read
     def get_pipeline(self, name: str) -> PipelineRecord:
         ns = self.namespace
-        cm = self._read_configmap(name, ns)
-        if cm is None:
+        obj = self.read_vitjob(name, ns)
+        if obj is None:
             raise PipelineNotFoundError(
-                f"pipeline {name!r} not found in namespace {ns!r} (no ConfigMap "
-                f"{configmap_name(name)}); `vitjob submit … --then eval,export,infer310` creates one, "
-                "`vitjob list` shows the jobs there"
+                f"pipeline {name!r} not found in namespace {ns!r} (no VitJob {name}; "
+                f"`kubectl get vitjobs -n {ns}` lists them); `vitjob submit … --then eval,export,infer310` "
+                "creates one, `vitjob list` shows the jobs there"
             )
-        return record_from_configmap(cm)
+        return record_from_vitjob(obj)
 
     def list_stage_jobs(self, pipeline: PipelineRecord) -> dict[str, StageJob]:
         """One LIST by part-of label, plus a GET for the first stage not yet recorded Completed when
@@ -222,7 +335,7 @@ class KubernetesPipelineStore:
         for stage in pipeline.stages:
             job = by_name.get(pipeline.job_names[stage])
             if job is None and pipeline.progress.get(stage) != StageState.COMPLETED:
-                job = self._read_job(pipeline.job_names[stage], ns)
+                job = self.backend.get_job_or_none(ns, pipeline.job_names[stage])
                 if job is None:
                     break  # reconcile looks no further than the first stage without a job
             if job is not None:
@@ -234,38 +347,89 @@ class KubernetesPipelineStore:
         self.create_stage_objects(pipeline, stage)
 
     def create_stage_objects(self, pipeline: PipelineRecord, stage: str) -> dict[str, Any] | None:
-        """Create the stage's objects (owned by the pipeline ConfigMap); return the created Job, or
-        None when it already existed."""
+        """Create the stage's objects (owned by the VitJob); return the created Job, or None when it
+        already existed. A spec that does not make a valid job raises ``SpecError``."""
         created_job = None
         for obj in pipeline.stage_objects(stage):
             obj = self._owned(obj, pipeline)
-            group, plural, _ = kind_info(obj)
             try:
                 result = self.backend.create_object(obj)
             except ConflictError:
                 log.debug("%s %s exists already; counts as created", obj["kind"], obj["metadata"]["name"])
                 continue
-            if group == VC_GROUP and plural == VC_JOBS:
+            if is_volcano_job(obj):
                 created_job = result
         return created_job
 
     def update_pipeline(self, pipeline: PipelineRecord, update: UpdatePipeline) -> PipelineRecord:
-        return record_from_configmap(self._patch(pipeline, update_patch(pipeline, update)))
-
-    def delete_pipeline(self, pipeline: PipelineRecord) -> None:
-        """Delete the pipeline's ConfigMap (jobs it still owns are garbage-collected with it)."""
-        self._delete_configmap(pipeline)
-
-    # ------------------------------------------------------------------------------- helpers
-    def _patch(self, record: PipelineRecord, patch: dict[str, Any]) -> dict[str, Any]:
-        api, ns, name = self.backend.api, record.namespace, configmap_name(record.name)
-        return api.call(
-            Op("patch", CONFIGMAPS, "", ns, name),
-            api.core.patch_namespaced_config_map,
+        """Write the status (subresource) in one conditional merge patch, then tell it as an Event."""
+        api, ns, name = self.backend.api, pipeline.namespace, pipeline.name
+        patch = {
+            "metadata": {"resourceVersion": pipeline.version} if pipeline.version else {},
+            "status": status_after(pipeline, update, now_text()),
+        }
+        stored = api.call(
+            Op("patch", c.VITJOB_PLURAL + "/status", c.VITJOB_GROUP, ns, name),
+            api.custom.patch_namespaced_custom_object_status,
+            *self._coords(ns),
             name,
-            ns,
             patch,
             _content_type=MERGE_PATCH,
+        )
+        event = event_for(pipeline, update)
+        if event is not None:
+            self.emit(pipeline, *event)
+        return record_from_vitjob(stored)
+
+    def delete_pipeline(self, pipeline: PipelineRecord) -> None:
+        """Delete the VitJob (the jobs it owns are garbage-collected with it)."""
+        self._delete_vitjob(pipeline)
+
+    def emit(self, record: PipelineRecord, kind: str, reason: str, message: str) -> None:
+        """Record an Event on the VitJob; a failure is logged, never raised (as client-go does)."""
+        from vitjob.render import render_event
+
+        ns, now = record.namespace, now_text()
+        body = render_event(
+            namespace=ns,
+            involved={
+                "apiVersion": API_VERSION,
+                "kind": c.VITJOB_KIND,
+                "name": record.name,
+                "namespace": ns,
+                "uid": record.uid,
+            },
+            kind=kind,
+            reason=reason,
+            message=message,
+            component=self.component,
+            now=now,
+        )
+        api = self.backend.api
+        try:
+            api.call(Op("create", "events", "", ns), api.core.create_namespaced_event, ns, body)
+        except VitjobError as exc:
+            log.debug("could not record event %s on VitJob %s/%s: %s", reason, ns, record.name, exc)
+
+    # ------------------------------------------------------------------------------- helpers
+    def read_vitjob(self, name: str, ns: str) -> dict[str, Any] | None:
+        api = self.backend.api
+        op = Op("get", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
+        try:
+            return api.call(op, api.custom.get_namespaced_custom_object, *self._coords(ns), name)
+        except (ResourceNotFoundError, JobNotFoundError) as exc:
+            if "the server could not find the requested resource" in str(exc):
+                raise self._no_crd(ns) from None
+            return None
+
+    def _coords(self, ns: str) -> tuple[str, str, str, str]:
+        return c.VITJOB_GROUP, c.VITJOB_VERSION, ns, c.VITJOB_PLURAL
+
+    def _no_crd(self, ns: str) -> PipelineNotFoundError:
+        return PipelineNotFoundError(
+            f"this cluster does not serve VitJobs ({c.VITJOB_CRD_NAME}), which pipelines need: install "
+            "the CRD with `vitjob controller --render | kubectl apply -f -` or `helm install` of "
+            "charts/vitjob; single jobs (`vitjob submit` without --then) need no CRD"
         )
 
     def _owned(self, obj: dict[str, Any], record: PipelineRecord) -> dict[str, Any]:
@@ -274,27 +438,3 @@ class KubernetesPipelineStore:
         meta["namespace"] = record.namespace
         meta["ownerReferences"] = [owner_reference(record)]
         return obj
-
-    def _read_configmap(self, name: str, ns: str) -> dict[str, Any] | None:
-        api, cm_name = self.backend.api, configmap_name(name)
-        try:
-            return api.call(
-                Op("get", CONFIGMAPS, "", ns, cm_name), api.core.read_namespaced_config_map, cm_name, ns
-            )
-        except ResourceNotFoundError:
-            return None
-
-    def _read_job(self, name: str, ns: str) -> dict[str, Any] | None:
-        api = self.backend.api
-        try:
-            return api.call(
-                Op("get", VC_JOBS, VC_GROUP, ns, name),
-                api.custom.get_namespaced_custom_object,
-                VC_GROUP,
-                VC_VERSION,
-                ns,
-                VC_JOBS,
-                name,
-            )
-        except JobNotFoundError:
-            return None

@@ -20,9 +20,16 @@ from typing import Any
 
 import yaml
 
-from vitjob.backends import BACKEND_NAMES, get_backend
+from vitjob.backends import pipeline_store
 from vitjob.backends.base import Backend, JobPhase, JobStatus
-from vitjob.cli.console import RunConsole
+from vitjob.cli.common import (
+    add_backend_arguments,
+    backend_from_args,
+    format_age,
+    format_table,
+    print_pipeline,
+    store_observed,
+)
 from vitjob.constants import DEFAULT_NAMESPACE
 from vitjob.errors import BackendError, JobNotFoundError, PipelineNotFoundError, UsageError
 from vitjob.progress import describe
@@ -50,29 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ------------------------------------------------------------------------------------------- arguments
-def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("backend")
-    g.add_argument(
-        "--backend",
-        choices=BACKEND_NAMES,
-        default="auto",
-        help="where jobs run (auto: kubernetes when a kubeconfig or in-cluster config exists)",
-    )
-    g.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
-    )
-    g.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
-    if "--namespace" not in p._option_string_actions:
-        g.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
-    if "--local-root" not in p._option_string_actions:
-        g.add_argument(
-            "--local-root",
-            type=Path,
-            default=None,
-            help="local backend: directory holding the jobs' processes and logs",
-        )
-
-
 def _register_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "submit",
@@ -151,26 +135,6 @@ def _add_name_only(p: argparse.ArgumentParser) -> None:
 def _add_list(p: argparse.ArgumentParser) -> None:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="jobs of every namespace")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
-
-
-def backend_from_args(args: argparse.Namespace) -> Backend:
-    """The backend the backend flags of ``args`` choose. Local jobs run in the foreground show on the
-    terminal through a ``RunConsole`` (with ``-v``: every pod's raw output instead)."""
-    verbose = bool(getattr(args, "verbose", False))
-    quiet: dict[str, Any] = {}
-    if not verbose:
-        quiet = {"stream": False, "observer": RunConsole(sys.stdout, sys.stdout.isatty())}
-    return get_backend(
-        args.backend,
-        kubeconfig=args.kubeconfig,
-        context=args.context,
-        namespace=getattr(args, "namespace", None),
-        local_root=getattr(args, "local_root", None),
-        data_dir=getattr(args, "data", None),
-        output_dir=getattr(args, "output", None) if isinstance(getattr(args, "output", None), Path) else None,
-        verbose=verbose,
-        **quiet,
-    )
 
 
 def parse_duration(text: str) -> int:
@@ -264,7 +228,7 @@ def _report_local_run(status: Any, *, shown: bool) -> int:
 
 def _submit_pipeline(args: argparse.Namespace) -> int:
     """``submit --then``: store the pipeline and start its first stage."""
-    from vitjob.pipeline import define_pipeline, parse_then, pipeline_store
+    from vitjob.pipeline import define_pipeline, parse_then
 
     if args.manifest:
         raise UsageError(
@@ -316,7 +280,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
         observed = _pipeline_or_none(backend, args.name)
         if observed is None:
             raise
-        from vitjob.cli.pipeline import print_pipeline
 
         print_pipeline(observed, args.output)
         return 0
@@ -399,9 +362,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _pipeline_or_none(backend: Backend, name: str) -> Any:
     """The pipeline ``name`` with its stage jobs, or None when the backend has no such pipeline."""
-    from vitjob.cli.pipeline import store_observed
-    from vitjob.pipeline import pipeline_store
-
     try:
         return store_observed(pipeline_store(backend), name)
     except (PipelineNotFoundError, BackendError) as exc:
@@ -426,20 +386,6 @@ def _status_dict(status: JobStatus) -> dict[str, Any]:
     data["age_s"] = round(status.age_s, 1)
     data["progress"] = status.progress.to_dict() if status.progress else None
     return data
-
-
-def format_age(seconds: float) -> str:
-    for limit, div, unit in ((120, 1, "s"), (7200, 60, "m"), (172800, 3600, "h")):
-        if seconds < limit:
-            return f"{seconds / div:.0f}{unit}"
-    return f"{seconds / 86400:.0f}d"
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
-    )
 
 
 def format_status(status: JobStatus) -> str:

@@ -10,17 +10,23 @@ and least-privilege RBAC instead of running it). Exit codes: 0 Completed (or run
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 import threading
 from typing import Any
 
-import yaml
-
 from vitjob import constants as c
+from vitjob.backends import pipeline_store
+from vitjob.cli.common import (
+    add_backend_arguments,
+    backend_from_args,
+    format_pipeline,
+    print_pipeline,
+    store_observed,
+)
 from vitjob.errors import UsageError
+from vitjob.pipeline import PipelineStore, cancel_pipeline, delete_pipeline
 
 log = logging.getLogger("vitjob")
 
@@ -65,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     delete.add_argument("name", help="pipeline name")
     for q in (run, status, cancel, delete):
-        _add_backend(q)
+        add_backend_arguments(q)
     run.set_defaults(func=_cmd_run)
     status.set_defaults(func=_cmd_status)
     cancel.set_defaults(func=_cmd_cancel)
@@ -73,16 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_controller(sub)
 
 
-def _add_backend(p: argparse.ArgumentParser) -> None:
-    from vitjob.cli.jobs import add_backend_arguments
-
-    add_backend_arguments(p)
-
-
-def _store(args: argparse.Namespace) -> Any:
-    from vitjob.cli.jobs import backend_from_args
-    from vitjob.pipeline import pipeline_store
-
+def _store(args: argparse.Namespace) -> PipelineStore:
     return pipeline_store(backend_from_args(args))
 
 
@@ -117,9 +114,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from vitjob.cli.jobs import backend_from_args
-    from vitjob.pipeline import cancel_pipeline, pipeline_store
-
     backend = backend_from_args(args)
     aborted = cancel_pipeline(pipeline_store(backend), backend, args.name)
     jobs = f"; asked to abort {', '.join(aborted)}" if aborted else "; no stage job was running"
@@ -128,46 +122,11 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    from vitjob.cli.jobs import backend_from_args
-    from vitjob.pipeline import delete_pipeline, pipeline_store
-
     backend = backend_from_args(args)
     deleted = delete_pipeline(pipeline_store(backend), backend, args.name)
     jobs = f" and its jobs {', '.join(deleted)}" if deleted else " (it had no stage jobs left)"
     print(f"deleted pipeline {args.name}{jobs}")
     return 0
-
-
-def store_observed(store: Any, name: str) -> Any:
-    """The pipeline and its stage jobs as they are now (``vitjob.pipeline.Observed``)."""
-    from vitjob.pipeline import Observed
-
-    record = store.get_pipeline(name)
-    return Observed(record, store.list_stage_jobs(record))
-
-
-def print_pipeline(observed: Any, output: str) -> None:
-    from vitjob.pipeline import pipeline_dict
-
-    if output == "json":
-        print(json.dumps(pipeline_dict(observed), indent=2))
-    elif output == "yaml":
-        print(yaml.safe_dump(pipeline_dict(observed), sort_keys=False), end="")
-    else:
-        print(format_pipeline(observed))
-
-
-def format_pipeline(observed: Any) -> str:
-    from vitjob.cli.jobs import format_table
-    from vitjob.pipeline import stage_rows
-
-    record = observed.pipeline
-    where = f"  (namespace {record.namespace})" if record.namespace else ""
-    lines = [f"pipeline: {record.name}{where}", f"phase:    {record.phase}"]
-    if record.reason:
-        lines.append(f"reason:   {record.reason}")
-    lines += ["", format_table(["STAGE", "JOB", "PHASE"], stage_rows(observed))]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------- controller
@@ -212,7 +171,13 @@ def _register_controller(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--render",
         action="store_true",
-        help="print the controller's Deployment, ServiceAccount and RBAC as YAML; run nothing",
+        help="print the VitJob CRD and the controller's Deployment, ServiceAccount and RBAC as YAML; "
+        "run nothing (`| kubectl apply -f -` installs them; the CRD needs cluster-admin)",
+    )
+    p.add_argument(
+        "--no-crd",
+        action="store_true",
+        help="--render: leave the VitJob CRD out (it is installed already, e.g. by helm)",
     )
     p.add_argument("--image", default="", help="--render: controller image (default: the vitjob CPU image)")
     p.add_argument("--replicas", type=int, default=2, help="--render: replicas (>1 adds --leader-elect)")
@@ -225,8 +190,10 @@ def _register_controller(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_controller(args: argparse.Namespace) -> int:
     if args.render:
-        from vitjob.render import render_controller_documents
+        from vitjob.render import render_controller_documents, render_crd
 
+        if not args.no_crd:
+            sys.stdout.write(render_crd())
         docs = render_controller_documents(
             namespace=args.namespace or args.lease_namespace or c.DEFAULT_NAMESPACE,
             all_namespaces=args.all_namespaces,
