@@ -10,7 +10,7 @@ import yaml
 
 from vitjob.errors import SpecError
 from vitjob.images import default_image
-from vitjob.spec import JobSpec, load_spec
+from vitjob.spec import INT_RANGES, JobSpec, load_spec
 
 
 def problems_of(**kwargs) -> list[str]:
@@ -362,53 +362,46 @@ def test_values_file_sets_structured_keys(tmp_path):
 
 
 CHART_VALUES = Path(__file__).resolve().parents[1] / "charts" / "vitjob" / "values.yaml"
-# Where each spec key's default lives in the Helm chart's hand-written, user-facing values.yaml.
-CHART_PLACES: dict[str, tuple[str, ...]] = {
-    "stage": ("stage",),
-    "cards": ("cards",),
-    "image": ("image",),
-    "image_pull_policy": ("imagePullPolicy",),
-    "data_pvc": ("data", "pvc"),
-    "data_subpath": ("data", "subpath"),
-    "output_pvc": ("output", "pvc"),
-    "queue": ("queue",),
-    "priority_class": ("priorityClass",),
-    "preset": ("preset",),
-    "epochs": ("epochs",),
-    "batch_size": ("batchSize",),
-    "lr": ("lr",),
-    "pretrained": ("pretrained",),
-    "extra_args": ("extraArgs",),
-    "max_retry": ("maxRetry",),
-    "ttl_seconds_after_finished": ("ttlSecondsAfterFinished",),
-    "node_selector": ("nodeSelector",),
-    "tolerations": ("tolerations",),
-    "cpu": ("resources", "cpu"),
-    "memory": ("resources", "memory"),
-    "gpus_per_pod": ("gpusPerPod",),
-    "cards_per_pod": ("cardsPerPod",),
-    "pipeline": ("pipeline",),
-    "env": ("env",),
-    "labels": ("labels",),
-    "annotations": ("annotations",),
-    "sched_port": ("schedPort",),
-    "rdzv_port": ("rdzvPort",),
-}
 
 
 def test_spec_defaults_are_the_helm_charts_defaults():
-    # `vitjob render` and `helm install` must give the same job for the same (absent) options, so every
-    # default of the spec is the one the chart documents to its users.
+    # The chart's values are the VitJob spec: the spec's keys (snake_case, as in a values file), and
+    # every default the chart documents to its users is the spec's own.
     values = yaml.safe_load(CHART_VALUES.read_text(encoding="utf-8"))
     spec = JobSpec(name="v", hw="cpu")
     fields = {f.name for f in dataclasses.fields(JobSpec)}
-    # name and hw are required; the namespace is Helm's release namespace; k8s_version only selects the
-    # schemas `vitjob render` validates against.
-    assert fields - set(CHART_PLACES) == {"name", "hw", "namespace", "k8s_version"}
-    for key, place in CHART_PLACES.items():
-        chart = values
-        for part in place:
-            chart = chart[part]
-        assert getattr(spec, key) == chart, f"{key}: {getattr(spec, key)!r}, chart {place}: {chart!r}"
+    # name and namespace are the VitJob's metadata (name: the release name; namespace: helm -n).
+    assert set(values) == fields - {"namespace"} | {"then", "controller", "tests"}
+    assert values["name"] == "" and values["then"] == []
+    # hw is required by the spec; the chart defaults it to the platform the workflow targets.
+    assert values["hw"] == "ascend"
+    for key in fields - {"name", "namespace", "hw"}:
+        assert getattr(spec, key) == values[key], f"{key}: {getattr(spec, key)!r}, chart: {values[key]!r}"
     assert spec.namespace == "default"  # Kubernetes' own default namespace
     assert (spec.sched_port, spec.rdzv_port) == (8118, 29400)  # the chart README's table
+
+
+def test_constraint_tables_name_real_fields():
+    from vitjob import spec as s
+
+    fields = {f.name for f in dataclasses.fields(JobSpec)}
+    for table in (s.CHOICES, s.INT_RANGES, s.NUMBER_EXCLUSIVE_MINIMUMS, s.TEXT_RULES, s.FIELD_DOCS):
+        assert set(table) <= fields
+    assert set(s.FIELD_DOCS) == fields, "every field is documented (CRD descriptions, kubectl explain)"
+
+
+@pytest.mark.parametrize("key", sorted(INT_RANGES))
+def test_int_ranges_are_the_bounds_the_spec_checks(key):
+    low, high = INT_RANGES[key]
+    base = {"name": "vit", "hw": "cpu", "cards": 1}
+    if key == "cards_per_pod":
+        base["cards"] = low
+    if key in ("sched_port", "rdzv_port"):
+        base["rdzv_port" if key == "sched_port" else "sched_port"] = 5000
+    JobSpec(**{**base, key: low})  # accepted
+    with pytest.raises(SpecError):
+        JobSpec(**{**base, key: low - 1})
+    if key not in ("cards", "cards_per_pod"):  # cards of 2**31-1 processes: other rules join in
+        JobSpec(**{**base, key: high})
+    with pytest.raises(SpecError):
+        JobSpec(**{**base, key: high + 1})
