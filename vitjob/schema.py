@@ -176,7 +176,7 @@ def _time() -> dict[str, Any]:
 
 def status_schema() -> dict[str, Any]:
     """The VitJob ``status``, written by the controller and the CLI through the status subresource."""
-    from vitjob.pipeline import PipelinePhase, StageState
+    from vitjob.jobstatus import PipelinePhase, StageState
 
     stage = {
         "type": "object",
