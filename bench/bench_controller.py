@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from fake_kube_api import FakeKubeAPI
-from kube_testing import crd_dir, pipeline_definition, seed_pipeline
+from kube_testing import crd_dir, pipeline_definition, seed_pipeline, vitjob_crd
 
 JOBS = "/apis/batch.volcano.sh/v1alpha1/namespaces/default/jobs"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -81,11 +81,13 @@ class ControllerProcess:
 
 
 def resource(path: str) -> str:
-    return next((p for p in ("jobs", "configmaps", "leases") if f"/{p}" in path), path)
+    kind = next((p for p in ("vitjobs", "jobs", "events", "leases") if f"/{p}" in path), path)
+    return kind + "/status" if path.endswith("/status") else kind
 
 
 def new_fake(tmp: Path, name: str) -> tuple[FakeKubeAPI, Path]:
     fake = FakeKubeAPI(crd_dir()).start()
+    fake.install_crd(vitjob_crd())
     fake.add_queue("default")
     fake.validators.clear()
     return fake, fake.write_kubeconfig(tmp / name)
@@ -127,8 +129,8 @@ def measure_throughput(n: int, tmp: Path) -> dict[str, float]:
             complete(fake, f"{name}-train")
         fake.wait_for(
             lambda: all(
-                fake.get("", "configmaps", f"{x}-pipeline", "default")["metadata"]["annotations"][
-                    "vitjob.io/pipeline-phase"] == "Completed" for x in names),
+                (fake.get("vitjob.io", "vitjobs", x, "default").get("status") or {}).get("phase")
+                == "Completed" for x in names),
             timeout=600, what="all pipelines Completed")
         wall, cpu = time.monotonic() - t0, ctl.cpu_s() - cpu0
         stop.set()

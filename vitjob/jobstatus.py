@@ -1,4 +1,5 @@
-"""Job-state records: a Volcano job's phase, its pods and what a backend reports about it.
+"""Job-state records: a Volcano job's phase, its pods and what a backend reports about it; a
+pipeline's phase and what it recorded of each stage (``vitjob.pipeline``, the VitJob status).
 
 Core types (no backend imports them the other way round): backends return them, the pipeline logic
 and the CLI read them.
@@ -65,3 +66,24 @@ class JobStatus:
     warnings: list[str] = field(default_factory=list)
     # A running train stage: the last progress line of rank 0 (``vitjob.progress``); None otherwise
     progress: TrainProgress | None = None
+
+
+class PipelinePhase(StrEnum):
+    """Where a pipeline stands. ``Pending``: submit stored it and is creating the first stage."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (PipelinePhase.COMPLETED, PipelinePhase.FAILED)
+
+
+class StageState(StrEnum):
+    """What the pipeline recorded about a stage: its job was created, Completed, or Failed."""
+
+    CREATED = "Created"
+    COMPLETED = "Completed"
+    FAILED = "Failed"

@@ -26,7 +26,6 @@ module imports no backend.
 
 from __future__ import annotations
 
-import enum
 import itertools
 import json
 import logging
@@ -45,7 +44,7 @@ from vitjob.errors import (
     UsageError,
     WaitTimeoutError,
 )
-from vitjob.jobstatus import JobPhase, JobStatus
+from vitjob.jobstatus import JobPhase, JobStatus, PipelinePhase, StageState
 
 if TYPE_CHECKING:
     from vitjob.spec import JobSpec
@@ -57,27 +56,6 @@ log = logging.getLogger(__name__)
 FAILED_JOB_PHASES = frozenset({JobPhase.FAILED, JobPhase.ABORTED, JobPhase.TERMINATED})
 # Errors that retrying cannot fix: the stage is marked Failed with the error's message.
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (AdmissionDeniedError, InvalidObjectError, SpecError)
-
-
-class PipelinePhase(enum.StrEnum):
-    """Where a pipeline stands. ``Pending``: submit stored it and is creating the first stage."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (PipelinePhase.COMPLETED, PipelinePhase.FAILED)
-
-
-class StageState(enum.StrEnum):
-    """What the pipeline recorded about a stage: its job was created, Completed, or Failed."""
-
-    CREATED = "Created"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
 
 
 # ------------------------------------------------------------------------------------------ records
