@@ -27,7 +27,8 @@ from test_schema import crd_spec_validator
 
 from vitjob import constants as c
 from vitjob.images import default_image
-from vitjob.render import parse_document, render_controller_documents, render_crd
+from vitjob.render import parse_document, render_controller_documents
+from vitjob.schema import render_crd
 from vitjob.spec import JobSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,22 +242,6 @@ def test_controller_objects_are_what_vitjob_controller_render_prints(
         assert got[key] == want[key], f"{key} differs from `vitjob controller --render`"
     role_kind = "ClusterRole" if options.get("all_namespaces") else "Role"
     assert got[(role_kind, c.CONTROLLER_NAME)]["rules"] == want[(role_kind, c.CONTROLLER_NAME)]["rules"]
-
-
-def test_controller_role_has_the_design_note_s_rules(helm: Path, tmp_path: Path) -> None:
-    objects = objects_of(template(helm, tmp_path, "--skip-tests"))
-    (role,) = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == c.CONTROLLER_NAME]
-    rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"]
-             for r in rule["resources"]}
-    assert rules == {
-        ("vitjob.io", "vitjobs"): {"get", "list", "watch", "patch", "update"},
-        ("vitjob.io", "vitjobs/status"): {"get", "patch", "update"},
-        ("vitjob.io", "vitjobs/finalizers"): {"update"},
-        ("batch.volcano.sh", "jobs"): {"get", "list", "watch", "create", "delete"},
-        ("", "events"): {"create", "patch"},
-        ("events.k8s.io", "events"): {"create", "patch"},
-    }
-    assert not any("configmaps" in rule["resources"] for rule in role["rules"])
 
 
 def test_controller_is_on_by_default_and_can_be_left_out(helm: Path, tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ import yaml
 from vitjob import constants as c
 from vitjob import schema
 from vitjob.errors import RenderError, SpecError
-from vitjob.render import render_crd, template_environment
+from vitjob.render import template_environment
+from vitjob.schema import render_crd
 from vitjob.spec import JobSpec, load_spec
 from vitjob.validate import supported_k8s_versions
 
@@ -67,7 +68,7 @@ def test_crd_names_and_version_are_the_design_note_s() -> None:
     assert obj["spec"]["group"] == "vitjob.io" and obj["spec"]["scope"] == "Namespaced"
     assert obj["spec"]["names"] == {
         "kind": "VitJob", "listKind": "VitJobList", "plural": "vitjobs", "singular": "vitjob",
-        "shortNames": ["vj"],
+        "shortNames": ["vit"],
     }
     version = version_of(obj)
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
@@ -388,7 +389,30 @@ def test_block_filter_round_trips_and_quotes_every_string() -> None:
     assert '"on": "y"' in text and '"k:v": "line\\u000abreak \\"q\\""' in text
 
 
-@pytest.mark.parametrize("bad", [{"a": 0.5}, {1: "a"}, {}, "text"])
+def test_block_filter_writes_floats_that_read_back_as_floats() -> None:
+    data = {"lr": 1e-05, "half": 0.5, "big": 3e20}
+    text = template_environment().from_string("{{ data | block(0) }}\n").render(data=data)
+    assert yaml.safe_load(text) == data  # PyYAML (YAML 1.1) reads a bare 1e-05 as a string
+    assert "lr: 1.0e-05" in text
+
+
+@pytest.mark.parametrize("bad", [{"a": float("nan")}, {1: "a"}, {}, "text"])
 def test_block_filter_refuses_what_it_cannot_write_exactly(bad: Any) -> None:
     with pytest.raises(RenderError):
         template_environment().from_string("{{ data | block(0) }}").render(data=copy.deepcopy(bad))
+
+
+def test_short_names_and_plural_are_not_taken_by_the_crds_installed_beside_vitjob() -> None:
+    """`kubectl get <short name>` must reach VitJobs: Volcano's Job CRD already claims `vj`."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "crds"
+    taken: dict[str, str] = {}
+    for path in sorted(shared.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                names = doc["spec"]["names"]
+                for name in [*names.get("shortNames", []), names["plural"], names.get("singular", "")]:
+                    taken[name] = doc["metadata"]["name"]
+    assert "vj" in taken, "the fact this test guards against: Volcano's Job CRD has the short name vj"
+    names = crd()["spec"]["names"]
+    for name in [*names["shortNames"], names["plural"], names["singular"]]:
+        assert name not in taken, f"{name!r} is already {taken[name]}'s"

@@ -148,7 +148,8 @@ VITJOB_API_VERSION: Final = f"{VITJOB_GROUP}/{VITJOB_VERSION}"
 VITJOB_KIND: Final = "VitJob"
 VITJOB_PLURAL: Final = "vitjobs"
 VITJOB_SINGULAR: Final = "vitjob"
-VITJOB_SHORT_NAMES: Final = ("vj",)
+# Volcano's Job CRD already has the short names vcjob and vj: `kubectl get vj` lists Volcano Jobs.
+VITJOB_SHORT_NAMES: Final = ("vit",)
 VITJOB_CRD_NAME: Final = f"{VITJOB_PLURAL}.{VITJOB_GROUP}"
 
 # --- Pipelines (train → eval → export → infer310) and their controller (vitjob.pipeline) ---------

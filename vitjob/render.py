@@ -79,9 +79,9 @@ def yaml_int(value: Any) -> YamlScalar:
     return YamlScalar(str(value))
 
 
-def yaml_value(value: Any) -> YamlScalar:
-    """Any JSON-like value (mapping, list, string, number, bool, null) as one line of YAML flow style,
-    strings quoted by ``yaml_quote``; floats always read back as floats (``1e-05`` → ``1.0e-05``)."""
+def yaml_scalar(value: Any) -> YamlScalar:
+    """A JSON scalar as YAML: strings through ``yaml_quote``, integers, booleans and null as YAML's
+    words, floats so that YAML 1.1 (PyYAML) reads them back as floats (``1e-05`` → ``1.0e-05``)."""
     if isinstance(value, jinja2.Undefined):
         str(value)
     if value is None:
@@ -89,23 +89,26 @@ def yaml_value(value: Any) -> YamlScalar:
     if isinstance(value, bool):
         return YamlScalar("true" if value else "false")
     if isinstance(value, int):
-        return YamlScalar(str(value))
+        return yaml_int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise RenderError(f"template bug: the value filter got {value!r}, which JSON lacks")
+            raise RenderError(f"template bug: got {value!r}, which JSON lacks")
         text = repr(value)
-        if "e" in text and "." not in text.split("e")[0]:
-            mantissa, exponent = text.split("e")
-            text = f"{mantissa}.0e{exponent}"  # YAML 1.1 (PyYAML) reads 1e-05 as a string
-        return YamlScalar(text)
+        mantissa, e, exponent = text.partition("e")
+        return YamlScalar(f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text)
     if isinstance(value, str):
         return yaml_quote(value)
+    raise RenderError(f"template bug: cannot write {type(value).__name__} {value!r} as YAML")
+
+
+def yaml_value(value: Any) -> YamlScalar:
+    """Any JSON-like value (mapping, list or scalar) as one line of YAML flow style (``yaml_scalar``)."""
     if isinstance(value, Mapping):
         items = ", ".join(f"{yaml_quote(str(k))}: {yaml_value(v)}" for k, v in value.items())
         return YamlScalar("{" + items + "}")
     if isinstance(value, list | tuple):
         return YamlScalar("[" + ", ".join(yaml_value(v) for v in value) + "]")
-    raise RenderError(f"template bug: the value filter got {type(value).__name__} {value!r}")
+    return yaml_scalar(value)
 
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -115,9 +118,8 @@ _YAML_WORDS = frozenset({"y", "yes", "n", "no", "on", "off", "true", "false", "n
 
 def yaml_block(value: Any, indent: int) -> YamlScalar:
     """A mapping or list as block YAML, every line indented by ``indent``: strings go through
-    ``yaml_quote``, integers through ``yaml_int``; booleans and null are YAML's words. Keys stay plain
-    when they are identifiers YAML cannot misread, and are quoted otherwise. Floats are refused (YAML
-    1.1 reads ``1e-05`` as a string)."""
+    ``yaml_quote``, other scalars through ``yaml_scalar``. Keys stay plain when they are identifiers
+    YAML cannot misread, and are quoted otherwise."""
     if isinstance(value, jinja2.Undefined):
         str(value)
     if not isinstance(value, dict | list) or not value:
@@ -138,15 +140,7 @@ def _block_flow(value: Any) -> str:
         if value:
             raise RenderError("template bug: a non-empty collection in flow position")
         return "{}" if isinstance(value, dict) else "[]"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return yaml_int(value)
-    if isinstance(value, str):
-        return yaml_quote(value)
-    raise RenderError(f"template bug: the block filter cannot write {type(value).__name__} {value!r}")
+    return yaml_scalar(value)
 
 
 def _block_lines(value: dict[str, Any] | list[Any], indent: int) -> list[str]:
@@ -373,7 +367,7 @@ def render_yaml(spec: JobSpec) -> str:
 
 def render_documents(spec: JobSpec) -> list[str]:
     """The YAML text of each object, in creation order, without ``---`` separators."""
-    return _render_templates(TEMPLATES, build_context(spec))
+    return render_templates(TEMPLATES, build_context(spec))
 
 
 def render_objects(spec: JobSpec) -> list[dict[str, Any]]:
@@ -433,7 +427,7 @@ def render_vitjob(
         "annotations": {c.ANNOTATION_SUBMITTING: "true"} if submitting else {},
         "spec": dict(spec),
     }
-    (obj,) = [parse_document(text) for text in _render_templates((VITJOB_TEMPLATE,), context)]
+    (obj,) = [parse_document(text) for text in render_templates((VITJOB_TEMPLATE,), context)]
     return obj
 
 
@@ -459,7 +453,7 @@ def render_event(
         "component": component,
         "now": now,
     }
-    (obj,) = [parse_document(text) for text in _render_templates((EVENT_TEMPLATE,), context)]
+    (obj,) = [parse_document(text) for text in render_templates((EVENT_TEMPLATE,), context)]
     return obj
 
 
@@ -502,38 +496,10 @@ def build_controller_context(
 
 def render_controller_documents(**options: Any) -> list[str]:
     """The YAML text of the controller's objects (``build_controller_context`` options)."""
-    return _render_templates(CONTROLLER_TEMPLATES, build_controller_context(**options))
+    return render_templates(CONTROLLER_TEMPLATES, build_controller_context(**options))
 
 
-# --- the VitJob custom resource definition -----------------------------------------------------
-CRD_TEMPLATE = "vitjob-crd.yaml.j2"
-
-
-def build_crd_context() -> dict[str, Any]:
-    """Values of the CRD template; the schema and printer columns come from ``vitjob.schema``."""
-    from vitjob import schema
-
-    return {
-        "crd_name": c.VITJOB_CRD_NAME,
-        "labels": {c.LABEL_NAME: c.APP_NAME, c.LABEL_MANAGED_BY: c.APP_NAME},
-        "group": c.VITJOB_GROUP,
-        "version": c.VITJOB_VERSION,
-        "kind": c.VITJOB_KIND,
-        "list_kind": c.VITJOB_KIND + "List",
-        "plural": c.VITJOB_PLURAL,
-        "singular": c.VITJOB_SINGULAR,
-        "short_names": list(c.VITJOB_SHORT_NAMES),
-        "printer_columns": list(schema.PRINTER_COLUMNS),
-        "schema": schema.crd_schema(),
-    }
-
-
-def render_crd() -> str:
-    """The VitJob CRD as YAML (``---`` first): ``charts/vitjob/crds/vitjob.io_vitjobs.yaml``."""
-    return "".join(f"---\n{d}" for d in _render_templates((CRD_TEMPLATE,), build_crd_context()))
-
-
-def _render_templates(names: tuple[str, ...], context: dict[str, Any]) -> list[str]:
+def render_templates(names: tuple[str, ...], context: dict[str, Any]) -> list[str]:
     env = template_environment()
     documents: list[str] = []
     for name in names:

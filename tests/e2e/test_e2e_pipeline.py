@@ -165,7 +165,7 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
         assert observed["phase"] == "Completed", observed
         counts = stage_jobs(kube, namespace)
         assert counts == {f"pl-{s}": 1 for s in STAGES}, counts
-        short = kube.kubectl("get", "vj", "pl", "-n", namespace, "--no-headers").stdout.split()
+        short = kube.kubectl("get", "vit", "pl", "-n", namespace, "--no-headers").stdout.split()
         assert short[:5] == ["pl", "infer310", "Completed", "1", "cpu"], short
         vj = kube.get("vitjobs.vitjob.io", "pl", namespace)
         stages = vj["status"]["stages"]

@@ -190,7 +190,8 @@ def _register_controller(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_controller(args: argparse.Namespace) -> int:
     if args.render:
-        from vitjob.render import render_controller_documents, render_crd
+        from vitjob.render import render_controller_documents
+        from vitjob.schema import render_crd
 
         if not args.no_crd:
             sys.stdout.write(render_crd())
