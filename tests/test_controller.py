@@ -166,6 +166,42 @@ def test_a_training_job_deleted_by_hand_is_reported_not_recreated(fake, controll
     assert creates(fake, "vit-train") == 0 and job(fake, "vit-train") is None
 
 
+def _applied_vitjob(fake, name: str, **spec) -> None:
+    """A VitJob as `kubectl apply` or `helm install` stores it: spec only, no status, not submitting."""
+    body = {"apiVersion": "vitjob.io/v1alpha1", "kind": "VitJob", "metadata": {"name": name}, "spec": spec}
+    fake.create("vitjob.io", "vitjobs", body, "default")
+
+
+def test_a_vitjob_applied_with_kubectl_gets_its_first_stage_from_the_controller(fake, controllers) -> None:
+    _applied_vitjob(fake, "vit", hw="cpu", cards=1, stage="train", then=["eval"])
+    controllers.append(Running())
+    wait_recorded(fake, "train", "Created")
+    train = job(fake, "vit-train")
+    assert train["metadata"]["labels"]["app.kubernetes.io/part-of"] == "vit"
+    assert train["metadata"]["ownerReferences"][0]["kind"] == "VitJob"
+    complete(fake, "vit-train")
+    wait_recorded(fake, "eval", "Created")
+    assert status(fake)["phase"] == "Running" and status(fake)["stage"] == "eval"
+
+
+def test_a_vitjob_whose_spec_makes_no_valid_job_fails_with_the_spec_s_message(fake, controllers) -> None:
+    # The CRD schema checks each field; rules across fields (Ascend card counts) are the spec's.
+    _applied_vitjob(fake, "vit", hw="ascend", cards=3)
+    controllers.append(Running())
+    fake.wait_for(lambda: status(fake).get("phase") == "Failed", what="Failed")
+    reason = status(fake)["reason"]
+    assert reason.startswith("stage train: job vit-train could not be created: invalid job spec"), reason
+    assert "cards" in reason
+    assert not fake.requests_matching("POST", JOBS + "$")
+
+    def failed_events() -> list[tuple[str, str]]:
+        events = fake.list(fake._resource("", "events"), "default")
+        return [(e["type"], e["involvedObject"]["name"]) for e in events if e["reason"] == "Failed"]
+
+    fake.wait_for(lambda: failed_events(), what="the Failed event (written after the status)")
+    assert failed_events() == [("Warning", "vit")]
+
+
 # ---------------------------------------------------------------------------------- restarts
 def test_killed_and_restarted_between_every_pair_of_steps_runs_each_stage_once(fake) -> None:
     seed_pipeline(fake, pipeline_definition("vit"))
