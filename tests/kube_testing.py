@@ -165,7 +165,7 @@ def seed_pipeline(fake: FakeKubeAPI, definition: Any, namespace: str = "default"
         obj["status"] = {
             "phase": "Running",
             "stage": first.stage,
-            "stages": [{"name": first.stage, "job": first.job_name, "state": "Created"}],
+            "stages": [{"name": first.stage, "job": first.job_name, "state": "Created", "phase": "Pending"}],
         }
 
     return fake.update("vitjob.io", "vitjobs", definition.name, namespace, started)

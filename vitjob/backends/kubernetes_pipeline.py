@@ -267,13 +267,14 @@ class KubernetesPipelineStore:
         except BaseException:
             self._delete_vitjob(record)
             raise
-        self._mark_started(record, first.stage)
+        self._mark_started(record, first.stage, str(status.phase))
         log.debug("created pipeline %s/%s with stages %s", ns, definition.name, record.stages)
         return status
 
-    def _mark_started(self, created: PipelineRecord, stage: str) -> None:
-        """Pending → Running with ``stage`` Created, unless a controller has moved it on already."""
-        update = UpdatePipeline({stage: StageState.CREATED}, PipelinePhase.RUNNING, "")
+    def _mark_started(self, created: PipelineRecord, stage: str, job_phase: str) -> None:
+        """Pending → Running with ``stage`` Created (its job in ``job_phase``), unless a controller has
+        moved it on already."""
+        update = UpdatePipeline({stage: StageState.CREATED}, PipelinePhase.RUNNING, "", {stage: job_phase})
         for _ in range(5):
             obj = self.read_vitjob(created.name, created.namespace)
             if obj is None:
