@@ -20,6 +20,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from test_render import OPTIONS as RENDER_OPTIONS
 
 from vitjob import constants as c
 from vitjob import schema
@@ -240,15 +241,7 @@ README_SPECS = [
     {"hw": "ascend", "cards": 8, "name": "vit"},
     {"hw": "cpu", "cards": 2, "name": "demo", "cards_per_pod": 1},
 ]
-OPTIONS = {
-    "name": "vit", "hw": "ascend", "cards": 16, "namespace": "ml", "queue": "research",
-    "priority_class": "high", "epochs": 3, "batch_size": 64, "lr": 3e-4, "pretrained": "weights/vit.npz",
-    "data_subpath": "cifar10", "extra_args": ["--save-every", "100"], "max_retry": 5,
-    "ttl_seconds_after_finished": 3600, "node_selector": {"accelerator-type": "module-910b-8"},
-    "tolerations": [{"key": "huawei.com/Ascend910", "operator": "Exists", "effect": "NoSchedule"},
-                    {"key": "spot", "value": "yes", "effect": "NoExecute", "tolerationSeconds": 60}],
-    "env": {"GLOG_v": "2"}, "labels": {"team": "vision"}, "annotations": {"note": "nightly run"},
-}
+OPTIONS = RENDER_OPTIONS  # the spec with every optional key set that tests/test_render.py renders
 EDGES = [
     {"name": "g", "hw": "gpu", "cards": 16, "gpus_per_pod": 4, "image": "registry.example.com:5000/ml/x:dev",
      "cpu": "24", "memory": "200Gi", "image_pull_policy": "Always", "output_pvc": "results.fast"},
