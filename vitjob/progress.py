@@ -140,19 +140,22 @@ def format_duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def describe(progress: TrainProgress) -> str:
-    """One human line: ``epoch 3/10  step 69/230  loss 0.4321  val acc 95.67%  140 img/s  ETA 1m35s``."""
+def describe(progress: TrainProgress, *, compact: bool = False) -> str:
+    """One human line: ``epoch 3/10  step 69/230  loss 0.4321  val acc 95.67%  140 img/s  ETA 1m35s``;
+    ``compact`` (a progress bar's text, the epoch shown by the bar): ``step 69/230 loss 0.432 acc 95.7%
+    140 img/s ETA 1m35s``."""
     p = progress
-    parts = [f"epoch {p.epoch}/{p.epochs}", f"step {p.step}/{p.total_steps}"]
+    parts = [] if compact else [f"epoch {p.epoch}/{p.epochs}"]
+    parts.append(f"step {p.step}/{p.total_steps}")
     if p.loss is not None:
-        parts.append(f"loss {p.loss:.4f}")
+        parts.append(f"loss {p.loss:.3f}" if compact else f"loss {p.loss:.4f}")
     if p.accuracy is not None:
-        parts.append(f"val acc {p.accuracy:.2%}")
+        parts.append(f"acc {p.accuracy:.1%}" if compact else f"val acc {p.accuracy:.2%}")
     if p.img_s is not None:
         parts.append(f"{p.img_s:.0f} img/s")
     if p.eta_s is not None and p.step < p.total_steps:
         parts.append(f"ETA {format_duration(p.eta_s)}")
-    return "  ".join(parts)
+    return (" " if compact else "  ").join(parts)
 
 
 class ProgressWriter:

@@ -126,16 +126,7 @@ class RunConsole:
 
 def bar_info(p: TrainProgress) -> str:
     """The progress bar's text: ``step 69/230 loss 0.432 acc 95.7% 140 img/s ETA 1m35s``."""
-    parts = [f"step {p.step}/{p.total_steps}"]
-    if p.loss is not None:
-        parts.append(f"loss {p.loss:.3f}")
-    if p.accuracy is not None:
-        parts.append(f"acc {p.accuracy:.1%}")
-    if p.img_s is not None:
-        parts.append(f"{p.img_s:.0f} img/s")
-    if p.eta_s is not None and p.step < p.total_steps:
-        parts.append(f"ETA {format_duration(p.eta_s)}")
-    return " ".join(parts)
+    return describe(p, compact=True)
 
 
 def failing_pod(pods: list[PodStatus]) -> PodStatus | None:
