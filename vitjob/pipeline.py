@@ -259,13 +259,11 @@ def define_pipeline(spec: JobSpec, then: Sequence[str]) -> PipelineDefinition:
     )
 
 
-# Spec keys that a VitJob keeps in its metadata instead of its spec.
-METADATA_KEYS = ("name", "namespace")
-
-
 def resource_spec(spec: JobSpec, then: Sequence[str]) -> dict[str, Any]:
     """The VitJob ``spec`` of a run: every spec key but name and namespace, plus ``then``."""
     import dataclasses
+
+    from vitjob.spec import METADATA_KEYS
 
     values = {k: v for k, v in dataclasses.asdict(spec).items() if k not in METADATA_KEYS}
     values["then"] = list(then)
@@ -283,7 +281,7 @@ def stage_spec(values: Mapping[str, Any], name: str, namespace: str, stage: str)
     Raises:
         SpecError: the values do not make a valid job (every problem listed).
     """
-    from vitjob.spec import SPEC_KEYS, JobSpec, spec_error
+    from vitjob.spec import METADATA_KEYS, SPEC_KEYS, JobSpec, spec_error
 
     unknown = sorted(set(values) - set(SPEC_KEYS) - {"then"})
     if unknown:

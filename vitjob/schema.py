@@ -31,8 +31,6 @@ from typing import Any
 from vitjob import constants as c
 from vitjob import spec as s
 
-# JobSpec fields a VitJob keeps in its metadata instead of its spec.
-METADATA_FIELDS: tuple[str, ...] = ("name", "namespace")
 # Stages `then` may list (the stages after train; vitjob.pipeline.parse_then checks their order).
 THEN_STAGES: tuple[str, ...] = c.STAGES[1:]
 # Committed generated files, relative to the repository root.
@@ -154,7 +152,7 @@ def then_schema() -> dict[str, Any]:
 
 def spec_fields() -> tuple[str, ...]:
     """The VitJob spec keys: every JobSpec field but name and namespace, in the dataclass's order."""
-    return tuple(f.name for f in dataclasses.fields(s.JobSpec) if f.name not in METADATA_FIELDS)
+    return tuple(f.name for f in dataclasses.fields(s.JobSpec) if f.name not in s.METADATA_KEYS)
 
 
 def spec_schema() -> dict[str, Any]:
@@ -162,7 +160,7 @@ def spec_schema() -> dict[str, Any]:
     properties = {name: field_schema(name) for name in spec_fields()}
     properties["then"] = then_schema()
     required = [f.name for f in dataclasses.fields(s.JobSpec)
-                if f.name not in METADATA_FIELDS and _default(f) is dataclasses.MISSING]
+                if f.name not in s.METADATA_KEYS and _default(f) is dataclasses.MISSING]
     return {
         "type": "object",
         "description": "The run: the keys of a values file (`vitjob render -f`), without name and namespace "

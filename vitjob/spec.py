@@ -700,6 +700,8 @@ def _is_relative_path(path: str) -> bool:
 # --- loading: values file, CLI flags, --set ----------------------------------------------------
 
 SPEC_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobSpec))
+# Spec keys a VitJob keeps in its metadata instead of its spec (vitjob.schema, vitjob.pipeline).
+METADATA_KEYS: tuple[str, ...] = ("name", "namespace")
 _MAPPING_KEYS = ("node_selector", "env", "labels", "annotations")
 _LIST_KEYS = ("tolerations", "extra_args")
 _NULL_WORDS = ("null", "~", "")
