@@ -25,8 +25,8 @@ from vitjob import constants as c
 from vitjob.backends.kubernetes import KubernetesBackend, job_phase
 from vitjob.errors import (
     ConflictError,
-    JobNotFoundError,
     PipelineNotFoundError,
+    PreflightError,
     ResourceNotFoundError,
     VitjobError,
 )
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 API_VERSION = c.VITJOB_API_VERSION
 ENDED_STATES = (StageState.COMPLETED, StageState.FAILED)
+# The Status message of a 404 for a resource type the API server does not serve (no CRD).
+NO_RESOURCE_TYPE = "the server could not find the requested resource"
 
 
 # ------------------------------------------------------------------------------------ conversions
@@ -165,17 +167,16 @@ def conditions(stored: Any, phase: PipelinePhase, reason: str, now: str) -> list
     for kind, when in CONDITION_PHASES.items():
         status = "True" if phase == when else "False"
         old = before.get(kind) or {}
+        unchanged = old.get("status") == status
         out.append(
             {
                 "type": kind,
                 "status": status,
                 "reason": str(phase),
                 "message": reason if status == "True" else "",
-                "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == status else now,
+                "lastTransitionTime": (old.get("lastTransitionTime") if unchanged else None) or now,
             }
         )
-        if out[-1]["lastTransitionTime"] is None:
-            out[-1]["lastTransitionTime"] = now
     return out
 
 
@@ -418,16 +419,16 @@ class KubernetesPipelineStore:
         op = Op("get", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
             return api.call(op, api.custom.get_namespaced_custom_object, *self._coords(ns), name)
-        except (ResourceNotFoundError, JobNotFoundError) as exc:
-            if "the server could not find the requested resource" in str(exc):
+        except ResourceNotFoundError as exc:
+            if NO_RESOURCE_TYPE in str(exc):  # the API server's words for a type it does not serve
                 raise self._no_crd(ns) from None
             return None
 
     def _coords(self, ns: str) -> tuple[str, str, str, str]:
         return c.VITJOB_GROUP, c.VITJOB_VERSION, ns, c.VITJOB_PLURAL
 
-    def _no_crd(self, ns: str) -> PipelineNotFoundError:
-        return PipelineNotFoundError(
+    def _no_crd(self, ns: str) -> PreflightError:
+        return PreflightError(
             f"this cluster does not serve VitJobs ({c.VITJOB_CRD_NAME}), which pipelines need: install "
             "the CRD with `vitjob controller --render | kubectl apply -f -` or `helm install` of "
             "charts/vitjob; single jobs (`vitjob submit` without --then) need no CRD"
