@@ -359,39 +359,30 @@ def field_types() -> dict[str, Any]:
     return typing.get_type_hints(JobSpec)
 
 
+@functools.cache
+def field_validators() -> dict[str, Any]:
+    """A pydantic ``TypeAdapter`` per ``JobSpec`` field (built once; about 30 ms)."""
+    from pydantic import TypeAdapter
+
+    return {name: TypeAdapter(hint) for name, hint in field_types().items()}
+
+
 def type_problems(spec: JobSpec) -> list[str]:
-    hints = field_types()
+    """Each field's value against its type hint, checked by pydantic in strict mode (no coercion: a
+    string is not an integer, a boolean is not a number), reported in our words."""
+    from pydantic import ValidationError
+
+    hints, validators = field_types(), field_validators()
     problems = []
     for f in dataclasses.fields(JobSpec):
         value = getattr(spec, f.name)
-        if not _matches_type(value, hints[f.name]):
+        try:
+            validators[f.name].validate_python(value, strict=True)
+        except ValidationError:
             problems.append(f"{f.name}: expected {_type_name(hints[f.name])}, got {_describe(value)}")
         else:
             problems.extend(f"{f.name}: {p}" for p in _text_problems(value))
     return problems
-
-
-def _matches_type(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        return any(_matches_type(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is Any:
-        return True
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_matches_type(v, item) for v in value)
-    if origin is dict:
-        key_t, value_t = typing.get_args(hint)
-        return isinstance(value, dict) and all(
-            _matches_type(k, key_t) and _matches_type(v, value_t) for k, v in value.items()
-        )
-    return isinstance(value, hint)
 
 
 def _type_name(hint: Any) -> str:
