@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vitjob"
 # vitjob.kube is the bottom layer: it may use vitjob.errors and vitjob.constants, nothing built on it
 KUBE_FORBIDDEN = ("vitjob.backends", "vitjob.pipeline", "vitjob.controller", "vitjob.cli")
+# The core (the spec and its schemas, rendering, pipeline logic, job-status types) imports no backend,
+# no client layer, no controller and no CLI: they are built on it.
+CORE = ("vitjob.spec", "vitjob.schema", "vitjob.render", "vitjob.pipeline", "vitjob.jobstatus")
+CORE_FORBIDDEN = ("vitjob.backends", "vitjob.kube", "vitjob.controller", "vitjob.cli")
 
 
 @dataclass
@@ -233,14 +237,27 @@ def test_no_import_cycles(vitjob_modules):
     )
 
 
-def test_kube_layer_depends_on_nothing_built_on_it(vitjob_modules):
-    bad = [
+def _imports_of(modules: dict[str, Module], layer: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+    def within(name: str, prefixes: tuple[str, ...]) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    return [
         f"{m.name} imports {target} (line {line})"
-        for m in vitjob_modules.values()
-        if m.name == "vitjob.kube" or m.name.startswith("vitjob.kube.")
+        for m in modules.values()
+        if within(m.name, layer)
         for target, line in m.imports.items()
-        if any(target == f or target.startswith(f + ".") for f in KUBE_FORBIDDEN)
+        if within(target, forbidden)
     ]
+
+
+def test_kube_layer_depends_on_nothing_built_on_it(vitjob_modules):
+    bad = _imports_of(vitjob_modules, ("vitjob.kube",), KUBE_FORBIDDEN)
+    assert not bad, "\n".join(bad)
+
+
+def test_core_imports_no_backend_client_controller_or_cli(vitjob_modules):
+    assert set(CORE) <= set(vitjob_modules), "a core module was renamed: update CORE"
+    bad = _imports_of(vitjob_modules, CORE, CORE_FORBIDDEN)
     assert not bad, "\n".join(bad)
 
 
