@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pipeline",
         help="run or show a pipeline (vitjob submit … --then eval,export,infer310)",
-        description="Pipelines chain stage jobs: train → eval → export → infer310.",
+        description="Pipelines chain stage jobs: train → eval → export → infer310. On a cluster a "
+        "pipeline is a VitJob (`kubectl get vitjobs`, `kubectl describe vitjob NAME` for its Events); "
+        "on the local backend, a record under --local-root.",
     )
     psub = p.add_subparsers(dest="pipeline_command", metavar="SUBCOMMAND", required=True)
     run = psub.add_parser(
@@ -134,9 +136,10 @@ def _register_controller(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "controller",
         help="run the pipeline controller (in the cluster: a Deployment, see --render)",
-        description="Watch vitjob jobs and pipelines and start each pipeline's next stage when one "
-        "completes. State lives on the cluster: restart it at any time. With --leader-elect several "
-        "replicas may run; one acts.",
+        description="Watch VitJobs (vitjob.io/v1alpha1: `kubectl get vitjobs`) and their Volcano Jobs, and "
+        "run each VitJob's stages: create the next stage's job when one completes, write the VitJob's "
+        "status and Events. State lives on the cluster: restart it at any time. With --leader-elect "
+        "several replicas may run; one acts. The VitJob CRD must be installed (--render prints it).",
     )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", default=None, help="namespace to watch (default: the context's)")
