@@ -29,7 +29,7 @@ def get_backend(name: str | None = None, **options: Any) -> Backend:
     Options a backend does not take (e.g. ``local_root`` for kubernetes) are dropped with a debug
     log, so the CLI can pass everything it parsed. ``None`` values are dropped too.
     """
-    from vitjob.backends.kubernetes import in_cluster_available, kubeconfig_available
+    from vitjob.kube.client import in_cluster_available, kubeconfig_available
 
     options = {k: v for k, v in options.items() if v is not None}
     chosen = name or "auto"
