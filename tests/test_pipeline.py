@@ -1,6 +1,7 @@
 """Pipelines: the pure ``reconcile`` (table-driven), ``--then`` parsing, and the loop run from the CLI
 (``submit --then``, ``pipeline run --wait``, ``status``) against the FAKE API server, asserting on the
-requests the client sent."""
+requests the client sent. The same flows on the real control plane (conflict, --replace, cancel, a
+stage job deleted by hand, delete, the controller) are in tests/e2e/test_e2e_pipeline.py."""
 
 from __future__ import annotations
 
@@ -273,19 +274,6 @@ def test_submit_then_without_the_vitjob_crd_says_how_to_install_it(fake, capsys)
     assert fake.get("batch.volcano.sh", "jobs", "vit-train", "default") is not None
 
 
-def test_submit_then_twice_conflicts_and_replace_starts_over(fake, capsys) -> None:
-    assert main(SUBMIT) == 0
-    fake.set_job_phase("default", "vit-train", "Completed")
-    backend = get_backend("kubernetes")
-    step(pipeline_store(backend), "vit")
-    assert fake.get("batch.volcano.sh", "jobs", "vit-eval", "default") is not None
-    assert main(SUBMIT) == 1
-    assert "pipeline 'vit' already exists in namespace 'default' (Running)" in capsys.readouterr().err
-    assert main([*SUBMIT, "--replace"]) == 0
-    assert fake.get("batch.volcano.sh", "jobs", "vit-eval", "default") is None
-    assert states(fake) == {"train": "Created"}
-
-
 def test_a_failed_first_submission_leaves_no_pipeline_behind(fake) -> None:
     store = pipeline_store(get_backend("kubernetes"))
     with pytest.raises(PreflightError, match="queue 'nope' does not exist"):
@@ -359,19 +347,6 @@ def test_pipeline_run_wait_drives_every_stage_once(fake, capsys, failing) -> Non
         assert st["stages"][1]["reason"] == st["reason"]
         assert vitjob_events(fake)[-1] == ("Warning", "Failed")
         assert "phase:    Failed" in out and "export    vit-export    not started" in out
-
-
-def test_a_training_job_deleted_by_hand_is_reported_and_not_recreated(fake, capsys) -> None:
-    assert main(SUBMIT) == 0
-    fake.delete("batch.volcano.sh", "jobs", "vit-train", "default")
-    fake.clear_requests()
-    assert main(["pipeline", "run", "vit", "--wait", "--poll", "0.05", "--timeout", "10"]) == 1
-    assert not fake.requests_matching("POST", JOBS + "$"), "a deleted stage job must not be recreated"
-    assert status(fake)["phase"] == "Failed" and states(fake) == {"train": "Failed"}
-    assert "job vit-train was deleted while the pipeline was running" in status(fake)["reason"]
-    capsys.readouterr()
-    assert main(["pipeline", "status", "vit"]) == 0
-    assert "train     vit-train     Failed (job gone)" in capsys.readouterr().out
 
 
 def test_pipeline_status_json_shows_each_stage(fake, capsys) -> None:

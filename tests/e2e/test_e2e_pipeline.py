@@ -202,3 +202,52 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
                     c.wait(10)
                 except subprocess.TimeoutExpired:
                     c.kill()
+
+
+def _vitjob_status(kube: Kube, namespace: str, name: str) -> dict:
+    return (kube.get("vitjobs.vitjob.io", name, namespace).get("status")) or {}
+
+
+def _job_phase(kube: Kube, namespace: str, job: str) -> str | None:
+    found = kube.get_or_none("vcjob", job, namespace)
+    return ((found or {}).get("status") or {}).get("state", {}).get("phase") if found else None
+
+
+def test_pipeline_conflict_cancel_replace_deleted_stage_and_delete(kube, namespace, nodes, vitjob: Vitjob):
+    """The CLI's own pipeline commands, no controller: a second submit conflicts; `pipeline cancel`
+    records the VitJob Failed and has Volcano abort the running stage; `--replace` starts over with a
+    new VitJob; a stage job deleted by hand fails the pipeline and is not recreated; `pipeline delete`."""
+    kube.add_pvcs(namespace)
+    nodes("e2e-cpu-0", {})
+    submit = ("submit", "--hw", "cpu", "--cards", "1", "--name", "pc", "--then", "eval")
+    vitjob(*submit, check=True)
+    first_uid = kube.get("vitjobs.vitjob.io", "pc", namespace)["metadata"]["uid"]
+    wait_for(lambda: kube.pods(namespace, "volcano.sh/job-name=pc-train"), 60, "pc-train's pod")
+
+    again = vitjob(*submit)
+    assert again.returncode == 1 and "pipeline 'pc' already exists" in again.stderr, again.stderr
+
+    cancel = vitjob("pipeline", "cancel", "pc", check=True)
+    assert "asked to abort pc-train" in cancel.stdout, cancel.stdout
+    st = _vitjob_status(kube, namespace, "pc")
+    assert st["phase"] == "Failed" and st["reason"].startswith("cancelled with `vitjob pipeline cancel`"), st
+    wait_for(lambda: _job_phase(kube, namespace, "pc-train") == "Aborted", 60, "Volcano aborting pc-train")
+
+    vitjob(*submit, "--replace", check=True)
+    replaced = kube.get("vitjobs.vitjob.io", "pc", namespace)
+    assert replaced["metadata"]["uid"] != first_uid
+    assert replaced["status"]["phase"] == "Running"
+    assert [(e["name"], e["state"]) for e in replaced["status"]["stages"]] == [("train", "Created")]
+    wait_for(lambda: _job_phase(kube, namespace, "pc-train") in ("Pending", "Running"), 60, "a new pc-train")
+
+    kube.kubectl("delete", "vcjob", "pc-train", "-n", namespace, "--wait=true")
+    run = vitjob("pipeline", "run", "pc", "--wait", "--poll", "0.5", "--timeout", "60")
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    st = _vitjob_status(kube, namespace, "pc")
+    assert st["phase"] == "Failed", st
+    assert "job pc-train was deleted while the pipeline was running" in st["reason"], st
+    assert kube.get_or_none("vcjob", "pc-train", namespace) is None, "a deleted stage job is not recreated"
+
+    deleted = vitjob("pipeline", "delete", "pc", check=True)
+    assert "deleted pipeline pc" in deleted.stdout
+    assert kube.get_or_none("vitjobs.vitjob.io", "pc", namespace) is None
