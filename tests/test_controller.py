@@ -202,6 +202,15 @@ def test_a_vitjob_whose_spec_makes_no_valid_job_fails_with_the_spec_s_message(fa
     assert failed_events() == [("Warning", "vit")]
 
 
+def test_a_vitjob_whose_stages_are_out_of_order_fails_before_any_job(fake, controllers) -> None:
+    # infer310 needs export's MINDIR: the CRD allows each stage name, the order is the spec's rule.
+    _applied_vitjob(fake, "vit", hw="cpu", cards=1, stage="train", then=["infer310", "export"])
+    controllers.append(Running())
+    fake.wait_for(lambda: status(fake).get("phase") == "Failed", what="Failed")
+    assert "then: stages train → infer310 → export must follow the order" in status(fake)["reason"]
+    assert not fake.requests_matching("POST", JOBS + "$")
+
+
 # ---------------------------------------------------------------------------------- restarts
 def test_killed_and_restarted_between_every_pair_of_steps_runs_each_stage_once(fake) -> None:
     seed_pipeline(fake, pipeline_definition("vit"))

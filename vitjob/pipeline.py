@@ -235,13 +235,20 @@ def parse_then(text: str, first_stage: str) -> tuple[str, ...]:
             f"--then {text!r}: expected stages from {', '.join(c.STAGES[1:])} separated by commas, "
             f"e.g. --then eval,export,infer310" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
         )
-    chain = (first_stage, *later)
-    if any(order[a] >= order[b] for a, b in itertools.pairwise(chain)):
+    if not in_order((first_stage, *later)):
         raise UsageError(
             f"--then {text!r}: stages must follow --stage {first_stage} in the order "
             f"{' → '.join(c.STAGES)}, each once (e.g. --then eval,export,infer310)"
         )
     return later
+
+
+def in_order(stages: Sequence[str]) -> bool:
+    """Whether ``stages`` follow train → eval → export → infer310, each once (unknown ones: no)."""
+    order = {stage: i for i, stage in enumerate(c.STAGES)}
+    if any(s not in order for s in stages):
+        return False
+    return all(order[a] < order[b] for a, b in itertools.pairwise(stages))
 
 
 def define_pipeline(spec: JobSpec, then: Sequence[str]) -> PipelineDefinition:
@@ -286,6 +293,11 @@ def stage_spec(values: Mapping[str, Any], name: str, namespace: str, stage: str)
     unknown = sorted(set(values) - set(SPEC_KEYS) - {"then"})
     if unknown:
         raise spec_error([f"unknown key {k!r}" for k in unknown])
+    stages = stages_of(values)
+    if not in_order(stages):
+        raise spec_error(
+            [f"then: stages {' → '.join(stages)} must follow the order {' → '.join(c.STAGES)}, each once"]
+        )
     fields = {k: v for k, v in values.items() if k not in ("then", "stage", *METADATA_KEYS)}
     return JobSpec(**fields, name=name, namespace=namespace, stage=stage)
 
