@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 from cluster_testing import REPO, Kube, wait_for
+from test_e2e_pipeline import sa_kubeconfig, start_controller
 
 NPU = {"huawei.com/Ascend910": "8"}
 
@@ -35,8 +37,6 @@ def _jobs(kube: Kube, ns: str) -> list[str]:
 
 def _controller_token_kubeconfig(kube: Kube, namespace: str, manifest: str, out: Path) -> Path:
     """A kubeconfig holding a token of the ServiceAccount the chart made for its controller."""
-    from test_e2e_pipeline import sa_kubeconfig
-
     accounts = [
         o["metadata"]["name"]
         for o in yaml.safe_load_all(manifest)
@@ -57,8 +57,6 @@ def test_helm_install_creates_a_vitjob_that_runs_then_test_and_uninstall(kube, n
     controller (here a `vitjob controller` process holding the chart's ServiceAccount token, since
     KWOK runs no containers) runs its stages; `helm test` and `helm uninstall` (which removes the
     VitJob, so the garbage collector removes its jobs)."""
-    from test_e2e_pipeline import start_controller
-
     kube.add_pvcs(namespace)
     nodes("e2e-npu-0", NPU)
     chart = str(REPO / "charts" / "vitjob")
@@ -115,6 +113,19 @@ def test_helm_install_creates_a_vitjob_that_runs_then_test_and_uninstall(kube, n
         90,
         "helm test's pod Running (scheduled by kube-scheduler)",
     )
+    # KWOK runs no container: what the hook pod would run is run here, as the hook's ServiceAccount
+    # (its Role allows only the reads `vitjob pipeline status` makes).
+    account = pod["spec"]["serviceAccountName"]
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:4] == ["vitjob", "pipeline", "status", "vit"], command
+    test_kc = sa_kubeconfig(kube, namespace, tmp_path / "test.kubeconfig", account=account)
+    exe = Path(sys.executable).parent / "vitjob"
+    shown = subprocess.run(
+        [str(exe), *command[1:], "--kubeconfig", str(test_kc)],
+        text=True, capture_output=True, env=kube.env(KUBECONFIG=str(test_kc)), timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "phase:    Completed" in shown.stdout and "vit-eval" in shown.stdout, shown.stdout
     kube.end_pod(namespace, pod["metadata"]["name"], 0)
     out, err = tester.communicate(timeout=150)
     assert tester.returncode == 0, (out, err)
