@@ -268,6 +268,7 @@ def _submit_pipeline(args: argparse.Namespace) -> int:
     print("`vitjob controller` in the cluster, or from here:")
     print(f"  vitjob pipeline run {definition.name} --wait   # advance it from this machine")
     print(f"  vitjob status {definition.name}                # each stage's job and phase")
+    print(f"  kubectl get vitjob {definition.name}           # stage and phase (describe: its Events)")
     print(f"  vitjob logs -f {status.name}")
     return 0
 
