@@ -91,7 +91,7 @@ def jobs(**phases: str) -> dict[str, StageJob]:
         (
             "eval exists but was not recorded (crash after create): adopt it, create nothing",
             Observed(record(train=D, seen={"train": "Completed"}), jobs(train="Completed", eval="Pending")),
-            [UpdatePipeline({"eval": C}, job_phases={"eval": "Pending"})],
+            [UpdatePipeline({"eval": C})],  # a job's phase is Pending until recorded otherwise
         ),
         (
             "a completed stage's job may be gone (ttlSecondsAfterFinished)",
@@ -110,8 +110,8 @@ def jobs(**phases: str) -> dict[str, StageJob]:
         ),
         (
             "Pending but train exists (submit died before recording): adopt it",
-            Observed(record(PipelinePhase.PENDING, submitting=True), jobs(train="Pending")),
-            [UpdatePipeline({"train": C}, PipelinePhase.RUNNING, job_phases={"train": "Pending"})],
+            Observed(record(PipelinePhase.PENDING, submitting=True), jobs(train="Running")),
+            [UpdatePipeline({"train": C}, PipelinePhase.RUNNING, job_phases={"train": "Running"})],
         ),
         ("a finished pipeline is left alone", Observed(record(PipelinePhase.FAILED), {}), []),
         (

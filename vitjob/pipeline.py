@@ -307,7 +307,7 @@ def reconcile(observed: Observed) -> list[Action]:
     """The actions that move the pipeline one step on, from the observed state alone (pure).
 
     Besides stage states and the phase, the update records each stage job's phase when it differs
-    from the recorded one, so the stored status follows the jobs.
+    from the recorded one (Pending when none is), so the stored status follows the jobs.
     """
     record = observed.pipeline
     if record.phase.is_terminal:
@@ -321,7 +321,8 @@ def reconcile(observed: Observed) -> list[Action]:
         phase = PipelinePhase.RUNNING
     for stage in record.stages:
         job = observed.jobs.get(stage)
-        if job is not None and record.job_phases.get(stage) != str(job.phase):
+        # a job's phase is Pending until recorded otherwise: a new job costs no write of its own
+        if job is not None and record.job_phases.get(stage, str(JobPhase.PENDING)) != str(job.phase):
             seen[stage] = str(job.phase)
         state = recorded.get(stage) or record.progress.get(stage)
         if state == StageState.COMPLETED:
