@@ -22,7 +22,10 @@ uses, with the API server's wire behaviour:
 - pod logs with ``follow``, ``previous``, ``tailLines``, ``timestamps``, ``sinceTime`` and
   ``sinceSeconds``; a follow stream ends when its container instance ends, like the kubelet's;
 - CRD discovery (``customresourcedefinitions``) from the YAML files in a CRD folder; Volcano
-  resources are only served while the Volcano Job CRD is "installed";
+  resources are only served while the Volcano Job CRD is "installed", VitJobs while theirs is (an
+  unserved type answers 404 "the server could not find the requested resource", as the real server);
+- the status subresource of VitJobs: ``…/status`` writes change only ``status``, writes of the object
+  keep it, and ``status`` in a create is dropped; a spec change bumps ``metadata.generation``;
 - validation of Volcano Jobs against the CRD's openAPIV3Schema (422 ``Invalid`` with field paths);
 - 401 for a wrong bearer token, 403 for denied verbs (``deny``), injected failures (``fail``).
 
