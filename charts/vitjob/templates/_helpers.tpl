@@ -29,21 +29,3 @@ app.kubernetes.io/component: {{ .component | toJson }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service | toJson }}
 helm.sh/chart: {{ include "vitjob.chart" .root | toJson }}
 {{- end -}}
-
-{{/*
-The controller's objects, as `vitjob controller --render` labels them (vitjob.render.build_controller_context),
-plus helm.sh/chart.
-*/}}
-{{- define "vitjob.controller.labels" -}}
-app.kubernetes.io/name: "vitjob"
-app.kubernetes.io/component: "controller"
-app.kubernetes.io/instance: "vitjob-controller"
-app.kubernetes.io/managed-by: "vitjob"
-helm.sh/chart: {{ include "vitjob.chart" . | toJson }}
-{{- end -}}
-
-{{/* vitjob.controller.selectorLabels: the Deployment's selector (immutable). */}}
-{{- define "vitjob.controller.selectorLabels" -}}
-app.kubernetes.io/name: "vitjob"
-app.kubernetes.io/component: "controller"
-{{- end -}}
