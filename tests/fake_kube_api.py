@@ -22,8 +22,9 @@ uses, with the API server's wire behaviour:
 - pod logs with ``follow``, ``previous``, ``tailLines``, ``timestamps``, ``sinceTime`` and
   ``sinceSeconds``; a follow stream ends when its container instance ends, like the kubelet's;
 - CRD discovery (``customresourcedefinitions``) from the YAML files in a CRD folder; Volcano
-  resources are only served while the Volcano Job CRD is "installed", VitJobs while theirs is (an
-  unserved type answers 404 "the server could not find the requested resource", as the real server);
+  resources are only served while the Volcano Job CRD is "installed", VitJobs while theirs is (the
+  group of a CRD not installed answers a plain-text "404 page not found", an unknown path a Status
+  "the server could not find the requested resource", as the real server does);
 - the status subresource of VitJobs: ``…/status`` writes change only ``status``, writes of the object
   keep it, and ``status`` in a create is dropped; a spec change bumps ``metadata.generation``;
 - validation of Volcano Jobs against the CRD's openAPIV3Schema (422 ``Invalid`` with field paths);
@@ -861,6 +862,14 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _send_text(self, code: int, text: str) -> None:
+            data = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _start_stream(self, content_type: str) -> None:
             self.send_response(200)
             self.send_header("Content-Type", content_type)
@@ -931,7 +940,10 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                             message or f"injected failure {code}",
                         )
             parsed = _parse_path(req.path)
-            if parsed is None or not api.served(parsed[0]):
+            if parsed is not None and not api.served(parsed[0]):
+                # A group no installed CRD serves: the real server's mux answers in plain text.
+                return self._send_text(404, "404 page not found\n")
+            if parsed is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             res, ns, name, sub = parsed
             verb = req.verb

@@ -89,6 +89,10 @@ class ResourceNotFoundError(BackendError):
     """An object other than the job itself was not found (404)."""
 
 
+class ResourceTypeNotServedError(ResourceNotFoundError):
+    """The API server serves no such resource type (404 for the path: e.g. a CRD not installed)."""
+
+
 class InferenceError(VitjobError):
     """Offline (Ascend-310 style) inference failed: a missing or malformed ``.bin``/MINDIR file, or the
     inference program is missing or failed."""

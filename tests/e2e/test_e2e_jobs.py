@@ -258,3 +258,28 @@ def test_status_and_list_show_rank_0s_training_progress(kube, namespace, nodes, 
     listed = json.loads(vitjob("list", "-o", "json", check=True).stdout)
     assert listed[0]["progress"]["step"] == 30
     assert "30/150" in vitjob("status", "pr-train", check=True).stdout
+
+
+def test_a_type_the_server_does_not_serve_is_told_apart_from_a_missing_object(kube, namespace):
+    """The real API server's 404s: an API group it lacks (a CRD not installed: plain text), a resource a
+    served group lacks (a Status), and a missing object of a served type."""
+    import pytest
+
+    from vitjob.backends.kubernetes import KubernetesBackend
+    from vitjob.errors import ResourceNotFoundError, ResourceTypeNotServedError
+    from vitjob.kube.errors import Op
+
+    api = KubernetesBackend(kubeconfig=str(kube.kubeconfig), namespace=namespace).api
+    unserved = (("nothere.example.com", "v1", "things"), ("vitjob.io", "v1alpha1", "others"))
+    for group, version, plural in unserved:
+        with pytest.raises(ResourceTypeNotServedError, match=rf"serves no {plural}\.{group}"):
+            api.call(
+                Op("get", plural, group, namespace, "x"),
+                api.custom.get_namespaced_custom_object, group, version, namespace, plural, "x",
+            )
+    with pytest.raises(ResourceNotFoundError) as missing:
+        api.call(
+            Op("get", "vitjobs", "vitjob.io", namespace, "absent"),
+            api.custom.get_namespaced_custom_object, "vitjob.io", "v1alpha1", namespace, "vitjobs", "absent",
+        )
+    assert not isinstance(missing.value, ResourceTypeNotServedError), missing.value

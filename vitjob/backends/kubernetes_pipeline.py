@@ -28,6 +28,7 @@ from vitjob.errors import (
     PipelineNotFoundError,
     PreflightError,
     ResourceNotFoundError,
+    ResourceTypeNotServedError,
     VitjobError,
 )
 from vitjob.jobstatus import JobStatus
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 API_VERSION = c.VITJOB_API_VERSION
 ENDED_STATES = (StageState.COMPLETED, StageState.FAILED)
-# The Status message of a 404 for a resource type the API server does not serve (no CRD).
-NO_RESOURCE_TYPE = "the server could not find the requested resource"
 
 
 # ------------------------------------------------------------------------------------ conversions
@@ -258,7 +257,7 @@ class KubernetesPipelineStore:
             created = api.call(
                 op, api.custom.create_namespaced_custom_object, *self._coords(ns), body
             )
-        except ResourceNotFoundError:
+        except ResourceTypeNotServedError:
             raise self._no_crd(ns) from None
         record = record_from_vitjob(created)
         first = definition.stages[0]
@@ -419,9 +418,9 @@ class KubernetesPipelineStore:
         op = Op("get", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
             return api.call(op, api.custom.get_namespaced_custom_object, *self._coords(ns), name)
-        except ResourceNotFoundError as exc:
-            if NO_RESOURCE_TYPE in str(exc):  # the API server's words for a type it does not serve
-                raise self._no_crd(ns) from None
+        except ResourceTypeNotServedError:
+            raise self._no_crd(ns) from None
+        except ResourceNotFoundError:
             return None
 
     def _coords(self, ns: str) -> tuple[str, str, str, str]:

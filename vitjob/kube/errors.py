@@ -20,11 +20,16 @@ from vitjob.errors import (
     InvalidObjectError,
     JobNotFoundError,
     ResourceNotFoundError,
+    ResourceTypeNotServedError,
     VitjobError,
 )
 
 # Answers worth retrying (with backoff): throttling and server-side failures
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# A 404 for a path the API server does not serve: a plain-text "404 page not found" for an API group it
+# lacks (the group of a CRD that is not installed), or a Status with this message for a resource a served
+# group lacks. A missing object's 404 is a Status that names the object.
+NOT_SERVED = "the server could not find the requested resource"
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,10 @@ def api_error(op: Op, status: int, body: Any, server: str, attempts: int = 1) ->
             return JobNotFoundError(
                 f"job {op.name!r} not found in namespace {op.namespace!r}; "
                 "`vitjob list` shows the jobs there (-A: all namespaces)"
+            )
+        if st.get("kind") != "Status" or (message == NOT_SERVED and not st.get("details")):
+            return ResourceTypeNotServedError(
+                f"cannot {op.what()}: the API server {server} serves no {op.resource} ({message.strip()})"
             )
         return ResourceNotFoundError(f"cannot {op.what()}: not found ({message})")
     if status == 409:
