@@ -154,6 +154,17 @@ def _with_command(objects: list[dict], args: list[str], sched_command: str) -> l
     return objects
 
 
+def _run_completed(tmp_path: Path, objects: list[dict]) -> tuple[Path, dict[str, str], dict]:
+    """Submit ``objects`` (job t-train) and let it run to Completed: its directory, each pod's log,
+    and the network the local backend recorded for it."""
+    backend = _backend(tmp_path, tmp_path)
+    status = backend.submit(objects)
+    jdir = backend.job_dir("t-train")
+    logs = {p.name: (jdir / "logs" / f"{p.name}.log").read_text() for p in status.pods}
+    assert status.phase == JobPhase.COMPLETED, logs
+    return jdir, logs, json.loads((jdir / "state.json").read_text())["network"]
+
+
 @pytest.mark.parametrize("mode", [NETNS, SHARED_HOST])
 def test_pods_find_each_other_by_name(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if mode == NETNS:
@@ -164,12 +175,7 @@ def test_pods_find_each_other_by_name(mode: str, tmp_path: Path, monkeypatch: py
         ["python", "-c", PROBE],
         f"python -c {shlex.quote(FAKE_SCHED)}",
     )
-    backend = _backend(tmp_path, tmp_path)
-    status = backend.submit(objects)
-    jdir = backend.job_dir("t-train")
-    logs = {p.name: (jdir / "logs" / f"{p.name}.log").read_text() for p in status.pods}
-    assert status.phase == JobPhase.COMPLETED, logs
-    network = json.loads((jdir / "state.json").read_text())["network"]
+    jdir, logs, network = _run_completed(tmp_path, objects)
     assert network["mode"] == mode
     seen = {
         pod: json.loads(
@@ -210,12 +216,7 @@ def test_ascend_rank_table_gathered_across_namespaces(tmp_path: Path) -> None:
     that are pod UIDs (random order), and every rank where the identical table puts it."""
     netns_or_fail()
     objects = _with_command(_objects(hw="ascend", cards=16), ["python", "-c", ASCEND_PROBE], "sleep 600")
-    backend = _backend(tmp_path, tmp_path)
-    status = backend.submit(objects)
-    jdir = backend.job_dir("t-train")
-    logs = {p.name: (jdir / "logs" / f"{p.name}.log").read_text() for p in status.pods}
-    assert status.phase == JobPhase.COMPLETED, logs
-    network = json.loads((jdir / "state.json").read_text())["network"]
+    jdir, logs, network = _run_completed(tmp_path, objects)
     tables = {p: (jdir / "pods" / p / "launch" / "hccl.json").read_bytes() for p in logs}
     assert len(set(tables.values())) == 1
     table = json.loads(next(iter(tables.values())))

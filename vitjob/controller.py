@@ -21,7 +21,6 @@ leader, has listed everything).
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
 import logging
 import os
@@ -50,6 +49,7 @@ from vitjob.errors import (
 )
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION
+from vitjob.kube.times import micro_time_text
 from vitjob.kube.watch import StreamHolder, list_watch
 from vitjob.pipeline import (
     Observed,
@@ -296,11 +296,6 @@ class _WorkQueue:
 
 
 # --------------------------------------------------------------------------------- leader election
-def _micro_time(when: dt.datetime | None = None) -> str:
-    """A Kubernetes MicroTime (RFC 3339 with microseconds, UTC)."""
-    return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class LeaseElector:
     """Leader election through a ``coordination.k8s.io/v1`` Lease, as client-go does it.
 
@@ -347,8 +342,8 @@ class LeaseElector:
             **spec,
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, round(self.lease_duration_s)),
-            "renewTime": _micro_time(),
-            "acquireTime": spec.get("acquireTime") if mine else _micro_time(),
+            "renewTime": micro_time_text(),
+            "acquireTime": spec.get("acquireTime") if mine else micro_time_text(),
             "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (0 if mine else 1),
         }
         if not mine:
@@ -401,7 +396,7 @@ class LeaseElector:
                 **lease["spec"],
                 "holderIdentity": "",
                 "leaseDurationSeconds": 1,
-                "renewTime": _micro_time(),
+                "renewTime": micro_time_text(),
             }
             self._replace(lease)
             log.info("released Lease %s/%s", self.namespace, self.name)
@@ -420,7 +415,7 @@ class LeaseElector:
 
     def _create(self) -> bool:
         api = self.backend.api
-        now = _micro_time()
+        now = micro_time_text()
         body = {
             "apiVersion": f"{c.LEASE_GROUP}/{c.LEASE_VERSION}",
             "kind": "Lease",

@@ -15,8 +15,6 @@ mapping, retries).
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +32,7 @@ from vitjob.errors import (
 from vitjob.jobstatus import JobStatus
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION, is_volcano_job
+from vitjob.kube.times import time_text
 from vitjob.pipeline import (
     PipelineDefinition,
     PipelinePhase,
@@ -93,21 +92,17 @@ def record_from_vitjob(obj: Mapping[str, Any]) -> PipelineRecord:
     )
 
 
-def stage_job_from_object(job: Mapping[str, Any]) -> StageJob:
+def stage_job_from_object(job: dict[str, Any]) -> StageJob:
     """The fields of a Volcano Job that ``reconcile`` uses."""
     meta = job["metadata"]
     state = (job.get("status") or {}).get("state") or {}
     reason = ": ".join(x for x in (state.get("reason"), state.get("message")) if x)
     return StageJob(
         name=meta["name"],
-        phase=job_phase(dict(job)),
+        phase=job_phase(job),
         part_of=(meta.get("labels") or {}).get(c.LABEL_PART_OF, ""),
         reason=reason,
     )
-
-
-def now_text() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def status_after(record: PipelineRecord, update: UpdatePipeline, now: str) -> dict[str, Any]:
@@ -132,8 +127,7 @@ def status_after(record: PipelineRecord, update: UpdatePipeline, now: str) -> di
             entry["state"] = str(state)
         if stage in job_phases:
             entry["phase"] = job_phases[stage]
-        start = before.get("startTime") or now
-        entry["startTime"] = start
+        entry["startTime"] = before.get("startTime") or now
         if state in ENDED_STATES:
             entry["completionTime"] = before.get("completionTime") or now
         if state == StageState.FAILED and reason:
@@ -261,7 +255,7 @@ class KubernetesPipelineStore:
             raise self._no_crd(ns) from None
         record = record_from_vitjob(created)
         first = definition.stages[0]
-        objects = [self._owned(obj, record) for obj in record.stage_objects(first.stage)]
+        objects = [self._own(obj, record) for obj in record.stage_objects(first.stage)]
         try:
             status = self.backend.submit(objects, replace=replace)
         except BaseException:
@@ -275,11 +269,8 @@ class KubernetesPipelineStore:
         """Pending → Running with ``stage`` Created (its job in ``job_phase``), unless a controller has
         moved it on already."""
         update = UpdatePipeline({stage: StageState.CREATED}, PipelinePhase.RUNNING, "", {stage: job_phase})
+        record = created  # the write is conditional on its resourceVersion: a stale one gets 409
         for _ in range(5):
-            obj = self.read_vitjob(created.name, created.namespace)
-            if obj is None:
-                return
-            record = record_from_vitjob(obj)
             if record.phase != PipelinePhase.PENDING:
                 return
             try:
@@ -287,6 +278,10 @@ class KubernetesPipelineStore:
                 return
             except ConflictError:
                 log.debug("pipeline %s changed while recording its start; reading it again", created.name)
+            obj = self.read_vitjob(created.name, created.namespace)
+            if obj is None:
+                return
+            record = record_from_vitjob(obj)
         log.warning("pipeline %s: could not record its start; its controller will adopt it", created.name)
 
     def delete_with_jobs(self, record: PipelineRecord) -> None:
@@ -352,7 +347,7 @@ class KubernetesPipelineStore:
         already existed. A spec that does not make a valid job raises ``SpecError``."""
         created_job = None
         for obj in pipeline.stage_objects(stage):
-            obj = self._owned(obj, pipeline)
+            self._own(obj, pipeline)
             try:
                 result = self.backend.create_object(obj)
             except ConflictError:
@@ -367,7 +362,7 @@ class KubernetesPipelineStore:
         api, ns, name = self.backend.api, pipeline.namespace, pipeline.name
         patch = {
             "metadata": {"resourceVersion": pipeline.version} if pipeline.version else {},
-            "status": status_after(pipeline, update, now_text()),
+            "status": status_after(pipeline, update, time_text()),
         }
         stored = api.call(
             Op("patch", c.VITJOB_PLURAL + "/status", c.VITJOB_GROUP, ns, name),
@@ -390,7 +385,7 @@ class KubernetesPipelineStore:
         """Record an Event on the VitJob; a failure is logged, never raised (as client-go does)."""
         from vitjob.render import render_event
 
-        ns, now = record.namespace, now_text()
+        ns, now = record.namespace, time_text()
         body = render_event(
             namespace=ns,
             involved={
@@ -433,8 +428,8 @@ class KubernetesPipelineStore:
             "charts/vitjob; single jobs (`vitjob submit` without --then) need no CRD"
         )
 
-    def _owned(self, obj: dict[str, Any], record: PipelineRecord) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
+    def _own(self, obj: dict[str, Any], record: PipelineRecord) -> dict[str, Any]:
+        """Make ``obj`` (freshly rendered or parsed: nobody else holds it) the VitJob's, in place."""
         meta = obj.setdefault("metadata", {})
         meta["namespace"] = record.namespace
         meta["ownerReferences"] = [owner_reference(record)]

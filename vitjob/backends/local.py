@@ -693,6 +693,8 @@ class LocalPipelineStore:
             reason=data.get("reason", ""),
             progress={k: StageState(v) for k, v in data.get("progress", {}).items()},
             version=str(data["version"]),
+            job_phases=data.get("job_phases", {}),
+            submitting=data["phase"] == PipelinePhase.PENDING.value,  # create_pipeline is writing it
         )
 
     def create_pipeline(self, definition: Any, *, replace: bool = False) -> JobStatus:
@@ -769,6 +771,7 @@ class LocalPipelineStore:
         if pipeline.version and str(data["version"]) != pipeline.version:
             raise ConflictError(f"local pipeline {pipeline.name} changed meanwhile")
         data["progress"].update({k: v.value for k, v in update.stages.items()})
+        data.setdefault("job_phases", {}).update(update.job_phases)
         if update.phase is not None:
             data["phase"] = update.phase.value
         if update.reason is not None:

@@ -40,6 +40,7 @@ from vitjob.kube.kinds import (
     pod_rank,
     volcano_phase,
 )
+from vitjob.kube.times import time_text
 from vitjob.kube.watch import DEFAULT_WATCH_TIMEOUT_S, StreamHolder, list_watch, watch_named
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def parse_ts(text: str) -> int:
 
 def since_time_param(ns: int) -> str:
     """``sinceTime`` for a reconnect: the second of the last line seen (the server works in seconds)."""
-    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time_text(dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC))
 
 
 def split_ts(raw: str) -> tuple[int, str]:
