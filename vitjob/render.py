@@ -101,16 +101,6 @@ def yaml_scalar(value: Any) -> YamlScalar:
     raise RenderError(f"template bug: cannot write {type(value).__name__} {value!r} as YAML")
 
 
-def yaml_value(value: Any) -> YamlScalar:
-    """Any JSON-like value (mapping, list or scalar) as one line of YAML flow style (``yaml_scalar``)."""
-    if isinstance(value, Mapping):
-        items = ", ".join(f"{yaml_quote(str(k))}: {yaml_value(v)}" for k, v in value.items())
-        return YamlScalar("{" + items + "}")
-    if isinstance(value, list | tuple):
-        return YamlScalar("[" + ", ".join(yaml_value(v) for v in value) + "]")
-    return yaml_scalar(value)
-
-
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Plain words YAML 1.1 or 1.2 read as booleans or null: such keys are quoted.
 _YAML_WORDS = frozenset({"y", "yes", "n", "no", "on", "off", "true", "false", "null"})
@@ -187,7 +177,6 @@ def template_environment() -> jinja2.Environment:
     env.filters["q"] = yaml_quote
     env.filters["num"] = yaml_int
     env.filters["block"] = yaml_block
-    env.filters["value"] = yaml_value
     return env
 
 
