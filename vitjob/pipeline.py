@@ -401,9 +401,11 @@ def apply(store: PipelineStore, record: PipelineRecord, actions: Sequence[Action
     return record
 
 
-def observe(store: PipelineStore, name: str) -> Observed:
+def observe(store: PipelineStore, name: str, *, finished_too: bool = False) -> Observed:
+    """The pipeline and its stage jobs as they are now; a finished pipeline's jobs are read only with
+    ``finished_too`` (to show them: reconcile needs none)."""
     record = store.get_pipeline(name)
-    jobs = {} if record.phase.is_terminal else store.list_stage_jobs(record)
+    jobs = store.list_stage_jobs(record) if finished_too or not record.phase.is_terminal else {}
     return Observed(record, jobs)
 
 

@@ -15,7 +15,7 @@ import yaml
 from vitjob.backends import BACKEND_NAMES, get_backend
 from vitjob.backends.base import Backend
 from vitjob.cli.console import RunConsole
-from vitjob.pipeline import Observed, PipelineStore, pipeline_dict, stage_rows
+from vitjob.pipeline import Observed, pipeline_dict, stage_rows
 
 
 # ------------------------------------------------------------------------------------------- backend
@@ -78,12 +78,6 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- pipelines
-def store_observed(store: PipelineStore, name: str) -> Observed:
-    """The pipeline and its stage jobs as they are now (terminal ones too, unlike ``observe``)."""
-    record = store.get_pipeline(name)
-    return Observed(record, store.list_stage_jobs(record))
-
-
 def print_pipeline(observed: Observed, output: str) -> None:
     if output == "json":
         print(json.dumps(pipeline_dict(observed), indent=2))

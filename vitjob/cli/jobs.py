@@ -28,10 +28,10 @@ from vitjob.cli.common import (
     format_age,
     format_table,
     print_pipeline,
-    store_observed,
 )
 from vitjob.constants import DEFAULT_NAMESPACE
 from vitjob.errors import BackendError, JobNotFoundError, PipelineNotFoundError, UsageError
+from vitjob.pipeline import observe
 from vitjob.progress import describe
 
 log = logging.getLogger("vitjob")
@@ -364,7 +364,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _pipeline_or_none(backend: Backend, name: str) -> Any:
     """The pipeline ``name`` with its stage jobs, or None when the backend has no such pipeline."""
     try:
-        return store_observed(pipeline_store(backend), name)
+        return observe(pipeline_store(backend), name, finished_too=True)
     except (PipelineNotFoundError, BackendError) as exc:
         log.debug("%s is not a pipeline either: %s", name, exc)
         return None

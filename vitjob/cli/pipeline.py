@@ -23,10 +23,9 @@ from vitjob.cli.common import (
     backend_from_args,
     format_pipeline,
     print_pipeline,
-    store_observed,
 )
 from vitjob.errors import UsageError
-from vitjob.pipeline import PipelineStore, cancel_pipeline, delete_pipeline
+from vitjob.pipeline import PipelineStore, cancel_pipeline, delete_pipeline, observe
 
 log = logging.getLogger("vitjob")
 
@@ -104,14 +103,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     record = run_pipeline(
         store, args.name, wait=args.wait, poll_s=args.poll, timeout_s=args.timeout, on_step=report
     )
-    print(format_pipeline(store_observed(store, record.name)))
+    print(format_pipeline(observe(store, record.name, finished_too=True)))
     if record.phase == PipelinePhase.FAILED:
         return 1
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    print_pipeline(store_observed(_store(args), args.name), args.output)
+    print_pipeline(observe(_store(args), args.name, finished_too=True), args.output)
     return 0
 
 
