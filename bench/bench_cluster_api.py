@@ -21,29 +21,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path.insert(0, str(REPO))
 
 from cluster_testing import start_cluster, wait_for  # noqa: E402
+
+from bench.common import counting_requests  # noqa: E402
 
 
 def count_requests(argv: list[str]) -> tuple[int, collections.Counter]:
     """Run ``vitjob ARGV`` in this process; return its exit code and the requests it sent."""
-    import urllib3
-
     from vitjob.cli import main
 
-    seen: collections.Counter = collections.Counter()
-    original = urllib3.connectionpool.HTTPConnectionPool.urlopen
-
-    def counting(self, method, url, *args, **kwargs):
-        seen[f"{method} {url.split('?')[0]}"] += 1
-        return original(self, method, url, *args, **kwargs)
-
-    urllib3.connectionpool.HTTPConnectionPool.urlopen = counting
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = main(argv)
-    finally:
-        urllib3.connectionpool.HTTPConnectionPool.urlopen = original
+    with counting_requests() as seen, contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
     return code, seen
 
 

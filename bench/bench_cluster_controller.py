@@ -19,7 +19,6 @@ running, the namespace and node are removed).
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import io
 import os
@@ -32,12 +31,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path.insert(0, str(REPO))
 
 from cluster_testing import Kube, start_cluster, wait_for  # noqa: E402
 
+from bench.common import counting_requests  # noqa: E402
+
 STAGES = ("train", "eval", "export", "infer310")
 _RESOURCE = re.compile(
-    r"/(vitjobs|jobs|events|leases|pods|podgroups|namespaces|queues|nodes)(/[^/]+)?(/status)?$"
+    r"/(vitjobs|jobs|events|leases|pods|podgroups|namespaces|queues|nodes|customresourcedefinitions)"
+    r"(/[^/]+)?(/status)?$"
 )
 
 
@@ -48,26 +51,6 @@ def resource_of(method: str, path: str, query: str) -> str:
     if verb is None:
         verb = "watch" if "watch=true" in query else ("get" if match and match.group(2) else "list")
     return f"{verb} {kind}"
-
-
-@contextlib.contextmanager
-def counting() -> collections.Counter:
-    """Count every HTTP request this process sends while inside the block."""
-    import urllib3
-
-    seen: collections.Counter = collections.Counter()
-    original = urllib3.connectionpool.HTTPConnectionPool.urlopen
-
-    def count(self, method, url, *args, **kwargs):
-        path, _, query = url.partition("?")
-        seen[resource_of(method, path, query)] += 1
-        return original(self, method, url, *args, **kwargs)
-
-    urllib3.connectionpool.HTTPConnectionPool.urlopen = count
-    try:
-        yield seen
-    finally:
-        urllib3.connectionpool.HTTPConnectionPool.urlopen = original
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -119,7 +102,7 @@ def main() -> int:
         for i, name in enumerate(names):
             argv = ["submit", "--hw", "cpu", "--cards", "1", "--name", name,
                     "--then", "eval,export,infer310", "--backend", "kubernetes", "-n", ns]
-            with counting() as seen, contextlib.redirect_stdout(io.StringIO()):
+            with counting_requests(resource_of) as seen, contextlib.redirect_stdout(io.StringIO()):
                 assert vitjob_main(argv) == 0
             if i == 0:
                 submit = dict(seen)
@@ -128,7 +111,7 @@ def main() -> int:
         controller = Controller(backend, ControllerOptions(namespace=ns, health_port=None, resync_s=30.0))
         ended: set[str] = set()
         main_tid = threading.get_native_id()
-        with counting() as seen:
+        with counting_requests(resource_of) as seen:
             t0 = time.monotonic()
             thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
             thread.start()

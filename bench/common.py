@@ -13,6 +13,9 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -230,3 +233,29 @@ def last_json_line(text: str) -> dict[str, Any] | None:
             if isinstance(value, dict):
                 return value
     return None
+
+
+def request_line(method: str, path: str, query: str) -> str:
+    """``METHOD /path``: how ``counting_requests`` names a request by default."""
+    return f"{method} {path}"
+
+
+@contextmanager
+def counting_requests(key: Callable[[str, str, str], str] = request_line) -> Iterator[Counter]:
+    """Count every HTTP request this process sends through urllib3 (the kubernetes client's transport)
+    while inside the block, by ``key(method, path, query)``."""
+    import urllib3
+
+    seen: Counter = Counter()
+    original = urllib3.connectionpool.HTTPConnectionPool.urlopen
+
+    def count(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        path, _, query = url.partition("?")
+        seen[key(method, path, query)] += 1
+        return original(self, method, url, *args, **kwargs)
+
+    urllib3.connectionpool.HTTPConnectionPool.urlopen = count
+    try:
+        yield seen
+    finally:
+        urllib3.connectionpool.HTTPConnectionPool.urlopen = original
