@@ -232,6 +232,9 @@ def kwokctl_config(
             "securePort": True,
             "enableCRDs": ["Logs", "ClusterLogs"],
             "quietPull": True,
+            # kwokctl's default is 0.0.0.0 (every interface, the machine's external address included):
+            # kube-apiserver, etcd and kwok-controller listen on loopback only.
+            "bindAddress": "127.0.0.1",
         },
         "components": [webhook, controllers, scheduler],
     }
