@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HELM = REPO / ".tools" / "helm" / "v3.18.0" / "helm"
 CLUSTER = "vitjob"
+# The annotation that hands a Node to KWOK (the e2e fixtures' fake nodes carry it; a real node does not).
+KWOK_NODE_SELECTOR = "kwok.x-k8s.io/node=fake"
 VOLCANO_COMPONENTS = ("vc-webhook-manager", "vc-controller-manager", "vc-scheduler")
 
 
@@ -237,6 +239,17 @@ def kwokctl_config(
             "bindAddress": "127.0.0.1",
         },
         "components": [webhook, controllers, scheduler],
+        # KWOK takes only the nodes annotated kwok.x-k8s.io/node=fake (kwokctl's binary runtime passes
+        # --manage-all-nodes=true, which would take over a real kubelet's node and its pods).
+        "componentsPatches": [
+            {
+                "name": "kwok-controller",
+                "extraArgs": [
+                    {"key": "manage-all-nodes", "value": "false", "override": True},
+                    {"key": "manage-nodes-with-annotation-selector", "value": KWOK_NODE_SELECTOR},
+                ],
+            }
+        ],
     }
     # Node stages and the pod ready/delete stages are KWOK's defaults (copied from its module by
     # build.sh); the pod end is ours: stages/pod-exit.yaml replaces KWOK's pod-complete.
