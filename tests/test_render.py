@@ -230,6 +230,7 @@ def test_launch_command_env_ports_and_volumes(stage, hw, cards):
         "MS_SCHED_PORT": "8118",
         "VITJOB_RDZV_PORT": "29400",
         "PYTHONUNBUFFERED": "1",
+        "HOME": "/home/vitjob",  # the images' user's home, an emptyDir (below)
     }
     # The downward API gives launch IP literals for MindSpore (MS_SCHED_HOST) and the rank table.
     assert field_env_of(job) == {"VITJOB_POD_IP": "status.podIP", "VITJOB_HOST_IP": "status.hostIP"}
@@ -238,9 +239,15 @@ def test_launch_command_env_ports_and_volumes(stage, hw, cards):
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod_of(job)["spec"]["volumes"]}
     assert mounts["/data"]["readOnly"] is True and "readOnly" not in mounts["/output"]
-    assert volumes[mounts["/data"]["name"]]["persistentVolumeClaim"] == {"claimName": "vitjob-data"}
+    # The data claim is read-only as a volume too: the kubelet never re-owns the data set for fsGroup.
+    assert volumes[mounts["/data"]["name"]]["persistentVolumeClaim"] == {"claimName": "vitjob-data",
+                                                                         "readOnly": True}
     assert volumes[mounts["/output"]["name"]]["persistentVolumeClaim"] == {"claimName": "vitjob-output"}
     assert volumes[mounts["/dev/shm"]["name"]]["emptyDir"] == {"medium": "Memory"}
+    # Scratch of the read-only root filesystem: /tmp and HOME, which is also the working directory.
+    assert volumes[mounts["/tmp"]["name"]]["emptyDir"] == {}
+    assert volumes[mounts["/home/vitjob"]["name"]]["emptyDir"] == {}
+    assert container["workingDir"] == "/home/vitjob"
     assert set(volumes) == {m["name"] for m in container["volumeMounts"]}
 
 
@@ -339,7 +346,7 @@ def test_infer310_on_ascend_targets_310_nodes():
     assert c.RING_CONTROLLER_LABEL not in job["metadata"]["labels"]
     assert "affinity" not in pod
     assert {m["mountPath"] for m in container_of(job)["volumeMounts"]} == {
-        "/data", "/output", "/dev/shm", "/usr/local/Ascend/driver"}
+        "/data", "/output", "/dev/shm", "/tmp", "/home/vitjob", "/usr/local/Ascend/driver"}
 
 
 @pytest.mark.parametrize("hw", ["gpu", "cpu"])

@@ -191,7 +191,8 @@ def test_spec_has_every_jobspec_field_but_name_and_namespace_plus_then() -> None
     fields = [f.name for f in dataclasses.fields(JobSpec)]
     assert set(properties) == set(fields) - {"name", "namespace"} | {"then"}
     nullable = {key for key, prop in properties.items() if prop.get("nullable")}
-    assert nullable == {"epochs", "batch_size", "lr", "ttl_seconds_after_finished", "cards_per_pod"}
+    assert nullable == {"epochs", "batch_size", "lr", "ttl_seconds_after_finished", "cards_per_pod",
+                        "run_as_user", "run_as_group", "fs_group"}
     assert properties["then"]["items"]["enum"] == ["eval", "export", "infer310"]
     assert properties["node_selector"]["additionalProperties"] == {"type": "string", "nullable": True}
     assert set(properties["tolerations"]["items"]["properties"]) == {

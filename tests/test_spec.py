@@ -398,10 +398,13 @@ def test_int_ranges_are_the_bounds_the_spec_checks(key):
         base["cards"] = low
     if key in ("sched_port", "rdzv_port"):
         base["rdzv_port" if key == "sched_port" else "sched_port"] = 5000
-    JobSpec(**{**base, key: low})  # accepted
+    def value(n: int) -> int | list[int]:  # a list field's range is its items'
+        return [n] if key == "supplemental_groups" else n
+
+    JobSpec(**{**base, key: value(low)})  # accepted
     with pytest.raises(SpecError):
-        JobSpec(**{**base, key: low - 1})
+        JobSpec(**{**base, key: value(low - 1)})
     if key not in ("cards", "cards_per_pod"):  # cards of 2**31-1 processes: other rules join in
-        JobSpec(**{**base, key: high})
+        JobSpec(**{**base, key: value(high)})
     with pytest.raises(SpecError):
-        JobSpec(**{**base, key: high + 1})
+        JobSpec(**{**base, key: value(high + 1)})

@@ -75,6 +75,9 @@ DEFAULT_GPUS_PER_POD: Final = 8
 DATA_MOUNT_PATH: Final = "/data"
 OUTPUT_MOUNT_PATH: Final = "/output"
 SHM_MOUNT_PATH: Final = "/dev/shm"
+# Scratch under a read-only root filesystem: an emptyDir here and one over the image user's home
+# (vitjob.images.HOME_DIR: HOME and the working directory), see vitjob.render.volumes.
+TMP_MOUNT_PATH: Final = "/tmp"
 DEFAULT_DATA_PVC: Final = "vitjob-data"
 DEFAULT_OUTPUT_PVC: Final = "vitjob-output"
 # Where files from Volcano's svc plugin appear (worker.host lists every pod's hostname).

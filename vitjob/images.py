@@ -1,7 +1,10 @@
-"""Default container images: the one place their names and tags are defined.
+"""Default container images: the one place their names, tags and user are defined.
 
 ``images/build.sh`` reads these (``python -m vitjob.images``) and the manifests and Helm chart use
-the same values, so a build and a render can never disagree on an image name.
+the same values, so a build and a render can never disagree on an image name. ``USER_ID`` and
+``HOME_DIR`` are the images' non-root user ``vitjob`` (``images/versions.env`` VITJOB_UID, which
+build.sh passes to every Dockerfile; ``tests/test_pod_security.py`` checks that they agree): the pods
+run as that user, with an emptyDir over its home directory.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from vitjob import __version__
 
 REGISTRY = "docker.io/vitjob"
 TAG = __version__
+# UID and GID of the images' user `vitjob` (USER VITJOB_UID:VITJOB_UID), and its home = WORKDIR.
+USER_ID = 1000
+HOME_DIR = "/home/vitjob"
 
 # hardware kind -> image repository (under REGISTRY)
 REPOSITORIES: dict[str, str] = {

@@ -2,7 +2,18 @@
 
 This module owns the template environment and the render context. The templates (shipped as the
 package data ``vitjob/manifests``) are the single source of every object vitjob creates; this module
-computes the values they place (names, labels, env, resources, volumes) and nothing else.
+computes the values they place (names, labels, env, resources, volumes, security contexts) and
+nothing else.
+
+Pod security: every pod vitjob renders (stage jobs, controller) passes the Pod Security Standard
+``restricted`` (https://kubernetes.io/docs/concepts/security/pod-security-standards/): it runs as the
+image's non-root user (``vitjob.images.USER_ID``) with seccomp ``RuntimeDefault``, no privilege
+escalation, every capability dropped and a read-only root filesystem, whose scratch is emptyDirs at
+``/tmp`` and over the user's home (``HOME`` and the working directory: MindSpore and CANN write
+``kernel_meta/``, ``rank_*/`` and ``~/ascend/log`` there, matplotlib ``~/.cache`` and ``~/.config``,
+``vitjob launch`` the Ascend rank table under ``/tmp``). The one exception is ``hw: ascend`` with
+``ascend_host_mounts``: its hostPath volumes (NPU driver, ``/etc/hccn.conf``) need the ``privileged``
+level (``pod_security_level``).
 
 Injection safety: the environment uses ``StrictUndefined`` and a ``finalize`` hook that refuses any
 ``{{ … }}`` output not produced by the ``q`` (YAML double-quoted string), ``num`` (integer) or
@@ -26,6 +37,7 @@ import yaml
 
 from vitjob import constants as c
 from vitjob.errors import RenderError
+from vitjob.images import HOME_DIR, USER_ID
 from vitjob.spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -242,6 +254,9 @@ def build_context(spec: JobSpec) -> dict[str, Any]:
         "requests": resource_requests(spec),
         "limits": resource_limits(spec),
         "volumes": volumes(spec),
+        "working_dir": HOME_DIR,
+        "pod_security_context": pod_security_context(spec),
+        "container_security_context": container_security_context(spec),
     }
 
 
@@ -287,9 +302,72 @@ def container_env(spec: JobSpec, data_dir: str) -> list[tuple[str, str]]:
         (c.ENV_SCHED_PORT, str(spec.sched_port)),
         (c.ENV_RDZV_PORT, str(spec.rdzv_port)),
         (c.ENV_PYTHONUNBUFFERED, "1"),
+        # The home emptyDir, whatever user the pod runs as (a UID without a passwd entry gets HOME=/).
+        ("HOME", HOME_DIR),
     ]
     env.extend(spec.env.items())
     return env
+
+
+# --- pod security ---------------------------------------------------------------------------------
+# Pod Security Standards levels (https://kubernetes.io/docs/concepts/security/pod-security-standards/).
+RESTRICTED = "restricted"
+PRIVILEGED = "privileged"
+SECCOMP_PROFILE: dict[str, str] = {"type": "RuntimeDefault"}
+
+
+def mounts_node_paths(spec: JobSpec) -> bool:
+    """Whether the pods mount paths of the node (hostPath: the Ascend driver and ``/etc/hccn.conf``)."""
+    return spec.hw == "ascend" and spec.ascend_host_mounts
+
+
+def pod_security_level(spec: JobSpec) -> str:
+    """The strictest Pod Security Standard level the job's pods pass: ``restricted``, except pods that
+    mount node paths, which every level but ``privileged`` forbids (baseline: "HostPath Volumes")."""
+    return PRIVILEGED if mounts_node_paths(spec) else RESTRICTED
+
+
+def client_pod_security_context() -> dict[str, Any]:
+    """The ``securityContext`` of the pods that only talk to the API server (the controller, the chart's
+    ``helm test`` pod): the image's user, seccomp RuntimeDefault."""
+    return {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
+            "seccompProfile": dict(SECCOMP_PROFILE)}
+
+
+def client_container_security_context() -> dict[str, Any]:
+    """Their container's: they write no file (strace of `vitjob controller` and `vitjob pipeline status`
+    showed none), so a read-only root filesystem without scratch volumes."""
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def pod_security_context(spec: JobSpec) -> dict[str, Any]:
+    """A stage job pod's ``securityContext``: non-root, the spec's user and groups, seccomp RuntimeDefault.
+
+    ``fsGroup`` makes the kubelet give the volumes that support ownership (not hostPath) to that group,
+    group-writable; ``OnRootMismatch`` does it only when the volume's root does not match already, not
+    for every file of a large output volume at each pod start."""
+    context: dict[str, Any] = {"runAsNonRoot": True}
+    if spec.run_as_user is not None:
+        context["runAsUser"] = spec.run_as_user
+    if spec.run_as_group is not None:
+        context["runAsGroup"] = spec.run_as_group
+    if spec.fs_group is not None:
+        context["fsGroup"] = spec.fs_group
+        context["fsGroupChangePolicy"] = "OnRootMismatch"
+    if spec.supplemental_groups:
+        context["supplementalGroups"] = list(spec.supplemental_groups)
+    context["seccompProfile"] = dict(SECCOMP_PROFILE)
+    return context
+
+
+def container_security_context(spec: JobSpec) -> dict[str, Any]:
+    """The container's ``securityContext``: no privilege escalation, no capabilities, read-only root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": spec.read_only_root_filesystem,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def accelerator(spec: JobSpec) -> tuple[str, int] | None:
@@ -319,25 +397,31 @@ def resource_limits(spec: JobSpec) -> dict[str, str]:
 
 def volumes(spec: JobSpec) -> list[dict[str, Any]]:
     """Volumes with their mounts; ``kind`` picks the template branch. PVCs stay plain claims (the
-    local backend maps each claimName to a directory)."""
+    local backend maps each claimName to a directory); the data claim is read-only as a volume too,
+    so that the kubelet never changes its files' ownership for ``fsGroup``. ``tmp`` and ``home`` are
+    the scratch of a read-only root filesystem."""
     result: list[dict[str, Any]] = [
         {"kind": "pvc", "name": "data", "claim": spec.data_pvc, "path": c.DATA_MOUNT_PATH, "read_only": True},
         {"kind": "pvc", "name": "output", "claim": spec.output_pvc, "path": c.OUTPUT_MOUNT_PATH,
          "read_only": False},
         {"kind": "shm", "name": "dshm", "path": c.SHM_MOUNT_PATH, "read_only": False},
+        {"kind": "scratch", "name": "tmp", "path": c.TMP_MOUNT_PATH, "read_only": False},
+        {"kind": "scratch", "name": "home", "path": HOME_DIR, "read_only": False},
     ]
     if spec.runs_on_ascend910:
         result.append({
             "kind": "podinfo", "name": "podinfo", "path": c.PODINFO_DIR, "read_only": True,
             "annotations_file": c.PODINFO_ANNOTATIONS_FILE, "name_file": c.PODINFO_NAME_FILE,
         })
+    if not mounts_node_paths(spec):
+        return result
+    if spec.runs_on_ascend910:
         # Only a fallback for the device plugin's annotation: FileOrCreate lets the pod start on a node
         # without the file (the kubelet then creates an empty one, which `vitjob launch` ignores).
         result.append({"kind": "host", "name": "hccn-conf", "host_path": c.HCCN_CONF_PATH,
                        "type": "FileOrCreate", "path": c.HCCN_CONF_PATH, "read_only": True})
-    if spec.hw == "ascend":
-        result.append({"kind": "host", "name": "ascend-driver", "host_path": c.ASCEND_DRIVER_PATH,
-                       "type": "Directory", "path": c.ASCEND_DRIVER_PATH, "read_only": True})
+    result.append({"kind": "host", "name": "ascend-driver", "host_path": c.ASCEND_DRIVER_PATH,
+                   "type": "Directory", "path": c.ASCEND_DRIVER_PATH, "read_only": True})
     return result
 
 
@@ -480,6 +564,9 @@ def build_controller_context(
         "command": command,
         "identity_env": c.ENV_CONTROLLER_ID,
         "health_port": health_port,
+        # vitjob's own image, as its user: not a render option.
+        "pod_security_context": client_pod_security_context(),
+        "container_security_context": client_container_security_context(),
     }
 
 

@@ -14,6 +14,13 @@ Strings in ``env`` values, ``extra_args`` and ``pretrained`` reach the container
 then expands ``$(VAR)`` references to the container's variables in them (write ``$$(`` for a literal
 ``$(``), which is how the stage commands receive ``$(VITJOB_DATA_DIR)``.
 
+Pod security: the pods pass the Kubernetes Pod Security Standard ``restricted`` (non-root, seccomp
+RuntimeDefault, no privilege escalation, every capability dropped, a read-only root filesystem); the
+keys ``run_as_user``, ``run_as_group``, ``fs_group``, ``supplemental_groups`` and
+``read_only_root_filesystem`` tune it (defaults: the image's user, ``vitjob.images.USER_ID``). Only
+``hw: ascend`` with ``ascend_host_mounts`` (the default) mounts node paths (hostPath), which needs the
+``privileged`` level (``vitjob.render.pod_security_level``).
+
 ``load_spec`` merges, lowest precedence first: built-in defaults < values file (``-f FILE``) <
 explicit CLI flags < ``--set key=value`` (the last word, as in Helm). ``--set`` reaches mapping fields
 with a dot: ``--set env.FOO=bar``, ``--set node_selector.accelerator-type=module-910b-8``.
@@ -38,7 +45,7 @@ import yaml
 
 from vitjob import constants as c
 from vitjob.errors import SpecError
-from vitjob.images import default_image
+from vitjob.images import USER_ID, default_image
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +119,11 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "batch_size": (1, c.MAX_INT32),
     "sched_port": (c.MIN_PORT, c.MAX_PORT),
     "rdzv_port": (c.MIN_PORT, c.MAX_PORT),
+    # Never 0 (root): the pods must run as non-root (runAsNonRoot). Groups may be 0.
+    "run_as_user": (1, c.MAX_INT32),
+    "run_as_group": (0, c.MAX_INT32),
+    "fs_group": (0, c.MAX_INT32),
+    "supplemental_groups": (0, c.MAX_INT32),  # each item
 }
 # Number fields that must be greater than this bound (and finite).
 NUMBER_EXCLUSIVE_MINIMUMS: dict[str, float] = {"lr": 0.0}
@@ -182,6 +194,17 @@ FIELD_DOCS: dict[str, str] = {
     "annotations": "Extra annotations of the jobs and their pods.",
     "sched_port": "MindSpore scheduler port (MS_SCHED_PORT).",
     "rdzv_port": "Rank-table rendezvous port.",
+    "run_as_user": "UID of the pods' processes (runAsUser; never 0); null: the image's USER.",
+    "run_as_group": "Primary GID of the pods' processes (runAsGroup); null: the image's.",
+    "fs_group": "GID that owns the pods' volumes (fsGroup: the output volume becomes group-writable; "
+    "hostPath PersistentVolumes ignore it); null: none.",
+    "supplemental_groups": "Extra GIDs of the pods' processes (e.g. the node's HwHiAiUser group for Ascend "
+    "device files).",
+    "read_only_root_filesystem": "Read-only container root filesystem (scratch: emptyDirs at /tmp and the "
+    "home directory, also the working directory).",
+    "ascend_host_mounts": "hw ascend: mount the NPU driver and /etc/hccn.conf from the node (hostPath: the "
+    "namespace must allow Pod Security level privileged); false where the Ascend Docker Runtime mounts "
+    "the driver: the pods then pass restricted.",
 }
 
 
@@ -222,6 +245,12 @@ class JobSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     sched_port: int = c.DEFAULT_SCHED_PORT
     rdzv_port: int = c.DEFAULT_RDZV_PORT
+    run_as_user: int | None = USER_ID  # None -> the image's USER (runAsNonRoot still holds)
+    run_as_group: int | None = USER_ID
+    fs_group: int | None = USER_ID  # None -> no fsGroup (volumes keep their owners)
+    supplemental_groups: list[int] = field(default_factory=list)
+    read_only_root_filesystem: bool = True
+    ascend_host_mounts: bool = True  # hw ascend: hostPath driver and hccn.conf (Pod Security privileged)
 
     def __post_init__(self) -> None:
         problems = spec_problems(self)
@@ -344,6 +373,7 @@ def spec_problems(spec: JobSpec) -> list[str]:
         scheduling_problems,
         training_problems,
         container_problems,
+        security_problems,
         metadata_problems,
     )
     for check in checks:
@@ -389,7 +419,7 @@ def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    names = {str: "a string", int: "an integer", float: "a number", type(None): "null"}
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
     if hint in names:
         return names[hint]
     if origin is list:
@@ -629,6 +659,26 @@ def container_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
+def security_problems(spec: JobSpec) -> list[str]:
+    """The pods' user and groups: ``INT_RANGES`` (a UID of 0 would be root, which runAsNonRoot refuses)."""
+    problems = []
+    for key in ("run_as_user", "run_as_group", "fs_group"):
+        value = getattr(spec, key)
+        low, high = INT_RANGES[key]
+        if value is not None and not low <= value <= high:
+            what = "a non-root UID" if key == "run_as_user" else "a GID"
+            problems.append(
+                f"{key}: {value} is not allowed; use {what} from {low} to {high} (default {USER_ID}, the "
+                "image's user), or null for the image's"
+            )
+    low, high = INT_RANGES["supplemental_groups"]
+    bad = [g for g in spec.supplemental_groups if not low <= g <= high]
+    if bad:
+        listed = ", ".join(map(str, bad))
+        problems.append(f"supplemental_groups: {listed} not allowed; use GIDs from {low} to {high}")
+    return problems
+
+
 def metadata_problems(spec: JobSpec) -> list[str]:
     problems = []
     for key, value in spec.labels.items():
@@ -694,7 +744,9 @@ SPEC_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobSpec))
 # Spec keys a VitJob keeps in its metadata instead of its spec (vitjob.schema, vitjob.pipeline).
 METADATA_KEYS: tuple[str, ...] = ("name", "namespace")
 _MAPPING_KEYS = ("node_selector", "env", "labels", "annotations")
-_LIST_KEYS = ("tolerations", "extra_args")
+_LIST_KEYS = ("tolerations", "extra_args", "supplemental_groups")
+_TRUE_WORDS = ("true", "yes", "on")
+_FALSE_WORDS = ("false", "no", "off")
 _NULL_WORDS = ("null", "~", "")
 
 
@@ -824,6 +876,11 @@ def convert_scalar(raw: str, hint: Any) -> Any:
     base = next((a for a in args if a is not type(None)), hint) if args else hint
     if optional and raw.strip() in _NULL_WORDS:
         return None
+    if base is bool:
+        word = raw.strip().lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise ValueError(f"{raw!r} is not a boolean; use true or false")
     if base is int:
         try:
             return int(raw, 10)
