@@ -34,6 +34,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
 
 
 @pytest.fixture(scope="session")
+def psacheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Pod Security admission checks (tests/psacheck, Go), built once: pod_security_admission."""
+    import pod_security_admission
+
+    if pod_security_admission.go_toolchain() is None:
+        reason = "no go toolchain: tests/psacheck (the real Pod Security checks) is a Go program"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return pod_security_admission.build(tmp_path_factory.mktemp("psacheck"))
+
+
+@pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vitjob.vit.data import write_digits
 

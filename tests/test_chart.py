@@ -8,7 +8,9 @@ The chart renders no job: one VitJob whose spec is the values (the controller re
 vitjob.render), the controller with its RBAC, and a test hook. What is checked, each against a fact
 from outside the chart: the VitJob's spec is exactly the values given over values.yaml; the CRD in
 crds/ is the generated one; the controller's objects are what ``vitjob controller --render`` prints;
-Helm itself refuses bad values with values.schema.json; no template writes a Volcano Job.
+Helm itself refuses bad values with values.schema.json; no template writes a Volcano Job; every pod
+the chart creates passes the Pod Security Standard restricted (the documented rules,
+tests/pod_security_standards.py).
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from pod_security_admission import verdicts
+from pod_security_standards import RESTRICTED, pod_templates, violations
 from test_schema import crd_spec_validator
 
 from vitjob import constants as c
 from vitjob.images import default_image
-from vitjob.render import parse_document, render_controller_documents
+from vitjob.render import (
+    client_container_security_context,
+    client_pod_security_context,
+    parse_document,
+    render_controller_documents,
+)
 from vitjob.schema import render_crd
 from vitjob.spec import JobSpec
 
@@ -378,3 +387,20 @@ def test_helm_test_pod_runs_pipeline_status_with_read_only_rights(helm: Path, tm
     assert vitjobs["resources"] == ["vitjobs"] and vitjobs["resourceNames"] == ["vit"]
     readable = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
     assert readable >= {("batch.volcano.sh", "jobs"), ("", "pods"), ("", "pods/log"), ("", "events")}
+
+
+def test_every_pod_of_the_chart_passes_restricted(helm: Path, tmp_path: Path, psacheck: Path) -> None:
+    """The controller Deployment and the helm test pod, for both install scopes, by the documented rules
+    and by the real admission checks; the test pod's security contexts are vitjob.render's (the
+    generated vitjob.clientPodSecurity)."""
+    for values in ({}, {"controller": {"all_namespaces": True, "replicas": 1}}):
+        pods = [pod for obj in objects_of(template(helm, tmp_path, "--set", "hw=cpu", values=values))
+                for pod in pod_templates(obj)]
+        assert sorted(where for where, _, _ in pods) == ["Deployment vitjob-controller", "Pod vit-test"]
+        real = verdicts(psacheck, pods)
+        for where, metadata, pod in pods:
+            assert violations(metadata, pod, RESTRICTED) == [], where
+            assert real[where] == {"baseline": [], "restricted": []}, where
+            assert pod["securityContext"] == client_pod_security_context(), where
+            (container,) = pod["containers"]
+            assert container["securityContext"] == client_container_security_context(), where
