@@ -30,8 +30,8 @@ from vitjob.launch.podenv import logical_device_ids, visible_devices
 from vitjob.launch.ranktable import build_rank_table, piece_from_annotation
 
 ADDONS = Path(__file__).resolve().parent.parent / "devcluster" / "addons"
-RCODE_NOERROR, RCODE_NXDOMAIN = 0, 3
-TYPE_A = 1
+RCODE_NOERROR, RCODE_SERVFAIL, RCODE_NXDOMAIN = 0, 2, 3
+TYPE_A, TYPE_PTR = 1, 12
 
 pytestmark = pytest.mark.slow  # a cold build compiles CoreDNS (minutes on 2 cores)
 
@@ -165,6 +165,10 @@ def test_corefile_template_serves_nxdomain_and_runs_the_kubernetes_plugin(run_co
     wait_for_dns(proc, port, "example.com")  # the kubernetes plugin waits up to 5 s for its API first
     assert dns_query(port, "example.com") == (RCODE_NXDOMAIN, [])
     assert dns_query(port, "rank0.vitjob.test") == (RCODE_NXDOMAIN, [])
+    # A reverse name kubernetes does not hold falls through to the template: NXDOMAIN, not SERVFAIL.
+    assert dns_query(port, "8.8.8.8.in-addr.arpa", qtype=TYPE_PTR) == (RCODE_NXDOMAIN, [])
+    # cluster.local is the kubernetes plugin's: with no API server behind it, SERVFAIL (never NXDOMAIN).
+    assert dns_query(port, "kubernetes.default.svc.cluster.local") == (RCODE_SERVFAIL, [])
     with urllib.request.urlopen(f"http://127.0.0.1:{health}/health", timeout=5) as resp:
         assert resp.status == 200
     with pytest.raises(urllib.error.HTTPError) as err:

@@ -1,6 +1,8 @@
 // A device plugin for tests on the kubelet's device-plugin API: fake huawei.com/Ascend910 chips, with
 // what MindCluster's ascend-device-plugin does at Allocate (main.go). The Kubernetes modules are
 // v0.35.3, matching the kubelet v1.35.3 of the dev cluster (../../kube).
+// Modules shared with ../../kube are raised to the versions it builds, so the control-plane build's
+// Go build cache serves them.
 module vitjob.io/devcluster/addons/ascend-device-plugin
 
 go 1.25.0

@@ -1,6 +1,8 @@
 // CoreDNS for the dev cluster's real node, built from the pinned github.com/coredns/coredns module with
 // a compile-time plugin selection (main.go). v1.14.3 is the CoreDNS release whose Kubernetes client is
 // k8s.io/client-go v0.35.3, the version the control plane (../../kube) and the device plugin use.
+// Modules shared with ../../kube are raised to the versions it builds, so the control-plane build's
+// Go build cache serves them.
 module vitjob.io/devcluster/addons/coredns
 
 go 1.25.0
