@@ -1,7 +1,8 @@
 """Shared fixtures: the digits data set (written once per session), paths to ../shared, the venv on PATH.
 
 Under CI (``CI`` set to anything but ``false``/``0``) a skipped test is a failure: whatever a test
-needs (``../shared``, cmake, helm, a compiler) must be there, and the report gives the skip's reason.
+needs (``../shared``, cmake, helm, a compiler, an importable module) must be there, and the report gives
+the skip's reason. That holds for a skip anywhere: a marker, a fixture, a test body, a whole module.
 """
 
 from __future__ import annotations
@@ -21,16 +22,29 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 os.environ.setdefault("GLOG_v", "2")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
-    """Under CI, turn every skip (marker, ``pytest.skip`` in a fixture or test) into a failure."""
-    outcome = yield
-    report = outcome.get_result()
+def _fail_a_skip_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Make a skipped ``report`` a failure that gives the skip's reason, when under CI."""
     if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         reason = reason.removeprefix("Skipped: ")
         report.outcome = "failed"
         report.longrepr = f"skipped under CI={os.environ['CI']}, which allows no skip: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under CI, turn every skip (marker, ``pytest.skip`` in a fixture or test) into a failure."""
+    outcome = yield
+    _fail_a_skip_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:
+    """Under CI, a module that skips itself (``pytest.importorskip``, ``pytest.skip(...,
+    allow_module_level=True)``) fails to collect, with the skip's reason; pytest then stops the run
+    as it does for a module that cannot be imported."""
+    outcome = yield
+    _fail_a_skip_under_ci(outcome.get_result())
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Under CI a skipped test fails with its reason (tests/conftest.py); elsewhere it stays a skip.
 
 A throw-away test directory gets a copy of this suite's conftest.py and tests that skip in each way
-pytest allows (a skipif marker, ``pytest.skip`` in a fixture and in the test body); pytest runs it in a
-subprocess with and without ``CI``.
+pytest allows (a skipif marker, ``pytest.skip`` in a fixture and in the test body; a whole module through
+``pytest.importorskip`` or ``pytest.skip(allow_module_level=True)``); pytest runs it in a subprocess with
+and without ``CI``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def test_expected_failure():
 def test_passes():
     pass
 '''
+# Modules that skip themselves while pytest imports them (collection, not a test's run).
+MODULE_SKIPS = {
+    "test_needs_module.py": 'import pytest\nnumpy_like = pytest.importorskip("vitjob_no_such_module")\n'
+    "def test_uses_it():\n    pass\n",
+    "test_needs_cmake.py": 'import pytest\npytest.skip("cmake is absent", allow_module_level=True)\n'
+    "def test_builds():\n    pass\n",
+    "test_passes.py": "def test_passes():\n    pass\n",
+}
 
 
 def _pytest(directory: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
@@ -57,12 +66,17 @@ def _pytest(directory: Path, ci: str | None) -> subprocess.CompletedProcess[str]
     )
 
 
+def _suite(directory: Path, files: dict[str, str]) -> Path:
+    for name in ("conftest.py", "ci_env.py"):
+        shutil.copy(TESTS / name, directory / name)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return directory
+
+
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
-    for name in ("conftest.py", "ci_env.py"):
-        shutil.copy(TESTS / name, tmp_path / name)
-    (tmp_path / "test_skipping.py").write_text(SKIPPING)
-    return tmp_path
+    return _suite(tmp_path, {"test_skipping.py": SKIPPING})
 
 
 @pytest.mark.parametrize("ci", ["true", "1"])
@@ -84,3 +98,20 @@ def test_skips_stay_skips_outside_ci(suite: Path, ci: str | None) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "1 passed, 3 skipped, 1 xfailed" in out.splitlines()[-1], out
+
+
+@pytest.mark.parametrize("ci", ["true", None])
+def test_a_module_that_skips_itself_fails_under_ci_only(tmp_path: Path, ci: str | None) -> None:
+    proc = _pytest(_suite(tmp_path, MODULE_SKIPS), ci)
+    out = proc.stdout + proc.stderr
+    if ci is None:
+        assert proc.returncode == 0, out
+        assert "1 passed, 2 skipped" in out.splitlines()[-1], out
+        return
+    assert proc.returncode != 0 and "2 errors" in out.splitlines()[-1], out  # collection stops the run
+    for module, reason in (
+        ("test_needs_module.py", "could not import 'vitjob_no_such_module'"),
+        ("test_needs_cmake.py", "cmake is absent"),
+    ):
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"ERROR {module}")]
+        assert f"which allows no skip: {reason}" in line, out
