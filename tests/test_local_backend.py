@@ -115,11 +115,14 @@ def test_data_parallel_training_ends_with_identical_weights(
         assert "rank table: 1 servers, 2 devices" in log
 
 
-# A worker that reaches the "scheduler" at the address launch gave it and reports what it saw.
+# A worker that reaches the "scheduler" at the address launch gave it and reports what it saw. It waits
+# as long as a MindSpore worker would: MS_TOPO_TIMEOUT, the rendezvous timeout launch gives the cluster
+# (not a fixed deadline of its own, which a loaded machine can outlast).
 PROBE = """
 import json, os, socket, time
 host, port = os.environ["MS_SCHED_HOST"], int(os.environ["MS_SCHED_PORT"])
-end = time.time() + 30
+deadline_s = float(os.environ["MS_TOPO_TIMEOUT"])
+end = time.time() + deadline_s
 while True:
     try:
         sock = socket.create_connection((host, port), timeout=5)
@@ -128,10 +131,12 @@ while True:
         if time.time() > end:
             raise
         time.sleep(0.1)
+sock.settimeout(max(end - time.time(), 1.0))
 answer = sock.makefile().readline().strip()
 routes = [line.split()[1] for line in open("/proc/net/route").read().splitlines()[1:]]
 print(json.dumps({"rank": os.environ["RANK_ID"], "sched": host, "port": port, "answer": answer,
-                  "own": os.environ["MS_WORKER_IP"], "default_route": "00000000" in routes}))
+                  "own": os.environ["MS_WORKER_IP"], "default_route": "00000000" in routes,
+                  "deadline_s": deadline_s}))
 """
 # The scheduler stand-in: listens on MS_SCHED_HOST:MS_SCHED_PORT, greets every worker, stays up.
 FAKE_SCHED = """
@@ -190,6 +195,8 @@ def test_pods_find_each_other_by_name(mode: str, tmp_path: Path, monkeypatch: py
     for pod, ip in ((pod0, ip0), (pod1, ip1)):
         assert seen[pod]["sched"] == ip0 and seen[pod]["answer"] == f"hello from {ip0}"
         assert seen[pod]["own"] == ip
+        # The rendered pods run `vitjob launch` with its default --rdzv-timeout.
+        assert seen[pod]["deadline_s"] == c.DEFAULT_RDZV_TIMEOUT_S, seen[pod]
     if mode == NETNS:
         assert ip0 != ip1 and ip0.startswith("10.244.") and ip1.startswith("10.244.")
         assert seen[pod0]["port"] == seen[pod1]["port"] == 8118  # the rendered port, in every pod
