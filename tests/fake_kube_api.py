@@ -111,6 +111,7 @@ class RecordedRequest:
     body: Any = None
     content_type: str = ""
     user_agent: str = ""  # tells apart several clients of one fake (e.g. controller replicas)
+    code: int | None = None  # the HTTP status answered (None while the request is being handled)
 
     @property
     def verb(self) -> str:
@@ -854,6 +855,13 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
             pass
 
         # ---------------------------------------------------------------------- plumbing
+        recorded: RecordedRequest | None = None  # the request being answered, as recorded
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            if self.recorded is not None:
+                self.recorded.code = code
+            super().send_response(code, message)
+
         def _send_json(self, code: int, body: Any) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
@@ -906,7 +914,8 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("User-Agent", ""),
             )
             # The record keeps a snapshot: the store keeps (and later changes) ``body`` itself.
-            api.record(dataclasses.replace(req, body=copy.deepcopy(body)))
+            self.recorded = dataclasses.replace(req, body=copy.deepcopy(body))
+            api.record(self.recorded)
             try:
                 self._dispatch(req)
             except ApiError as err:

@@ -1,7 +1,9 @@
 """The pipeline controller against the FAKE API server: stage transitions, a failed stage, restarts
 between every pair of steps, leader election between two replicas, 200 pipelines at once, a stage
 job deleted by hand, and the health endpoint. Job phases are driven through the fake (it runs no
-Volcano); assertions are on the requests each client sent."""
+Volcano); assertions are on the requests each client sent and the answers it got. A check that nothing
+happened first waits for something countable that shows the controller had its chance (a later
+pipeline moving on, more tries for the Lease), never for a fixed time."""
 
 from __future__ import annotations
 
@@ -107,6 +109,38 @@ def complete(fake, name: str) -> None:
     fake.set_job_phase("default", name, "Completed")
 
 
+def handled_so_far(fake, probe: str) -> None:
+    """Return once the controller has handled every event the fake has sent so far.
+
+    A pipeline ``probe`` is seeded now and its training completed; the controller works its queue
+    in order, one pipeline at a time, so once ``probe`` has its next stage, every event queued before
+    (a status write's own watch event among them) has been reconciled: what a "nothing more happened"
+    check waits for instead of a fixed sleep.
+    """
+    seed_pipeline(fake, pipeline_definition(probe))
+    complete(fake, f"{probe}-train")
+    wait_recorded(fake, "eval", "Created", pipeline=probe)
+
+
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def resource(path: str) -> str:
+    """The resource (plural) a request path names: .../leases, .../jobs/vit-eval, .../vitjobs/vit/status."""
+    parts = path.split("/")
+    index = max(i for i, part in enumerate(parts) if part == "namespaces") + 2
+    return parts[index]
+
+
+def lease(fake) -> dict:
+    return fake.get("coordination.k8s.io", "leases", "vitjob-controller", "default")
+
+
+def lease_reads(fake, agent: str) -> int:
+    reads = fake.requests_matching("GET", "/leases/vitjob-controller$")
+    return sum(1 for r in reads if r.user_agent == agent)
+
+
 # ------------------------------------------------------------------------------ transitions
 def test_stage_transitions_one_create_and_one_record_per_step(fake, controllers) -> None:
     seed_pipeline(fake, pipeline_definition("vit"))
@@ -148,9 +182,11 @@ def test_a_failed_stage_stops_the_pipeline_with_its_reason(fake, controllers) ->
     assert reason.startswith(
         "stage eval failed: job vit-eval ended Failed (PodFailed: pod vit-eval-worker-0 exit 2)"
     )
-    time.sleep(3 * FAST["resync_s"])  # resyncs pass: still nothing more is created
+    handled_so_far(fake, "probe")  # the Failed record's own event among them: nothing more follows
     assert creates(fake, "vit-export") == 0 and job(fake, "vit-export") is None
     assert states(fake)["eval"] == "Failed"
+    phases = [p.body["status"].get("phase") for p in fake.requests_matching("PATCH", "/vitjobs/vit/status$")]
+    assert phases[-1] == "Failed" and phases.count("Failed") == 1, phases  # written once, the last write
 
 
 def test_a_training_job_deleted_by_hand_is_reported_not_recreated(fake, controllers) -> None:
@@ -162,8 +198,10 @@ def test_a_training_job_deleted_by_hand_is_reported_not_recreated(fake, controll
     assert "job vit-train was deleted while the pipeline was running" in status(fake)["reason"]
     # The cache said "gone"; the controller asked the API server before concluding so.
     assert fake.requests_matching("GET", JOBS + "/vit-train$")
-    time.sleep(3 * FAST["resync_s"])
+    handled_so_far(fake, "probe")
     assert creates(fake, "vit-train") == 0 and job(fake, "vit-train") is None
+    phases = [p.body["status"].get("phase") for p in fake.requests_matching("PATCH", "/vitjobs/vit/status$")]
+    assert phases[-1] == "Failed" and phases.count("Failed") == 1, phases
 
 
 def _applied_vitjob(fake, name: str, **spec) -> None:
@@ -242,6 +280,63 @@ def test_killed_and_restarted_between_every_pair_of_steps_runs_each_stage_once(f
     assert names == sorted(f"vit-{s}" for s in STAGES)
 
 
+# ------------------------------------------------------------------------------ leader election
+def test_two_replicas_at_once_only_the_leader_writes_and_the_other_takes_over(fake, controllers) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    controllers += [Running(f"replica-{x}", leader_elect=True, **ELECTION) for x in "ab"]  # together
+    fake.wait_for(
+        lambda: lease(fake) is not None and all(lease_reads(fake, c.agent) for c in controllers),
+        what="a Lease, and both replicas campaigning",
+    )
+    first = lease(fake)
+    (leader,) = [c for c in controllers if c.agent == first["spec"]["holderIdentity"]]
+    (standby,) = [c for c in controllers if c is not leader]
+    fake.wait_for(lambda: leader.controller.is_leader, what=f"{leader.agent} leads")
+    complete(fake, "vit-train")
+    for nxt in STAGES[1:]:
+        wait_recorded(fake, nxt, "Created")
+        complete(fake, f"vit-{nxt}")
+    fake.wait_for(lambda: status(fake).get("phase") == "Completed", what="Completed")
+    # The standby went on reading the Lease meanwhile, and does three times more: it had every chance.
+    reads = lease_reads(fake, standby.agent)
+    fake.wait_for(lambda: lease_reads(fake, standby.agent) >= reads + 3, what="the standby campaigns")
+
+    # Only the leader wrote. The standby's only write can be a Lease create that lost the race (409).
+    by_standby = [r for r in fake.requests if r.user_agent == standby.agent]
+    wrote = [(r.method, r.path, r.code) for r in by_standby if r.method in WRITES and r.code != 409]
+    assert wrote == [], "the standby wrote"
+    assert {resource(r.path) for r in by_standby} == {"leases"}, "a standby watches nothing"
+    acting = [r for r in fake.requests if r.method in WRITES and resource(r.path) != "leases"]
+    assert {r.user_agent for r in acting} == {leader.agent}
+    assert [creates(fake, f"vit-{s}", leader.agent) for s in STAGES] == [0, 1, 1, 1]
+    assert standby.get("/readyz") == (
+        200,
+        "ready: standby; 0 pipelines tracked, 0 reconciles, 0 actions, 0 errors\n",
+    )
+    renewed = lease(fake)
+    assert renewed["spec"]["holderIdentity"] == leader.agent and renewed["spec"]["leaseTransitions"] == 0
+    assert renewed["spec"]["renewTime"] > first["spec"]["renewTime"]  # the leader renews it
+
+    # The leader crashes (no release): the standby takes over once the Lease expires by its own clock.
+    seed_pipeline(fake, pipeline_definition("vit2"))
+    leader.controller.elector.release = lambda: None
+    crashed = time.monotonic()  # its last renewal was at most one retry period before this
+    leader.stop()
+    after_crash = len(fake.requests)
+    fake.wait_for(lambda: standby.controller.is_leader, timeout=10, what=f"{standby.agent} leads")
+    assert time.monotonic() - crashed >= ELECTION["lease_duration_s"] - 2 * ELECTION["retry_period_s"]
+    taken = lease(fake)
+    assert taken["spec"]["holderIdentity"] == standby.agent, taken["spec"]
+    assert taken["spec"]["leaseTransitions"] == 1
+    assert taken["spec"]["acquireTime"] > renewed["spec"]["renewTime"]  # acquired anew, after the crash
+    complete(fake, "vit2-train")
+    wait_recorded(fake, "eval", "Created", pipeline="vit2")
+    assert creates(fake, "vit2-eval", standby.agent) == 1 and creates(fake, "vit2-eval") == 1
+    with fake.lock:
+        later = fake.requests[after_crash:]
+    assert not [r for r in later if r.user_agent == leader.agent], "a stopped replica sent requests"
+
+
 def test_a_leader_that_cannot_renew_stops_acting(fake, controllers) -> None:
     seed_pipeline(fake, pipeline_definition("vit"))
     controllers.append(ctl := Running("replica-a", leader_elect=True, **ELECTION))
@@ -249,7 +344,13 @@ def test_a_leader_that_cannot_renew_stops_acting(fake, controllers) -> None:
     fake.fail("PUT", "/leases/vitjob-controller$", 500, times=10_000)
     fake.wait_for(lambda: not ctl.controller.is_leader, timeout=10, what="steps down")
     complete(fake, "vit-train")
-    time.sleep(ELECTION["lease_duration_s"])
+    # Standing by, it tries three more times to take the Lease back (each answered 500) and acts on none.
+    tries = len(fake.requests_matching("PUT", "/leases/vitjob-controller$"))
+    fake.wait_for(
+        lambda: len(fake.requests_matching("PUT", "/leases/vitjob-controller$")) >= tries + 3,
+        timeout=10,
+        what="three more tries for the Lease",
+    )
     assert job(fake, "vit-eval") is None, "a replica without the lease must not act"
     fake.failures.clear()
     wait_recorded(fake, "eval", "Created")  # it wins the lease back and goes on
