@@ -199,8 +199,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--save-rank-weights",
         action="store_true",
-        help="every rank also writes OUTPUT/rank-weights/rank-N.ckpt at the end (to check that "
-        "data-parallel ranks hold identical weights)",
+        help="every rank also writes OUTPUT/rank-weights/rank-N.ckpt at the end, and rank-N.json with "
+        "the steps it ran in each epoch (to check that data-parallel ranks hold identical weights "
+        "and each trained on its share)",
     )
     p.set_defaults(func=_cmd_train)
 

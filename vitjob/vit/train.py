@@ -63,7 +63,9 @@ class TrainOptions:
     random_crop: bool | None = None  # None: from the data set's dataset.json
     max_steps: int | None = None  # stop after this global step (benchmarks, tests)
     progress: bool | None = None  # None: a bar when stdout is a terminal
-    save_rank_weights: bool = False  # every rank writes OUT/rank-weights/rank-<r>.ckpt at the end (checks)
+    # every rank writes OUT/rank-weights/rank-<r>.ckpt at the end, and rank-<r>.json: the steps it ran in
+    # each epoch (checks)
+    save_rank_weights: bool = False
 
 
 @dataclass
@@ -368,6 +370,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     step_times: list[float] = []
     data_waits: list[float] = []
     last_eval: dict[str, Any] | None = None
+    epoch_steps: dict[int, int] = {}  # epoch (1-based) -> steps this process ran in it
 
     def checkpoint(epoch: int) -> None:
         if not rt.is_main:
@@ -398,6 +401,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             order=order,
         )
         done_in_epoch = step - epoch * plan.steps_per_epoch
+        epoch_start = step
         if done_in_epoch:
             dataset = dataset.skip(done_in_epoch)
         reporter.start_epoch(epoch, plan.epochs, done_in_epoch)
@@ -436,6 +440,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             if step >= stop_at:
                 break
             fetch_t = time.time()
+        epoch_steps[epoch + 1] = step - epoch_start
         epoch_done = step % plan.steps_per_epoch == 0
         checkpoint(epoch + 1 if epoch_done else epoch)
         want_eval = epoch_done and (
@@ -458,6 +463,10 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
     if opts.save_rank_weights:
         ck.save_ckpt_atomic(net, out / "rank-weights" / f"rank-{rt.rank}.ckpt")
+        ck.write_json_atomic(
+            out / "rank-weights" / f"rank-{rt.rank}.json",
+            {"rank": rt.rank, "resumed_from": start_step, "epoch_steps": epoch_steps},
+        )
     test_eval = None
     if rt.is_main and step >= plan.total_steps:
         if val_split is None and (state.best or {}).get("step") != step:  # nothing to choose on: the last
