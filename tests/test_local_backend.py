@@ -80,8 +80,10 @@ def test_expand_vars_follows_kubernetes_rules() -> None:
     ids=["cpu-1pod-2cards", "cpu-2pods-1card", "cpu-2pods-2cards", "ascend-simulated-1pod-2cards"],
 )
 def test_data_parallel_training_ends_with_identical_weights(
-    hw: str, cards: int, extra: dict, digits_dir: Path, tmp_path: Path
+    hw: str, cards: int, extra: dict, digits_dir: Path, tmp_path: Path, straight_run: Path
 ) -> None:
+    """Every rank ends with the same weights, having trained on its share of the epoch: 1/cards of the
+    batches the one-process run (conftest's ``straight_run``, same batch of 64) takes per epoch."""
     pods_wanted = cards // extra.get("cards_per_pod", cards)
     if pods_wanted > 1:
         netns_or_fail()  # the pods know each other only by name, each in its own network namespace
@@ -95,6 +97,15 @@ def test_data_parallel_training_ends_with_identical_weights(
     run = tmp_path / "out" / "t" / "train"
     for rank in range(1, cards):
         _same_weights(run / "rank-weights" / "rank-0.ckpt", run / "rank-weights" / f"rank-{rank}.ckpt")
+    # Identical weights alone would also come of every rank reading the whole epoch: count the steps.
+    records = [json.loads(line) for line in (straight_run / "metrics.jsonl").read_text().splitlines()]
+    straight_steps = sum(1 for r in records if "loss" in r and r["epoch"] == 1)  # it logs every step
+    share = (straight_steps * 64 // cards) // 64
+    assert (straight_steps, share) == (21, {2: 10, 4: 5}[cards])
+    for rank in range(cards):
+        counted = json.loads((run / "rank-weights" / f"rank-{rank}.json").read_text())
+        assert counted == {"rank": rank, "resumed_from": 0, "epoch_steps": {"1": share}}, counted
+    assert json.loads((run / "state.json").read_text())["step"] == share
     assert all(f"[rank {r}]" in log for r in range(cards))
     assert f"batch 64 x {cards} processes" in log
     assert "test accuracy" in log

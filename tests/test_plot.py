@@ -27,7 +27,8 @@ def write_metrics(run_dir: Path, records: list[dict], extra_lines: tuple[str, ..
 
 
 def training_records(epochs: int = 3, steps_per_epoch: int = 20, log_every: int = 4) -> list[dict]:
-    """Records as ``vitjob train`` writes them: periodic training lines, an evaluation per epoch."""
+    """Records as ``vitjob train`` writes them (the slow test below checks their keys against a real
+    run's): periodic training lines, a validation accuracy per epoch, the test accuracy at the end."""
     records, t = [], 1_700_000_000.0
     total = epochs * steps_per_epoch
     for step in range(1, total + 1):
@@ -41,13 +42,15 @@ def training_records(epochs: int = 3, steps_per_epoch: int = 20, log_every: int 
                     "loss": 2.3 * 0.97**step,
                     "lr": lr,
                     "img_s": 120.0,
+                    "data_wait_ms": 0.5,
                     "time": t + step,
                 }
             )
         if step % steps_per_epoch == 0:
             records.append(
-                {"step": step, "epoch": epoch, "eval_accuracy": 0.5 + 0.1 * epoch, "time": t + step + 0.5}
+                {"step": step, "epoch": epoch, "val_accuracy": 0.5 + 0.1 * epoch, "time": t + step + 0.5}
             )
+    records.append({"step": total, "test_accuracy": 0.5 + 0.1 * epochs, "time": t + total + 1})
     return records
 
 
@@ -94,8 +97,20 @@ def test_training_records_only_still_plot(tmp_path: Path) -> None:
 
 
 def test_eval_records_only_still_plot(tmp_path: Path) -> None:
-    write_metrics(tmp_path, [r for r in training_records() if "eval_accuracy" in r])
+    write_metrics(tmp_path, [r for r in training_records() if "val_accuracy" in r])
     png_size(plot_run(tmp_path, tmp_path / "c.png"))
+
+
+def test_an_older_run_s_eval_accuracy_is_its_validation_curve(tmp_path: Path) -> None:
+    """Runs before the validation split wrote ``eval_accuracy`` (on the test split) instead."""
+    records = [
+        {k if k != "val_accuracy" else "eval_accuracy": v for k, v in r.items()}
+        for r in training_records(epochs=2, steps_per_epoch=8)
+        if "test_accuracy" not in r
+    ]
+    write_metrics(tmp_path, records)
+    m = read_metrics(tmp_path)
+    assert m.eval_steps == [8, 16] and m.eval_accuracy == [pytest.approx(0.6), pytest.approx(0.7)]
 
 
 def test_missing_run_dir(tmp_path: Path) -> None:
@@ -130,28 +145,20 @@ def test_cli_plot_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "Traceback" not in err
 
 
+def _keys(records: list[dict]) -> set[tuple[str, ...]]:
+    return {tuple(sorted(r)) for r in records}
+
+
 @pytest.mark.slow
-def test_plot_a_real_training_run(tmp_path: Path, digits_dir: Path) -> None:
-    """The curves of an actual (short) ``vitjob train`` run, evaluation included."""
-    run = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--preset",
-            "vit-tiny",
-            "--data",
-            str(digits_dir),
-            "--output",
-            str(run),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "128",
-            "--log-steps",
-            "2",
-        ]
-    )
-    assert code == 0
-    m = read_metrics(run)
-    assert m.steps and m.eval_steps == [m.steps[-1]]
-    png_size(plot_run(run))
+def test_plot_a_real_training_run(tmp_path: Path, straight_run: Path) -> None:
+    """The curves of an actual ``vitjob train`` run (conftest's 2-epoch run, every step logged), whose
+    records have the keys that ``training_records`` gives the tests above."""
+    real = [json.loads(line) for line in (straight_run / "metrics.jsonl").read_text().splitlines()]
+    assert _keys(real) == _keys(training_records())
+    m = read_metrics(straight_run)
+    assert m.steps == [r["step"] for r in real if "loss" in r] == list(range(1, 43))
+    vals = [r for r in real if "val_accuracy" in r]
+    assert m.eval_steps == [r["step"] for r in vals] == [21, 42]  # one validation per epoch
+    assert m.eval_accuracy == [r["val_accuracy"] for r in vals]
+    width, height = png_size(plot_run(straight_run, tmp_path / "curves.png"))
+    assert 600 <= width <= 2000 and 600 <= height <= 2000

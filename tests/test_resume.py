@@ -4,8 +4,13 @@ the code path under test.
 - 2 processes at batch B (a rendered Volcano Job run by the local backend, MindSpore's dynamic
   cluster on CPU) against 1 process at batch 2B with the same seed (conftest's ``straight_run``): the
   same weights, which moved away from their initialisation, and a test accuracy over a threshold;
+- each process's own count of steps per epoch (``rank-weights/rank-N.json``) against the steps per
+  epoch of the one-process run (its ``metrics.jsonl``): each takes its half of every batch, not the whole
+  epoch;
 - the same job with a worker killed mid-training (the job restarts and resumes from its checkpoint)
-  against the undisturbed job: the same final test accuracy within one point.
+  against the undisturbed job: the same final test accuracy within one point; and the restart resumed:
+  its progress lines, rank 0's metrics records and both processes' step counts start at the
+  checkpoint's step + 1 (a restart from step 0 is as deterministic, and ends with the same weights).
 
 Test accuracy comes from ``digits_eval`` (test images read and normalised by hand). Marked ``slow``.
 """
@@ -27,6 +32,7 @@ from tiny_vit import EPOCHS, SEED, STEPS, TRAIN_IMAGES, independent_test_accurac
 
 from vitjob.backends.base import JobPhase, JobStatus
 from vitjob.backends.local import LocalBackend
+from vitjob.progress import parse_line
 from vitjob.render import render_objects
 from vitjob.spec import load_spec
 
@@ -71,6 +77,15 @@ def _backend(root: Path, data: Path) -> LocalBackend:
     return LocalBackend(local_root=root / "local", data_dir=data, output_dir=root / "out", stream=False)
 
 
+def _training_records(run: Path) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def _rank_steps(run: Path, rank: int) -> dict:
+    """What process ``rank`` says it ran: ``{"rank", "resumed_from", "epoch_steps": {"1": n, ...}}``."""
+    return json.loads((run / "rank-weights" / f"rank-{rank}.json").read_text())
+
+
 def _completed(backend: LocalBackend, status: JobStatus) -> None:
     logs = "".join(
         (backend.job_dir(status.name) / "logs" / f"{p.name}.log").read_text() for p in status.pods
@@ -92,6 +107,11 @@ def test_two_processes_at_batch_b_train_the_weights_of_one_process_at_batch_2b(
 ) -> None:
     assert PER_PROCESS_BATCH * 2 == 64 and (TRAIN_IMAGES // 2) // PER_PROCESS_BATCH == TRAIN_IMAGES // 64
     assert json.loads((undisturbed / "state.json").read_text())["step"] == STEPS
+    # Each process ran as many steps in each epoch as the one process did (it logged every step).
+    per_epoch = {str(e): sum(1 for r in _training_records(straight_run) if r["epoch"] == e) for e in (1, 2)}
+    assert per_epoch == {"1": STEPS // 2, "2": STEPS // 2}
+    for rank in (0, 1):
+        assert _rank_steps(undisturbed, rank) == {"rank": rank, "resumed_from": 0, "epoch_steps": per_epoch}
     init = tmp_path / "init.ckpt"
     subprocess.run([sys.executable, "-c", INIT_WEIGHTS, str(init), str(SEED)], check=True, timeout=300)
 
@@ -124,6 +144,12 @@ def test_two_processes_at_batch_b_train_the_weights_of_one_process_at_batch_2b(
     acc_one = independent_test_accuracy(one_file, digits_dir)
     print(f"test accuracy: 2 processes {acc_dp:.4f}, 1 process {acc_one:.4f}")
     assert acc_dp >= MIN_ACCURACY and abs(acc_dp - acc_one) <= 1 / 300 + 1e-9
+
+
+def _progress(log: Path) -> list[tuple[str, int]]:
+    """(event, global step) of every progress line in a pod's log: rank 0's (``vitjob.progress``)."""
+    lines = [parse_line(line) for line in log.read_text().splitlines()]
+    return [(p.event, p.step) for p in lines if p is not None]
 
 
 def _kill_rank_1_after_checkpoint(pid: int, state: Path, at_least: int, result: dict) -> None:
@@ -165,6 +191,24 @@ def test_job_with_a_killed_worker_ends_as_accurate_as_the_undisturbed_job(
     resumed_from = int(log.split("from step ")[1].split()[0])
     assert 8 <= resumed_from < STEPS, resumed_from  # a checkpoint from the middle of the run
     assert json.loads((run / "state.json").read_text())["step"] == STEPS
+
+    # The restart resumed: what it says, and what it did, begin after the checkpoint's step.
+    (pod,) = [p.name for p in status.pods]
+    before = _progress(logs / f"{pod}.previous.log")
+    after = _progress(logs / f"{pod}.log")
+    assert after[0] == ("resume", resumed_from), after[:3]
+    assert [s for e, s in after if e == "step"] == list(range(resumed_from + 1, STEPS + 1)), after
+    trained_before = [s for e, s in before if e == "step"]
+    assert trained_before == list(range(1, len(trained_before) + 1)) and len(trained_before) >= resumed_from
+    # Rank 0's records: the first run's steps 1..k (k at least the checkpoint's), then the restart's.
+    steps = [r["step"] for r in _training_records(run)]
+    k = len(steps) - (STEPS - resumed_from)
+    assert k >= resumed_from and steps == [*range(1, k + 1), *range(resumed_from + 1, STEPS + 1)], steps
+    spe = STEPS // 2
+    remaining = {str(e): e * spe - max(resumed_from, (e - 1) * spe) for e in (1, 2) if e * spe > resumed_from}
+    for rank in (0, 1):  # the killed process too
+        expected = {"rank": rank, "resumed_from": resumed_from, "epoch_steps": remaining}
+        assert _rank_steps(run, rank) == expected
 
     acc_killed = independent_test_accuracy(run / "rank-weights" / "rank-0.ckpt", digits_dir)
     acc_straight = independent_test_accuracy(undisturbed / "rank-weights" / "rank-0.ckpt", digits_dir)

@@ -2,7 +2,9 @@
 
 ``independent_test_accuracy``: the test split is read straight from the CIFAR-10 binary format (1 label
 byte, then the 1,024 R, G and B bytes of a 32x32 image) and normalised by hand with the seed's mean and
-standard deviation; only the model itself is vitjob's.
+standard deviation; only the model itself is vitjob's. ``independent_validation_accuracy`` does the same
+for the images held out of the training file for validation (which ones: ``split_validation``, whose
+choice tests/test_train.py checks on its own).
 
 ``train_cmd``: the one-process run that the resume tests (tests/test_train.py) and the data-parallel
 test (tests/test_resume.py) compare with; ``conftest.py`` runs it once per session.
@@ -24,18 +26,47 @@ CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 CIFAR_STD = np.array([0.2023, 0.1994, 0.2010], dtype=np.float32)
 
 
+def _records(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 CHW images, int64 labels) of a CIFAR-10 binary file."""
+    raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 3073)
+    return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
+
+
+def _normalised(chw: np.ndarray) -> np.ndarray:
+    return (chw.astype(np.float32) / 255.0 - CIFAR_MEAN[:, None, None]) / CIFAR_STD[:, None, None]
+
+
 def test_images(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.fromfile(Path(data_dir) / "cifar-10-verify-bin" / "test_batch.bin", dtype=np.uint8)
-    raw = raw.reshape(-1, 3073)
-    chw = raw[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
-    return (chw - CIFAR_MEAN[:, None, None]) / CIFAR_STD[:, None, None], raw[:, 0].astype(np.int64)
+    chw, labels = _records(Path(data_dir) / "cifar-10-verify-bin" / "test_batch.bin")
+    return _normalised(chw), labels
 
 
 test_images.__test__ = False  # a helper, not a pytest test
 
 
+def validation_images(data_dir: Path, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """The training images held out for validation (150 of the digits' 1,497), normalised by hand."""
+    from vitjob.vit.data import Split, split_validation
+
+    chw, labels = _records(Path(data_dir) / "cifar-10-batches-bin" / "data_batch_1.bin")
+    _, held = split_validation(Split(np.arange(len(labels)), labels), fraction)  # "images": indices
+    assert held is not None and len(held) == 150
+    which = held.images
+    return _normalised(chw[which]), labels[which]
+
+
 def independent_test_accuracy(ckpt: Path, data_dir: Path) -> float:
     """Top-1 accuracy of the vit-tiny weights in ``ckpt`` on every test image."""
+    return independent_accuracy(ckpt, *test_images(data_dir))
+
+
+def independent_validation_accuracy(ckpt: Path, data_dir: Path) -> float:
+    """Top-1 accuracy of the vit-tiny weights in ``ckpt`` on the held-out validation images."""
+    return independent_accuracy(ckpt, *validation_images(data_dir))
+
+
+def independent_accuracy(ckpt: Path, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of the vit-tiny weights in ``ckpt`` on normalised NCHW ``images``."""
     from vitjob.vit.config import get_preset
     from vitjob.vit.model import build_model
 
@@ -47,7 +78,6 @@ def independent_test_accuracy(ckpt: Path, data_dir: Path) -> float:
     not_loaded, _ = ms.load_param_into_net(net, {n: params[n] for n in names}, strict_load=True)
     assert not_loaded == []
     net.set_train(False)
-    images, labels = test_images(data_dir)
     batches = [images[i : i + 100] for i in range(0, len(images), 100)]
     pred = np.concatenate([net(ms.Tensor(b)).asnumpy().argmax(1) for b in batches])
     return float((pred == labels).mean())
