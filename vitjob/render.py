@@ -327,47 +327,63 @@ def pod_security_level(spec: JobSpec) -> str:
     return PRIVILEGED if mounts_node_paths(spec) else RESTRICTED
 
 
-def client_pod_security_context() -> dict[str, Any]:
-    """The ``securityContext`` of the pods that only talk to the API server (the controller, the chart's
-    ``helm test`` pod): the image's user, seccomp RuntimeDefault."""
-    return {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
-            "seccompProfile": dict(SECCOMP_PROFILE)}
-
-
-def client_container_security_context() -> dict[str, Any]:
-    """Their container's: they write no file (strace of `vitjob controller` and `vitjob pipeline status`
-    showed none), so a read-only root filesystem without scratch volumes."""
-    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}}
-
-
-def pod_security_context(spec: JobSpec) -> dict[str, Any]:
-    """A stage job pod's ``securityContext``: non-root, the spec's user and groups, seccomp RuntimeDefault.
+def security_context_for_pod(
+    user: int | None,
+    group: int | None,
+    fs_group: int | None = None,
+    supplemental_groups: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """A pod's ``securityContext``: non-root, these user and groups (None: the image's), seccomp
+    RuntimeDefault.
 
     ``fsGroup`` makes the kubelet give the volumes that support ownership (not hostPath) to that group,
     group-writable; ``OnRootMismatch`` does it only when the volume's root does not match already, not
     for every file of a large output volume at each pod start."""
     context: dict[str, Any] = {"runAsNonRoot": True}
-    if spec.run_as_user is not None:
-        context["runAsUser"] = spec.run_as_user
-    if spec.run_as_group is not None:
-        context["runAsGroup"] = spec.run_as_group
-    if spec.fs_group is not None:
-        context["fsGroup"] = spec.fs_group
+    if user is not None:
+        context["runAsUser"] = user
+    if group is not None:
+        context["runAsGroup"] = group
+    if fs_group is not None:
+        context["fsGroup"] = fs_group
         context["fsGroupChangePolicy"] = "OnRootMismatch"
-    if spec.supplemental_groups:
-        context["supplementalGroups"] = list(spec.supplemental_groups)
+    if supplemental_groups:
+        context["supplementalGroups"] = list(supplemental_groups)
     context["seccompProfile"] = dict(SECCOMP_PROFILE)
     return context
 
 
-def container_security_context(spec: JobSpec) -> dict[str, Any]:
-    """The container's ``securityContext``: no privilege escalation, no capabilities, read-only root."""
+def security_context_for_container(read_only_root_filesystem: bool = True) -> dict[str, Any]:
+    """A container's ``securityContext``: no privilege escalation, no capabilities, read-only root."""
     return {
         "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": spec.read_only_root_filesystem,
+        "readOnlyRootFilesystem": read_only_root_filesystem,
         "capabilities": {"drop": ["ALL"]},
     }
+
+
+def client_pod_security_context() -> dict[str, Any]:
+    """The ``securityContext`` of the pods that only talk to the API server (the controller, the chart's
+    ``helm test`` pod): the image's user, seccomp RuntimeDefault."""
+    return security_context_for_pod(USER_ID, USER_ID)
+
+
+def client_container_security_context() -> dict[str, Any]:
+    """Their container's: they write no file (strace of `vitjob controller` and `vitjob pipeline status`
+    showed none), so a read-only root filesystem without scratch volumes."""
+    return security_context_for_container()
+
+
+def pod_security_context(spec: JobSpec) -> dict[str, Any]:
+    """A stage job pod's ``securityContext``, from the spec's user and groups."""
+    return security_context_for_pod(
+        spec.run_as_user, spec.run_as_group, spec.fs_group, tuple(spec.supplemental_groups)
+    )
+
+
+def container_security_context(spec: JobSpec) -> dict[str, Any]:
+    """A stage job container's ``securityContext`` (root filesystem read-only unless the spec says not)."""
+    return security_context_for_container(spec.read_only_root_filesystem)
 
 
 def accelerator(spec: JobSpec) -> tuple[str, int] | None:
