@@ -406,9 +406,15 @@ def resource_requests(spec: JobSpec) -> dict[str, str]:
 
 
 def resource_limits(spec: JobSpec) -> dict[str, str]:
-    """Only accelerators are limited; CPU and memory are requests (no throttling, no OOM kill at a cap)."""
+    """Accelerators are limited (requests == limits); CPU and memory only when the spec sets a limit
+    (``cpu_limit``: CFS quota, ``memory_limit``: the kernel kills the pod above it, OOMKilled)."""
     device = accelerator(spec)
-    return {device[0]: str(device[1])} if device else {}
+    limits = {device[0]: str(device[1])} if device else {}
+    if spec.cpu_limit:
+        limits["cpu"] = spec.cpu_limit
+    if spec.memory_limit:
+        limits["memory"] = spec.memory_limit
+    return limits
 
 
 def volumes(spec: JobSpec) -> list[dict[str, Any]]:

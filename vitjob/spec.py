@@ -153,6 +153,8 @@ TEXT_RULES: dict[str, TextRule] = {
     "preset": TextRule(_PRESET, c.MAX_NAME_LENGTH),
     "cpu": TextRule(_QUANTITY, empty_ok=True),
     "memory": TextRule(_QUANTITY, empty_ok=True),
+    "cpu_limit": TextRule(_QUANTITY, empty_ok=True),
+    "memory_limit": TextRule(_QUANTITY, empty_ok=True),
 }
 # The pipeline's base name (JobSpec.name; a VitJob's metadata.name): a DNS-1035 label. Its length is
 # limited by the longest pod name, <name>-<stage>-worker-<n-1> (pod_name_problems).
@@ -185,6 +187,9 @@ FIELD_DOCS: dict[str, str] = {
     "tolerations": "Tolerations of the pods (key, operator, value, effect, tolerationSeconds).",
     "cpu": "CPU request per pod (a quantity); empty: a default per card.",
     "memory": "Memory request per pod (a quantity); empty: a default per card.",
+    "cpu_limit": "CPU limit per pod (a quantity, at least the request); empty: no limit.",
+    "memory_limit": "Memory limit per pod (a quantity, at least the request; above it the kernel kills the "
+    "pod: OOMKilled); empty: no limit.",
     "gpus_per_pod": "hw gpu: GPUs per pod.",
     "cards_per_pod": "hw cpu: processes per pod (a divisor of cards); null: all in one pod.",
     "pipeline": "Output directory /output/<pipeline> and part-of label; empty: the name.",
@@ -236,6 +241,8 @@ class JobSpec:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     cpu: str = ""  # CPU request per pod; "" -> DEFAULT_CPU_PER_CARD x cards in the pod
     memory: str = ""  # memory request per pod; "" -> DEFAULT_MEMORY_GI_PER_CARD x cards in the pod
+    cpu_limit: str = ""  # "" -> no CPU limit (no CFS quota)
+    memory_limit: str = ""  # "" -> no memory limit
     gpus_per_pod: int = c.DEFAULT_GPUS_PER_POD
     cards_per_pod: int | None = None  # hw cpu only; None -> all processes in one pod
     pipeline: str = ""  # "" -> name
@@ -579,12 +586,34 @@ def scheduling_problems(spec: JobSpec) -> list[str]:
             problems.append(f"node_selector.{key}: {value!r} is not a valid label value")
     for index, toleration in enumerate(spec.tolerations):
         problems.extend(f"tolerations[{index}]: {p}" for p in toleration_problems(toleration))
-    for key in ("cpu", "memory"):
+    for key in ("cpu", "memory", "cpu_limit", "memory_limit"):
         value = getattr(spec, key)
         if not TEXT_RULES[key].accepts(value):
             problems.append(
                 f"{key}: {value!r} is not a Kubernetes quantity (e.g. cpu 16 or 500m, memory 64Gi); "
-                "leave it empty for the default per card"
+                + ("leave it empty for no limit" if key.endswith("_limit") else
+                   "leave it empty for the default per card")
+            )
+    problems.extend(limit_problems(spec))
+    return problems
+
+
+def limit_problems(spec: JobSpec) -> list[str]:
+    """A limit below its request is refused by the API server; say it before submitting."""
+    from kubernetes.utils import parse_quantity  # the Kubernetes client's own quantity parser
+
+    problems = []
+    limits = (("cpu", spec.cpu_limit, "--cpu"), ("memory", spec.memory_limit, "--memory"))
+    for resource, limit, flag in limits:
+        if not limit or not TEXT_RULES[f"{resource}_limit"].accepts(limit):
+            continue
+        if spec.job_hw not in c.DEFAULT_CPU_PER_CARD:
+            continue  # an unknown hw is reported on its own; there is no default request to compare
+        request = spec.cpu_request if resource == "cpu" else spec.memory_request
+        if TEXT_RULES[resource].accepts(request) and parse_quantity(request) > parse_quantity(limit):
+            problems.append(
+                f"{resource}_limit: {limit} is below the {resource} request {request}: "
+                f"raise the limit or lower the request ({flag})"
             )
     return problems
 
