@@ -164,7 +164,10 @@ def test_status_of_failed_job_with_crashlooping_pod(fake, backend):
     fake.set_job_phase("default", "crash", "Failed", reason="PodFailed")
     st = backend.status("crash")
     assert st.pods[0].restarts == 1 and st.pods[0].reason == "CrashLoopBackOff"
-    assert "pod crash-worker-0 (previous run) exited with code 137 (OOMKilled)" in st.reasons
+    assert (
+        "pod crash-worker-0 (previous run) exited with code 137 "
+        "(OOMKilled: no memory limit is set, so its node ran out of memory)"
+    ) in st.reasons
     assert st.reasons[-1].endswith("  | Traceback (most recent call last):\n  | MemoryError")
     assert fake.requests_matching("GET", "crash-worker-0/log$")[-1].query["previous"] == "true"
 

@@ -55,6 +55,7 @@ from vitjob.kube.client import (
     iter_lines,
     kubeconfig_available,
 )
+from vitjob.kube.diagnosis import fit_problems, image_problem, oom_note
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import (
     BUS_COMMANDS,
@@ -519,7 +520,7 @@ class KubernetesBackend(Backend):
         ``Unschedulable`` (only the scheduler cache's per-pod notes are Warnings), so both event types count;
         the PodGroup's phase and conditions say whether it was admitted to its queue at all.
         """
-        reasons: list[str] = []
+        reasons: list[str] = self._fit_reasons(job)
         if not job.get("status"):
             reasons.append(
                 "the Volcano controller has not processed the job yet (no status): check that the "
@@ -542,9 +543,20 @@ class KubernetesBackend(Backend):
         for pod in pods:
             waiting = (container_status(pod).get("state") or {}).get("waiting") or {}
             if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
-                text = f"pod {pod['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')}"
+                text = image_problem(pod, waiting) or (
+                    f"pod {pod['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')}"
+                )
                 reasons.append(text.rstrip(": "))
         return reasons
+
+    def _fit_reasons(self, job: dict) -> list[str]:
+        """Root cause first: pods that can never fit the nodes (requests vs allocatable)."""
+        try:
+            nodes = self.api.call(Op("list", "nodes"), self.api.core.list_node)["items"]
+        except AuthError:
+            log.debug("may not list nodes; skipping the fit check")
+            return []
+        return fit_problems(job, nodes)
 
     def _podgroup(self, job: dict, ns: str, reasons: list[str]) -> tuple[str, dict | None]:
         """The job's PodGroup (``<job>-<uid>``, or ``<job>`` for jobs from before Volcano 1.5)."""
@@ -613,7 +625,7 @@ class KubernetesBackend(Backend):
                     msg = (term.get("message") or "").strip()
                     reasons.append(
                         f"pod {pod['metadata']['name']}{when} exited with code {term['exitCode']} "
-                        f"({term.get('reason', 'Error')})" + (f": {msg}" if msg else "")
+                        f"({term.get('reason', 'Error')}{oom_note(pod, term)})" + (f": {msg}" if msg else "")
                     )
                     failed.append((pod, bool(when)))
                     break
