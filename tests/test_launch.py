@@ -168,11 +168,21 @@ def test_cpu_pod0_env_prefix_and_scheduler(tmp_path: Path) -> None:
     assert "all 2 process(es) finished" in proc.stderr.splitlines()[-1]
 
 
+@contextlib.contextmanager
+def pod0_scheduler_port(env: dict[str, str]):
+    """A socket listening where pod 0's MindSpore scheduler would (pod 1 waits until it answers)."""
+    with socket.socket() as s:
+        s.bind((pod_ip(0), int(env[c.ENV_SCHED_PORT])))
+        s.listen()
+        yield
+
+
 def test_cpu_pod1_has_no_scheduler(tmp_path: Path) -> None:
     env = pod_env(
         tmp_path, index=1, pods=2, VITJOB_SCHED_COMMAND=f"{sys.executable} -c 'raise SystemExit(9)'"
     )
-    proc = run_launch(["--hw", "cpu", "--cards-per-pod", "2", "--", sys.executable, "-c", DUMP_ENV], env)
+    with pod0_scheduler_port(env):
+        proc = run_launch(["--hw", "cpu", "--cards-per-pod", "2", "--", sys.executable, "-c", DUMP_ENV], env)
     assert proc.returncode == 0, proc.stderr
     envs = child_envs(proc.stdout)
     assert set(envs) == {"rank 2", "rank 3"}  # no sched: its command would have failed the pod

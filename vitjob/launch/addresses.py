@@ -8,7 +8,11 @@ only host names (``<job>-<task>-<i>.<job>``). This module turns names into addre
 - ``own_ip``: the pod's own IP, from the downward API (``status.podIP`` in ``VITJOB_POD_IP``), else by
   resolving the pod's own host name (kubelet maps it to the pod IP in the pod's ``/etc/hosts``);
 - ``resolve``: a peer's name, retried until a deadline (a headless Service publishes a pod's record
-  only once the pod exists), with an error that names the host if it never resolves.
+  only once the pod exists), with an error that names the host if it never resolves;
+- ``resolve_reachable``: pod 0's name, resolved again until the address accepts a TCP connection on the
+  port pod 0 serves. After Volcano restarts a job every pod has a new IP, but cluster DNS may still
+  answer with the previous attempt's for up to its TTL (kubeadm's CoreDNS: ``ttl 30`` and ``cache 30``):
+  a MindSpore worker handed that address waits for a scheduler that is gone until ``MS_TOPO_TIMEOUT``.
 
 Names resolve through the system resolver (``/etc/hosts``, then DNS), or through the hosts file named by
 ``VITJOB_HOSTS_FILE`` when one is set (the local backend's shared-host mode, where a process cannot
@@ -100,6 +104,42 @@ def resolve(host: str, timeout_s: float, env: dict[str, str], what: str = "",
                 "(`kubectl get svc <job>`) and that the pod is scheduled, or raise --rdzv-timeout."
             )
         sleep(min(1.0, left))
+
+
+def accepts(ip: str, port: int, timeout_s: float = 1.0) -> bool:
+    """Whether ``ip:port`` accepts a TCP connection now (the connection is closed at once)."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_reachable(host: str, port: int, timeout_s: float, env: dict[str, str], what: str = "",
+                      sleep: Callable[[float], None] = time.sleep,
+                      probe: Callable[[str, int], bool] = accepts) -> str:
+    """``host``'s address once ``probe(address, port)`` succeeds, resolving the name again after each
+    failed probe (a stale record gives way to the current one); fails after ``timeout_s`` naming both."""
+    deadline = time.monotonic() + timeout_s
+    ip = resolve(host, timeout_s, env, what=what, sleep=sleep)
+    first = ip
+    while not probe(ip, port):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ResolveError(
+                f"{what + ': ' if what else ''}{host} resolves to {ip}, but nothing accepted a connection on "
+                f"port {port} there within {timeout_s:.0f} s. Check that pod 0 runs (`kubectl get pods`) "
+                "and serves that port, or raise --rdzv-timeout."
+            )
+        sleep(min(1.0, left))
+        latest = resolve(host, max(left, 1.0), env, what=what, sleep=sleep)
+        if latest != ip:
+            log.info("%s%s now resolves to %s (%s did not answer on port %d: a record of an earlier pod)",
+                     f"{what}: " if what else "", host, latest, ip, port)
+            ip = latest
+    if ip != first:
+        log.info("%s%s reached at %s:%d", f"{what}: " if what else "", host, ip, port)
+    return ip
 
 
 def own_ip(env: dict[str, str], own_host: str, timeout_s: float) -> str:

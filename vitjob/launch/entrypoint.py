@@ -55,14 +55,18 @@ class Addresses:
 def pod_addresses(env: dict[str, str], pod: podenv.PodEnv, timeout_s: float) -> Addresses:
     """This pod's and pod 0's IPs; a name that never resolves fails after ``timeout_s``, naming it.
 
-    A single-pod job talks over loopback: every process is in the same network namespace."""
+    A single-pod job talks over loopback: every process is in the same network namespace. Off Ascend,
+    pod 0's address counts once its MindSpore scheduler accepts connections there: after a restart, DNS
+    may still give the previous attempt's address (``addresses.resolve_reachable``)."""
     if pod.num_pods == 1:
         return Addresses("127.0.0.1", "127.0.0.1")
     own = addresses.own_ip(env, pod.hosts[pod.index], timeout_s)
     if pod.index == 0:
         return Addresses(own, own)
-    pod0 = addresses.resolve(pod.hosts[0], timeout_s, env,
-                             what="pod 0 (MindSpore scheduler, rank-table rendezvous)")
+    what = "pod 0 (MindSpore scheduler, rank-table rendezvous)"
+    if pod.hw == "ascend":  # pod 0 serves the rank-table rendezvous first (or nothing: an operator's table)
+        return Addresses(own, addresses.resolve(pod.hosts[0], timeout_s, env, what=what))
+    pod0 = addresses.resolve_reachable(pod.hosts[0], pod.sched_port, timeout_s, env, what=what)
     return Addresses(own, pod0)
 
 
