@@ -8,13 +8,15 @@
 # this script's output changes), so a second run (or CI on the same machine) reuses them and a change of
 # any pin rebuilds.
 #
-#   kube/  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes v1.35.3), etcd (v3.6.5),
-#          vc-controller-manager, vc-scheduler, vc-webhook-manager (Volcano v1.15.1)
+#   kube/  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and the real node's kubelet and
+#          kube-proxy (Kubernetes v1.35.3), etcd (v3.6.5), vc-controller-manager, vc-scheduler,
+#          vc-webhook-manager (Volcano v1.15.1); pause (the pod sandbox's process, from the Kubernetes
+#          module's build/pause/linux/pause.c, gcc -static)
 #   kwok/  kwok, kwokctl (v0.8.0)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VITJOB_CLUSTER_CACHE:-$HOME/.cache/vitjob/devcluster}
-BUILD_FORMAT=2
+BUILD_FORMAT=3
 key=$( (echo "$BUILD_FORMAT"; cat "$here/kube/go.mod" "$here/kube/go.sum" "$here/kwok/go.mod" "$here/kwok/go.sum" "$here/apis-compat/"*.go) |
   sha256sum | cut -c1-16)
 bin=$cache/bin-$key
@@ -54,7 +56,8 @@ echo "build.sh: this takes a while the first time (about 20-30 minutes on 2 core
   cd "$work"
   go build -ldflags "$ldflags" -o "$bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
   # One invocation per group lets go link one program while it compiles the next.
   mkdir -p "$bin/tmp"
   go build -ldflags "-s -w" -o "$bin/tmp/" go.etcd.io/etcd/server/v3 volcano.sh/volcano/cmd/controller-manager \
@@ -70,6 +73,11 @@ echo "build.sh: this takes a while the first time (about 20-30 minutes on 2 core
 # Data of the exact versions built, from their modules: Volcano's CRDs and the scheduler/admission
 # configurations of its release installer (and that Helm chart, whose webhook configurations cluster.py
 # renders), and KWOK's default node stages and pod ready/delete stages.
+# The sandbox ("pause") process of every pod on the real node, from the exact Kubernetes version built;
+# cluster.py packs it into the OCI image the node's containerd uses as its sandbox image.
+k8s=$(cd "$work" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+command -v gcc >/dev/null 2>&1 || { echo "build.sh: gcc is needed for the pause binary: apt-get install gcc" >&2; exit 1; }
+gcc -Os -Wall -Werror -static -DVERSION=v3.10-vitjob -o "$bin/pause" "$k8s/build/pause/linux/pause.c"
 vc=$(cd "$work" && go list -m -f '{{.Dir}}' volcano.sh/volcano)
 kw=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 mkdir -p "$bin/volcano-crds" "$bin/kwok-stages"

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""A real Kubernetes + Volcano control plane on this machine: `./dev.sh cluster up|down|status`.
+"""A real Kubernetes + Volcano cluster on this machine: `./dev.sh cluster up|down|status`.
 
 Owns the life cycle of the development cluster that the e2e tests and users try vitjob against: etcd,
 kube-apiserver (RBAC on, ServiceAccount tokens), kube-controller-manager and kube-scheduler (for pods
-that do not ask for Volcano, as in a real cluster: Deployments, helm test pods) of Kubernetes v1.35.3, KWOK
-v0.8.0 simulating the nodes, and Volcano v1.15.1's controller-manager, scheduler and admission webhook,
-all listening on 127.0.0.1. kwokctl's binary runtime starts and stops every process, Volcano's included
-(as kwokctl components); this module writes its configuration, makes the webhook's certificate, and waits
-until the cluster accepts a Volcano Job through the webhook.
+that do not ask for Volcano, as in a real cluster: Deployments, helm test pods) of Kubernetes v1.35.3,
+Volcano v1.15.1's controller-manager, scheduler and admission webhook, all listening on 127.0.0.1, and
+**a real node** (node.py: containerd, kubelet, kube-proxy, CoreDNS on a bridge network of its own, the
+vitjob CPU image loaded) beside KWOK v0.8.0, which simulates only the nodes annotated
+``kwok.x-k8s.io/node: fake`` (for scale and fault tests). kwokctl's binary runtime starts and stops the
+control plane's processes, Volcano's included (as kwokctl components); this module writes its
+configuration, makes the webhook's certificate, waits until the cluster accepts a Volcano Job through the
+webhook, then starts the node and waits until it is Ready.
 
 Standard library only, so it runs before any virtual environment exists. The binaries come from
 `devcluster/build.sh` (pinned Go modules, built here, cached outside the repository).
@@ -32,6 +35,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import node as realnode
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -76,6 +81,10 @@ class Layout:
     @property
     def config(self) -> Path:
         return self.home / "kwokctl.yaml"
+
+    @property
+    def node(self) -> realnode.NodePaths:
+        return realnode.NodePaths(self.home / "node")
 
 
 def default_layout() -> Layout:
@@ -166,7 +175,12 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------------------------------------ config
 def kwokctl_config(
-    bins: Path, lay: Layout, certs: dict[str, Path], ports: dict[str, int], admissions: list[str]
+    bins: Path,
+    lay: Layout,
+    certs: dict[str, Path],
+    ports: dict[str, int],
+    admissions: list[str],
+    with_node: bool = True,
 ) -> str:
     """The kwokctl configuration: binaries, RBAC, KWOK's CRDs for logs, Volcano as components, stages."""
     kubeconfig = str(lay.component_kubeconfig)
@@ -251,6 +265,22 @@ def kwokctl_config(
             }
         ],
     }
+    if with_node:
+        # Pods on the real node reach the API server through the `kubernetes` Service: its endpoint is
+        # the node's bridge address (not the machine's external one, kube-apiserver's default pick),
+        # relayed to 127.0.0.1; the serving certificate names the Service's ClusterIP and that address.
+        conf["options"]["kubeApiserverCertSANs"] = [realnode.KUBERNETES_SERVICE_IP, realnode.NODE_IP]
+        conf["componentsPatches"].append(
+            {
+                "name": "kube-apiserver",
+                "extraArgs": [
+                    {"key": "advertise-address", "value": realnode.NODE_IP},
+                    {"key": "service-cluster-ip-range", "value": realnode.SERVICE_CIDR},
+                    # Logs and exec reach the kubelet at the node's InternalIP (its host name is no DNS name).
+                    {"key": "kubelet-preferred-address-types", "value": "InternalIP,Hostname"},
+                ],
+            }
+        )
     # Node stages and the pod ready/delete stages are KWOK's defaults (copied from its module by
     # build.sh); the pod end is ours: stages/pod-exit.yaml replaces KWOK's pod-complete.
     stages = [p.read_text() for p in sorted((bins / "kwok-stages").glob("*.yaml"))]
@@ -444,15 +474,64 @@ class Cluster:
         )
 
 
-def up(lay: Layout, timeout_s: float) -> Path:
+def build_addons() -> Path:
+    """addons/build.sh (CoreDNS, the test device plugin): a no-op when cached; returns their folder."""
+    proc = subprocess.run(["bash", str(HERE / "addons" / "build.sh")], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise ClusterError("building the node add-ons failed (see the go output above)")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def build_cpu_image() -> Path:
+    """images/build.sh --kind cpu --oci-archive (cached by the hash of its inputs): the archive's path."""
+    log("building the vitjob CPU image (cached by its inputs; about 15 minutes the first time)")
+    proc = subprocess.run(
+        ["bash", str(REPO / "images" / "build.sh"), "--kind", "cpu", "--oci-archive"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise ClusterError("building the vitjob CPU image failed (images/build.sh's output is above)")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def apiserver_port(kubeconfig: Path) -> int:
+    """The port of the admin kubeconfig's server (https://127.0.0.1:PORT, written by kwokctl)."""
+    for line in kubeconfig.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("server:") and "127.0.0.1:" in line:
+            return int(line.rsplit(":", 1)[1].strip().strip('"'))
+    raise ClusterError(f"no https://127.0.0.1:PORT server in {kubeconfig}")
+
+
+def node_problems(cl: Cluster) -> list[str]:
+    """Why the real node is not usable yet (empty when it is Ready)."""
+    got = cl.kubectl("get", "node", realnode.NODE_NAME, "-o", "json")
+    if got.returncode != 0:
+        return [f"node {realnode.NODE_NAME} is not registered (kubelet: {cl.lay.node.logs / 'kubelet.log'})"]
+    conditions = json.loads(got.stdout).get("status", {}).get("conditions") or []
+    if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+        return [f"node {realnode.NODE_NAME} is not Ready (kubelet: {cl.lay.node.logs / 'kubelet.log'})"]
+    return []
+
+
+def up(lay: Layout, timeout_s: float, with_node: bool = True) -> Path:
     bins = build_binaries()
     cl = Cluster(lay, bins)
-    if lay.cluster_dir.is_dir() and cl.healthy():
+    node_there = lay.node.before.is_file()
+    reusable = lay.cluster_dir.is_dir() and cl.healthy() and node_there == with_node
+    if reusable and not (with_node and node_problems(cl)):
         log("reusing the running cluster")
+        if with_node:  # the CPU image of the checkout as it is now (a no-op when it is the loaded one)
+            realnode.load_images(lay.node, [build_cpu_image()])
         return lay.kubeconfig
-    if lay.cluster_dir.is_dir():
-        log("a previous cluster is there but not healthy: removing it")
+    if lay.cluster_dir.is_dir() or node_there:
+        log("a previous cluster is there but not healthy (or of the other kind): removing it")
         down(lay)
+    addons = build_addons() if with_node else None
+    image = build_cpu_image() if with_node else None
+    if with_node:
+        realnode.prepare(lay.node)
     lay.home.mkdir(parents=True, exist_ok=True)
     certs = make_webhook_certs(lay.certs)
     ports = {
@@ -474,7 +553,7 @@ def up(lay: Layout, timeout_s: float) -> Path:
             if line.strip().startswith("path: /")
         }
     )
-    lay.config.write_text(kwokctl_config(bins, lay, certs, ports, admissions))
+    lay.config.write_text(kwokctl_config(bins, lay, certs, ports, admissions, with_node=with_node))
     start = time.monotonic()
     log("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and Volcano (kwokctl)")
     cl.kwokctl(
@@ -503,7 +582,27 @@ def up(lay: Layout, timeout_s: float) -> Path:
     # Volcano's components may have exited while the API server was still starting: start them again
     # (kwokctl starts only those that are not running).
     cl.wait_ready(timeout_s, revive=lambda: cl.kwokctl("start", "cluster", quiet=True, check=False))
-    log(f"ready in {time.monotonic() - start:.1f}s")
+    log(f"control plane ready in {time.monotonic() - start:.1f}s")
+    if with_node:
+        assert addons is not None and image is not None
+        inputs = realnode.NodeInputs(
+            bins=bins,
+            addons=addons,
+            kubeconfig=lay.kubeconfig,
+            apiserver_port=apiserver_port(lay.kubeconfig),
+            images=(image,),
+        )
+        try:
+            realnode.up(lay.node, inputs, timeout_s)
+        except realnode.NodeError as exc:
+            raise ClusterError(str(exc)) from exc
+        deadline = time.monotonic() + timeout_s
+        while problems := node_problems(cl):
+            if time.monotonic() > deadline:
+                raise ClusterError("; ".join(problems))
+            time.sleep(0.5)
+        took = time.monotonic() - start
+        log(f"node {realnode.NODE_NAME} Ready at {realnode.NODE_IP}; all up in {took:.1f}s")
     return lay.kubeconfig
 
 
@@ -511,8 +610,13 @@ def down(lay: Layout) -> None:
     """Stop every process of the cluster and remove its state. A healthy cluster is deleted by kwokctl;
     one whose processes died (a reboot, a session's end) is not: kwokctl would signal its recorded pids,
     which may belong to other processes by now, so only verified leftovers are killed."""
+    bins = build_binaries() if lay.cluster_dir.is_dir() or lay.node.before.is_file() else None
+    try:
+        realnode.down(lay.node, bins)
+    except realnode.NodeError as exc:
+        raise ClusterError(f"tearing the node down: {exc}") from exc
     if lay.cluster_dir.is_dir():
-        cl = Cluster(lay, build_binaries())
+        cl = Cluster(lay, bins)
         if cl.healthy():
             cl.kwokctl("delete", "cluster", f"--kubeconfig={lay.kubeconfig}", check=False, quiet=True)
     _kill_leftovers(lay)
@@ -539,6 +643,11 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument(
         "--timeout", type=float, default=180, help="seconds to wait for readiness (default 180)"
     )
+    p_up.add_argument(
+        "--no-node",
+        action="store_true",
+        help="no real node (kubelet, containerd, the CPU image): the control plane with KWOK nodes only",
+    )
     sub.add_parser("down", help="stop every process of the cluster and remove its state")
     sub.add_parser("status", help="say whether the cluster is up and healthy")
     sub.add_parser("build", help="only build the binaries; print their folder")
@@ -546,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     lay = default_layout()
     try:
         if args.cmd == "up":
-            print(f"KUBECONFIG={up(lay, args.timeout)}", flush=True)
+            print(f"KUBECONFIG={up(lay, args.timeout, with_node=not args.no_node)}", flush=True)
         elif args.cmd == "down":
             down(lay)
             log(f"stopped; removed {lay.home}")
@@ -555,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cl = Cluster(lay, build_binaries())
             if lay.cluster_dir.is_dir() and cl.healthy():
+                for problem in node_problems(cl) if lay.node.before.is_file() else []:
+                    log(problem)
                 print(f"KUBECONFIG={lay.kubeconfig}")
             else:
                 log("not running (`./dev.sh cluster up` starts it)")

@@ -19,4 +19,9 @@ ensure_go 26 run-tests
 start=$(date +%s)
 bash devcluster/addons/build.sh >/dev/null
 echo "run-tests: node add-ons ready in $(( $(date +%s) - start )) s" >&2
+# The CPU image the real node runs (images/build.sh: buildah, cached by the hash of its inputs), before any
+# test: `cluster up` loads it into the node's containerd under the name `vitjob render --hw cpu` writes.
+start=$(date +%s)
+bash images/build.sh --kind cpu --oci-archive >/dev/null
+echo "run-tests: CPU image ready in $(( $(date +%s) - start )) s" >&2
 python -m pytest "$@"
