@@ -150,7 +150,10 @@ def build_train_step(net: Any, optimizer: Any, plan: Plan, amp_level: str) -> An
 
     O0/O3 use a plain step with global-norm clipping; O1/O2 use MindSpore's dynamic loss scaling.
     """
-    from mindspore import nn, ops
+    import mindspore as ms
+    from mindspore import Tensor, nn, ops
+
+    from vitjob.vit.optim import clip_by_global_norm
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=plan.preset.recipe.label_smoothing)
     with_loss = nn.WithLossCell(net, loss_fn)
@@ -161,13 +164,18 @@ def build_train_step(net: Any, optimizer: Any, plan: Plan, amp_level: str) -> An
     clip = float(plan.grad_clip)
 
     class ClippedStep(nn.TrainOneStepCell):
+        def __init__(self, network: Any, optimizer: Any) -> None:
+            super().__init__(network, optimizer)
+            self.clip_norm = Tensor(clip, ms.float32)
+            self.clip_map = ops.HyperMap()
+
         def construct(self, *inputs: Any) -> Any:
             loss = self.network(*inputs)
             sens = ops.fill(loss.dtype, loss.shape, self.sens)
             grads = self.grad(self.network, self.weights)(*inputs, sens)
             grads = self.grad_reducer(grads)
             if clip > 0:
-                grads = ops.clip_by_global_norm(grads, clip)
+                grads = clip_by_global_norm(grads, self.clip_norm, self.clip_map)
             return ops.depend(loss, self.optimizer(grads))
 
     return ClippedStep(with_loss, optimizer)
