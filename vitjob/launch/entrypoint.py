@@ -13,7 +13,11 @@
    ``MS_NODE_ID``, ``MS_WORKER_NUM``, ``MS_SCHED_HOST`` (pod 0's IP), ``MS_SCHED_PORT``, ``MS_WORKER_IP``
    (their pod's IP), ``MS_TOPO_TIMEOUT`` (the rendezvous timeout: a cluster that cannot form fails
    instead of waiting MindSpore's default 30 minutes) and, on GPU, ``CUDA_VISIBLE_DEVICES``.
-4. Run the children under the ``supervisor`` and exit with its verdict.
+4. CPU threads — ``cpus``: the pod's CPU budget (cgroup quota, affinity, visible cores) is divided among
+   its training processes; each gets ``VITJOB_CPU_THREADS`` and ``OMP_NUM_THREADS`` (MindSpore's CPU
+   kernels, OpenMP, input-pipeline workers), the scheduler one thread. Values the pod sets win. The
+   choice is logged.
+5. Run the children under the ``supervisor`` and exit with its verdict.
 
 ``VITJOB_SCHED_COMMAND`` replaces the scheduler child's command (tests run a trivial process there).
 
@@ -35,7 +39,7 @@ from typing import Any
 
 from vitjob import constants as c
 from vitjob.errors import RankTableError, UsageError
-from vitjob.launch import addresses, podenv, rendezvous
+from vitjob.launch import addresses, cpus, podenv, rendezvous
 from vitjob.launch.ranktable import build_rank_table, check_table, own_server, rank_size, read_completed_table
 from vitjob.launch.supervisor import ChildSpec, Outcome, Supervisor, install_signal_forwarding
 
@@ -146,6 +150,9 @@ def scheduler_child(pod: podenv.PodEnv, base: dict[str, str], device: str, ips: 
     env = dict(base, MS_ROLE="MS_SCHED", MS_WORKER_NUM=str(pod.world_size), MS_SCHED_HOST=ips.pod0,
                MS_SCHED_PORT=str(pod.sched_port), MS_TOPO_TIMEOUT=topo_timeout(base, timeout_s),
                VITJOB_SCHED_DEVICE=device)
+    # The pod's VITJOB_CPU_THREADS is meant for its training processes: the scheduler needs one thread.
+    env[cpus.ENV_CPU_THREADS] = str(cpus.SCHEDULER_THREADS)
+    env.update(cpus.thread_env(base, cpus.SCHEDULER_THREADS))
     override = base.get(c.ENV_SCHED_COMMAND, "").strip()
     argv = shlex.split(override) if override else [sys.executable, "-m", "vitjob.launch.scheduler"]
     return ChildSpec("sched", argv, env, required=False, role=SCHEDULER_ROLE)
@@ -163,7 +170,12 @@ def gpu_for(env: dict[str, str], local_rank: int) -> str:
 
 
 def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], workdir: Path,
-                  timeout_s: float) -> list[ChildSpec]:
+                  timeout_s: float, threads: int | None = None) -> list[ChildSpec]:
+    """Every process of this pod; each training process gets ``threads`` CPU threads (None: the pod's
+    share, ``cpus.plan_threads``)."""
+    if threads is None:
+        threads = cpus.plan_threads(env, pod.cards_per_pod).per_process
+    per_worker = cpus.thread_env(env, threads)
     simulate = env.get(c.ENV_SIMULATE_DEVICE)
     distributed = pod.world_size > 1 and (pod.hw != "ascend" or bool(simulate))
     children: list[ChildSpec] = []
@@ -186,7 +198,7 @@ def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], w
         for dev in server["device"]:
             device = str(logical[int(dev["device_id"])])
             child = dict(base, RANK_TABLE_FILE=str(table_file), RANK_SIZE=str(rank_size(table)),
-                         RANK_ID=str(dev["rank_id"]), DEVICE_ID=device, ASCEND_DEVICE_ID=device)
+                         RANK_ID=str(dev["rank_id"]), DEVICE_ID=device, ASCEND_DEVICE_ID=device, **per_worker)
             if distributed:
                 assert ips is not None
                 ms_env = cluster_env(pod, 0, ips, timeout_s, env)
@@ -199,7 +211,7 @@ def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], w
         assert ips is not None
         children.append(scheduler_child(pod, env, simulate or pod.hw, ips, timeout_s))
     for local in range(pod.cards_per_pod):
-        child = dict(env)
+        child = dict(env, **per_worker)
         if distributed:
             assert ips is not None
             child.update(cluster_env(pod, local, ips, timeout_s, env))
@@ -220,7 +232,9 @@ def launch(command: list[str], hw: str | None = None, cards_per_pod: int | None 
     workdir = workdir or Path(env.get(c.ENV_WORKDIR) or f"/tmp/vitjob-launch-{os.getpid()}")
     log.info("pod %d of %d, %d card(s) per pod (%s), world size %d", pod.index, pod.num_pods,
              pod.cards_per_pod, pod.hw, pod.world_size)
-    children = plan_children(env, pod, command, workdir, timeout_s)
+    threads = cpus.plan_threads(env, pod.cards_per_pod)
+    log.info("%s", threads.describe())
+    children = plan_children(env, pod, command, workdir, timeout_s, threads.per_process)
     supervisor = Supervisor(children, grace_s=grace_s)
     install_signal_forwarding(supervisor)
     outcome = supervisor.run()

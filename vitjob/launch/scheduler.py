@@ -1,6 +1,7 @@
 """The MindSpore dynamic-cluster scheduler process (``MS_ROLE=MS_SCHED``) pod 0 runs beside its workers.
 
-``init()`` in the scheduler role serves the cluster's topology until every worker has finished.
+``init()`` in the scheduler role serves the cluster's topology until every worker has finished. It
+computes nothing: ``vitjob launch`` gives it one CPU thread (``VITJOB_CPU_THREADS``), applied here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ def main() -> int:
     import mindspore as ms
     from mindspore.communication import init
 
+    from vitjob.vit.runtime import apply_cpu_threads
+
+    apply_cpu_threads()
     device = {"gpu": "GPU", "ascend": "Ascend"}.get(os.environ.get("VITJOB_SCHED_DEVICE", "cpu"), "CPU")
     ms.set_device(device)
     init()

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from vitjob.errors import DataError
+from vitjob.launch.cpus import threads_from_env
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +316,10 @@ def _image_ops(image_size: int, training: bool, hflip: bool, random_crop: bool =
 
 
 def default_workers() -> int:
-    """One worker per core, at most 8 (MindSpore refuses more workers than cores)."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """One worker per thread of this process's CPU share (``VITJOB_CPU_THREADS``, set by ``vitjob launch``),
+    else per core; at most 8 (MindSpore refuses more workers than cores)."""
+    share = threads_from_env(os.environ)
+    return max(1, min(8, share or os.cpu_count() or 1))
 
 
 def create_dataset(

@@ -4,6 +4,10 @@ Distributed training is detected from the environment ``vitjob launch`` (or msru
 - MindSpore dynamic cluster (GPU/CPU, also Ascend): ``MS_ROLE``/``MS_WORKER_NUM``/``MS_SCHED_HOST``;
 - Ascend rank table: ``RANK_TABLE_FILE`` with ``RANK_SIZE`` > 1.
 Then ``mindspore.communication.init()`` runs and the data-parallel context averages gradients.
+
+CPU threads: ``VITJOB_CPU_THREADS`` (the process's share of the pod's CPUs, set by ``vitjob launch``; see
+``vitjob.launch.cpus``) sizes MindSpore's CPU-kernel thread pool and the input pipeline's default workers.
+Without it MindSpore sizes its pool from the host's cores, whatever the pod's CPU limit.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 
 from vitjob.constants import ENV_SIMULATE_DEVICE
 from vitjob.errors import UsageError
+from vitjob.launch.cpus import threads_from_env
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,25 @@ def resolve_amp(level: str, device: str) -> str:
     return level
 
 
+def apply_cpu_threads(env: dict[str, str] | None = None) -> int | None:
+    """Give MindSpore's CPU kernels and the input pipeline ``VITJOB_CPU_THREADS`` threads; returns the
+    number, or None when the variable is unset (MindSpore's defaults stay). Call before anything runs."""
+    import mindspore as ms
+    from mindspore.device_context.cpu import op_tuning
+
+    threads = threads_from_env(os.environ if env is None else env)
+    if threads is None:
+        return None
+    try:
+        op_tuning.threads_num(threads)
+    except RuntimeError:  # set already in this process (it can be set once)
+        log.debug("MindSpore's CPU kernel threads were set already; keeping them")
+    # MindSpore refuses more dataset workers than the host has cores.
+    ms.dataset.config.set_num_parallel_workers(min(threads, os.cpu_count() or 1))
+    log.debug("CPU threads: %d (%s)", threads, "VITJOB_CPU_THREADS")
+    return threads
+
+
 def set_up(device: str, amp: str = "auto", mode: str = "graph", seed: int | None = None) -> Runtime:
     """Configure MindSpore for this process and join the cluster if one was prepared."""
     import mindspore as ms
@@ -61,6 +85,7 @@ def set_up(device: str, amp: str = "auto", mode: str = "graph", seed: int | None
     if device not in DEVICES:
         raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    apply_cpu_threads()
     device_id = os.environ.get("DEVICE_ID")
     if device_id is not None and device != "cpu":
         ms.set_device(DEVICES[device], int(device_id))
