@@ -85,9 +85,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pipelines", type=int, default=5, help="VitJobs run through all four stages")
     args = parser.parse_args()
-    from vitjob.backends.kubernetes import KubernetesBackend
+    from vitjob.backends.kubernetes.backend import KubernetesBackend
     from vitjob.cli import main as vitjob_main
-    from vitjob.controller import Controller, ControllerOptions
+    from vitjob.controller.loop import Controller, ControllerOptions
 
     kube = start_cluster()
     os.environ["KUBECONFIG"] = str(kube.kubeconfig)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fake_kube_api import FakeKubeAPI
 from kube_testing import crd_dir, volcano_job
 
-import vitjob.backends.kubernetes as kube
+import vitjob.backends.kubernetes.backend as kube
 
 
 def count(fake: FakeKubeAPI, action) -> int:

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from kube_testing import fake_cluster, pipeline_definition, seed_pipeline
 
-from vitjob.backends.kubernetes import KubernetesBackend
-from vitjob.controller import Controller, ControllerOptions
+from vitjob.backends.kubernetes.backend import KubernetesBackend
+from vitjob.controller.loop import Controller, ControllerOptions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -414,7 +414,7 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
     import yaml
 
     from vitjob.cli import main
-    from vitjob.validate import validate_objects
+    from vitjob.render.validate import validate_objects
 
     assert main(["controller", "--render", "-n", "ml", "--replicas", "2"]) == 0
     objects = list(yaml.safe_load_all(capsys.readouterr().out))

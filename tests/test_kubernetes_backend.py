@@ -9,7 +9,7 @@ import threading
 import pytest
 from kube_testing import Collector, fake_cluster, volcano_job
 
-import vitjob.backends.kubernetes as kube
+import vitjob.backends.kubernetes.backend as kube
 from vitjob.backends import get_backend
 from vitjob.backends.base import JobPhase
 from vitjob.errors import (

@@ -23,11 +23,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vitjob"
 # vitjob.kube is the bottom layer: it may use vitjob.errors and vitjob.constants, nothing built on it
-KUBE_FORBIDDEN = ("vitjob.backends", "vitjob.pipeline", "vitjob.controller", "vitjob.cli")
+KUBE_FORBIDDEN = ("vitjob.backends", "vitjob.pipeline", "vitjob.controller.loop", "vitjob.cli")
 # The core (the spec and its schemas, rendering, pipeline logic, job-status types) imports no backend,
 # no client layer, no controller and no CLI: they are built on it.
-CORE = ("vitjob.spec", "vitjob.schema", "vitjob.render", "vitjob.pipeline", "vitjob.jobstatus")
-CORE_FORBIDDEN = ("vitjob.backends", "vitjob.kube", "vitjob.controller", "vitjob.cli")
+CORE = ("vitjob.api", "vitjob.render", "vitjob.pipeline")
+CORE_FORBIDDEN = ("vitjob.backends", "vitjob.kube", "vitjob.controller.loop", "vitjob.cli")
 
 
 @dataclass

@@ -28,14 +28,14 @@ from pod_security_standards import BASELINE, RESTRICTED, pod_templates, violatio
 from test_render import CASES, OPTIONS
 
 from vitjob import images
-from vitjob.render import (
+from vitjob.api.spec import JobSpec, load_spec
+from vitjob.render.manifests import (
     PRIVILEGED,
     parse_document,
     pod_security_level,
     render_controller_documents,
     render_objects,
 )
-from vitjob.spec import JobSpec, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vitjob.api.spec import INT_RANGES, JobSpec, load_spec
 from vitjob.errors import SpecError
 from vitjob.images import default_image
-from vitjob.spec import INT_RANGES, JobSpec, load_spec
 
 
 def problems_of(**kwargs) -> list[str]:
@@ -382,7 +382,7 @@ def test_spec_defaults_are_the_helm_charts_defaults():
 
 
 def test_constraint_tables_name_real_fields():
-    from vitjob import spec as s
+    from vitjob.api import spec as s
 
     fields = {f.name for f in dataclasses.fields(JobSpec)}
     for table in (s.CHOICES, s.INT_RANGES, s.NUMBER_EXCLUSIVE_MINIMUMS, s.TEXT_RULES, s.FIELD_DOCS):

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from vitjob.render import render_objects
-from vitjob.spec import JobSpec
-from vitjob.validate import (
+from vitjob.api.spec import JobSpec
+from vitjob.render.manifests import render_objects
+from vitjob.render.validate import (
     ValidationError,
     ValidationInputError,
     format_path,

@@ -144,7 +144,7 @@ MAX_GPUS_PER_POD: Final = 64
 MIN_PORT: Final = 1024
 MAX_PORT: Final = 65535
 
-# --- The VitJob custom resource (charts/vitjob/crds/vitjob.io_vitjobs.yaml, vitjob.schema) ---------
+# --- The VitJob custom resource (charts/vitjob/crds/vitjob.io_vitjobs.yaml, vitjob.api.schema) ---------
 VITJOB_GROUP: Final = "vitjob.io"
 VITJOB_VERSION: Final = "v1alpha1"
 VITJOB_API_VERSION: Final = f"{VITJOB_GROUP}/{VITJOB_VERSION}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vitjob.jobstatus import JobPhase, JobStatus, PodStatus
+from vitjob.api.status import JobPhase, JobStatus, PodStatus
 from vitjob.progress import MARKER, TrainProgress, describe, format_duration, parse_line
 
 STAGE_WIDTH = 9  # "infer310" and a space

@@ -3,7 +3,7 @@
 A pipeline NAME is the ``VitJob`` NAME (``vitjob.io/v1alpha1``, rendered from
 ``manifests/vitjob.yaml.j2``; its CRD is ``charts/vitjob/crds/``). Its ``spec`` holds the run's spec
 values (the keys of a values file plus ``then``); each stage's objects are rendered from it by
-``vitjob.render`` when the stage starts. Progress is written only through the ``status``
+``vitjob.render.manifests`` when the stage starts. Progress is written only through the ``status``
 subresource, with the resourceVersion read as precondition (a stale write gets 409 and is read
 again): phase, reason, the current stage, each stage's job, state, job phase and times, and
 conditions. Stage jobs carry a controller ownerReference to the VitJob, so deleting it
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vitjob import constants as c
-from vitjob.backends.kubernetes import KubernetesBackend, job_phase
+from vitjob.api.status import JobStatus, PipelinePhase, StageState
+from vitjob.backends.kubernetes.status import job_phase
 from vitjob.errors import (
     ConflictError,
     PipelineNotFoundError,
@@ -29,19 +30,15 @@ from vitjob.errors import (
     ResourceTypeNotServedError,
     VitjobError,
 )
-from vitjob.jobstatus import JobStatus
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION, is_volcano_job
 from vitjob.kube.times import time_text
-from vitjob.pipeline import (
-    PipelineDefinition,
-    PipelinePhase,
-    PipelineRecord,
-    StageJob,
-    StageState,
-    UpdatePipeline,
-    stages_of,
-)
+from vitjob.pipeline.define import stage_objects
+from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline, stages_of
+from vitjob.render.manifests import render_event, render_vitjob
+
+if TYPE_CHECKING:
+    from vitjob.backends.kubernetes.backend import KubernetesBackend
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +222,6 @@ class KubernetesPipelineStore:
         """Store the VitJob (marked as being submitted), submit its first stage with the backend's
         preflight checks, then record it Running. Without the VitJob CRD on the cluster this fails
         before anything is created, saying how to install it."""
-        from vitjob.render import render_vitjob
-
         ns = definition.namespace or self.namespace
         existing = self.read_vitjob(definition.name, ns)
         if existing is not None:
@@ -255,13 +250,13 @@ class KubernetesPipelineStore:
             raise self._no_crd(ns) from None
         record = record_from_vitjob(created)
         first = definition.stages[0]
-        objects = [self._own(obj, record) for obj in record.stage_objects(first.stage)]
+        objects = [self._own(obj, record) for obj in stage_objects(record, first)]
         try:
             status = self.backend.submit(objects, replace=replace)
         except BaseException:
             self._delete_vitjob(record)
             raise
-        self._mark_started(record, first.stage, str(status.phase))
+        self._mark_started(record, first, str(status.phase))
         log.debug("created pipeline %s/%s with stages %s", ns, definition.name, record.stages)
         return status
 
@@ -346,7 +341,7 @@ class KubernetesPipelineStore:
         """Create the stage's objects (owned by the VitJob); return the created Job, or None when it
         already existed. A spec that does not make a valid job raises ``SpecError``."""
         created_job = None
-        for obj in pipeline.stage_objects(stage):
+        for obj in stage_objects(pipeline, stage):
             self._own(obj, pipeline)
             try:
                 result = self.backend.create_object(obj)
@@ -383,8 +378,6 @@ class KubernetesPipelineStore:
 
     def emit(self, record: PipelineRecord, kind: str, reason: str, message: str) -> None:
         """Record an Event on the VitJob; a failure is logged, never raised (as client-go does)."""
-        from vitjob.render import render_event
-
         ns, now = record.namespace, time_text()
         body = render_event(
             namespace=ns,

@@ -100,7 +100,7 @@ _RESERVED_ENV_NAMES = frozenset(
 _MAX_ANNOTATIONS_BYTES = 256 * 1024
 
 
-# --- constraint tables: the checks below and the schemas of vitjob.schema (CRD, values.schema.json)
+# --- constraint tables: the checks below and the schemas of vitjob.api.schema (CRD, values.schema.json)
 # read the same facts, so a schema can never allow less than the spec accepts.
 # Fields whose value must be one of a fixed set.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -158,7 +158,7 @@ TEXT_RULES: dict[str, TextRule] = {
 # limited by the longest pod name, <name>-<stage>-worker-<n-1> (pod_name_problems).
 NAME_RULE = TextRule(_DNS1035_LABEL)
 
-# One line per field: the schemas' descriptions (`kubectl explain vitjob.spec`, values.schema.json).
+# One line per field: the schemas' descriptions (`kubectl explain vitjob.api.spec`, values.schema.json).
 FIELD_DOCS: dict[str, str] = {
     "name": "Pipeline base name: the job of stage S is <name>-<S>, its pods <name>-<S>-worker-<i>.",
     "hw": "Hardware: ascend (Ascend 910 NPUs), gpu (NVIDIA) or cpu (CPU processes).",
@@ -706,7 +706,7 @@ def metadata_problems(spec: JobSpec) -> list[str]:
 
 def k8s_version_problems(version: str) -> list[str]:
     """The version must have schemas in the installed kubernetes-validate (1.25 to 1.37)."""
-    from vitjob.validate import supported_k8s_versions  # imports jsonschema: only when checking
+    from vitjob.render.validate import supported_k8s_versions  # imports jsonschema: only when checking
 
     match = _K8S_VERSION.fullmatch(version)
     supported = supported_k8s_versions()
@@ -741,7 +741,7 @@ def _is_relative_path(path: str) -> bool:
 # --- loading: values file, CLI flags, --set ----------------------------------------------------
 
 SPEC_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobSpec))
-# Spec keys a VitJob keeps in its metadata instead of its spec (vitjob.schema, vitjob.pipeline).
+# Spec keys a VitJob keeps in its metadata instead of its spec (vitjob.api.schema, vitjob.pipeline).
 METADATA_KEYS: tuple[str, ...] = ("name", "namespace")
 _MAPPING_KEYS = ("node_selector", "env", "labels", "annotations")
 _LIST_KEYS = ("tolerations", "extra_args", "supplemental_groups")

@@ -23,18 +23,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vitjob.backends.base import Backend, JobPhase, JobStatus, PodStatus
+from vitjob.backends.base import Backend, JobPhase, JobStatus, SubmitPlan, SubmitResult
+from vitjob.backends.kubernetes.status import age_s, job_phase, job_status, pod_status
+from vitjob.backends.kubernetes.store import KubernetesPipelineStore
 from vitjob.constants import (
     APP_NAME,
-    LABEL_CARDS,
-    LABEL_COMPONENT,
-    LABEL_HW,
     LABEL_MANAGED_BY,
     LABEL_PREFIX,
+    VITJOB_CRD_NAME,
+    VITJOB_KIND,
     VOLCANO_POD_NAME_FORMAT,
 )
 from vitjob.errors import (
@@ -61,7 +62,6 @@ from vitjob.kube.kinds import (
     BUS_GROUP,
     BUS_VERSION,
     POD_JOB_LABEL,
-    POD_TASK_LABEL,
     SCHED_GROUP,
     SCHED_VERSION,
     VC_GROUP,
@@ -75,10 +75,10 @@ from vitjob.kube.kinds import (
     object_calls,
     pod_rank,
     quantity,
-    volcano_phase,
 )
-from vitjob.kube.logs import FollowOptions, JobFollower, log_prefix, parse_ts, read_log, split_ts
+from vitjob.kube.logs import FollowOptions, JobFollower, log_prefix, read_log, split_ts
 from vitjob.kube.watch import StreamHolder, watch_named
+from vitjob.pipeline.model import PipelineDefinition
 from vitjob.progress import TrainProgress, last_progress
 
 __all__ = [
@@ -100,9 +100,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# vitjob's labels (rendered by vitjob.render) and the annotation submit adds to the Job
-MANAGED_BY_LABEL, MANAGED_BY_VALUE = LABEL_MANAGED_BY, APP_NAME
-STAGE_LABEL, HW_LABEL, CARDS_LABEL = LABEL_COMPONENT, LABEL_HW, LABEL_CARDS
+# The annotation submit adds to the Job
 SUPPORTING_ANNOTATION = LABEL_PREFIX + "supporting-objects"  # JSON list of what submit created beside the Job
 # Extended resources that count as accelerators in preflight
 DEVICE_PREFIXES = ("huawei.com/", "nvidia.com/")
@@ -115,66 +113,6 @@ PENDING_EVENT_REASONS = frozenset({"Unschedulable", "FailedScheduling", "Evict"}
 # Normal events that explain an end: the job controller's "ExecuteAction" ("Start to execute action
 # RestartJob", "Job failed on action RestartJob for retry limit reached"); it never writes state.reason.
 FAILURE_EVENT_REASONS = frozenset({"ExecuteAction", "Evict"})
-
-
-# --------------------------------------------------------------------------------------- status records
-def _age_s(meta: dict) -> float:
-    created = meta.get("creationTimestamp")
-    if not created:
-        return 0.0
-    return max(0.0, time.time() - parse_ts(created) / 1e9)
-
-
-def job_phase(job: dict) -> JobPhase:
-    """The Volcano Job's phase (``Unknown`` for a phase this version does not know)."""
-    try:
-        return JobPhase(volcano_phase(job))
-    except ValueError:
-        return JobPhase.UNKNOWN
-
-
-def pod_status(pod: dict) -> PodStatus:
-    """A pod as ``vitjob status`` shows it."""
-    cs = container_status(pod)
-    state = cs.get("state") or {}
-    term = state.get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
-    waiting = state.get("waiting") or {}
-    return PodStatus(
-        name=pod["metadata"]["name"],
-        phase=(pod.get("status") or {}).get("phase", "Unknown"),
-        node=pod["spec"].get("nodeName") or "",
-        restarts=int(cs.get("restartCount") or 0),
-        exit_code=term.get("exitCode"),
-        reason=waiting.get("reason") or term.get("reason", ""),
-        message=waiting.get("message") or term.get("message", ""),
-        rank=pod_rank(pod),
-        task=(pod["metadata"].get("labels") or {}).get(POD_TASK_LABEL, ""),
-    )
-
-
-def job_status(job: dict, pods: list[dict] | None = None) -> JobStatus:
-    """A Volcano Job (and its pods) as ``vitjob status``/``list`` show it."""
-    meta, status = job["metadata"], job.get("status") or {}
-    labels = meta.get("labels") or {}
-    cards = labels.get(CARDS_LABEL, "")
-    tasks = {
-        t: {p: int(n) for p, n in (c.get("phase") or {}).items()}
-        for t, c in (status.get("taskStatusCount") or {}).items()
-    }
-    pod_list = sorted((pod_status(p) for p in pods or []), key=lambda p: (p.task, p.rank or 0, p.name))
-    return JobStatus(
-        name=meta["name"],
-        namespace=meta.get("namespace", ""),
-        phase=job_phase(job),
-        retry_count=int(status.get("retryCount") or 0),
-        stage=labels.get(STAGE_LABEL, ""),
-        hw=labels.get(HW_LABEL, ""),
-        cards=int(cards) if cards.isdigit() else 0,
-        age_s=_age_s(meta),
-        pods=pod_list,
-        queue=(job.get("spec") or {}).get("queue", ""),
-        tasks=tasks,
-    )
 
 
 # ------------------------------------------------------------------------------------------- backend
@@ -263,7 +201,76 @@ class KubernetesBackend(Backend):
         return self.api.call(op, self.api.core.list_namespaced_pod, ns, label_selector=selector)["items"]
 
     # --------------------------------------------------------------------------------------- submit
-    def submit(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
+    def plan_submit(
+        self,
+        objects: Sequence[dict[str, Any]],
+        *,
+        pipeline: PipelineDefinition | None = None,
+        later_objects: Mapping[str, tuple[dict[str, Any], ...]] | None = None,
+        replace: bool = False,
+    ) -> SubmitPlan:
+        """The checks and requests of submitting ``objects`` (a pipeline's first stage, when given);
+        no request is made, so a dry run needs no cluster."""
+        objects = copy.deepcopy(list(objects))
+        job, supporting = _split_objects(objects)
+        ns = job["metadata"].get("namespace") or (pipeline.namespace if pipeline else "")
+        name = job["metadata"]["name"]
+        where = ns or "the context's namespace"
+        checks = [
+            f"the cluster serves Volcano Jobs (GET CustomResourceDefinition {VC_JOB_CRD}); the objects "
+            "are validated against that CRD",
+            "the cluster's nodes and queues can hold the job (device, CPU and memory requests)",
+            f"no job {name} exists in {where}" + (" (--replace deletes it and waits until it is gone)"
+                                                   if replace else ""),
+        ]
+        requests = []
+        if pipeline is not None:
+            checks.insert(0, f"the cluster serves VitJobs ({VITJOB_CRD_NAME}), which pipelines need")
+            requests.append(f"create {VITJOB_KIND} {pipeline.name} in {where} (the pipeline: its spec, "
+                            f"stages {' → '.join(pipeline.stages)})")
+        for obj in [*supporting, job]:
+            requests.append(f"create {obj['kind']} {obj['metadata']['name']} in {where}")
+        if pipeline is not None:
+            requests.append(f"patch {VITJOB_KIND} {pipeline.name} status: Running, stage "
+                            f"{pipeline.stages[0]} Created")
+        return SubmitPlan(
+            backend=self.name,
+            job_name=name,
+            namespace=ns,
+            objects=tuple(objects),
+            pipeline=pipeline,
+            later_objects=dict(later_objects or {}),
+            replace=replace,
+            checks=tuple(checks),
+            requests=tuple(requests),
+        )
+
+    def execute(self, plan: SubmitPlan) -> SubmitResult:
+        """Create the plan's job, or store its pipeline and start the first stage (``store``)."""
+        if plan.pipeline is not None:
+            status = KubernetesPipelineStore(self).create_pipeline(plan.pipeline, replace=plan.replace)
+            name = plan.pipeline.name
+            steps = (
+                f"vitjob pipeline run {name} --wait   # advance it from this machine",
+                f"vitjob status {name}                # each stage's job and phase",
+                f"kubectl get vitjob {name}           # stage and phase (describe: its Events)",
+                f"vitjob logs -f {status.name}",
+            )
+            return SubmitResult(plan, status, None, steps)
+        status = self.create_job(list(plan.objects), replace=plan.replace)
+        steps = (
+            f"vitjob status {status.name}      # phase, pods, and why it waits",
+            f"vitjob logs -f {status.name}     # follow all pods until the job ends",
+            f"vitjob wait {status.name}        # exit 0 when Completed, 1 when it failed",
+            f"kubectl logs -n {status.namespace} -l {POD_JOB_LABEL}={status.name} -f --prefix",
+        )
+        return SubmitResult(plan, status, None, steps)
+
+    def pipeline_store(self) -> KubernetesPipelineStore:
+        return KubernetesPipelineStore(self)
+
+    def create_job(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
+        """Check the cluster, then create the supporting objects and the Volcano Job (Job last)."""
         objects = copy.deepcopy(objects)
         job, supporting = _split_objects(objects)
         ns = self._ns(job["metadata"].get("namespace"))
@@ -278,7 +285,7 @@ class KubernetesBackend(Backend):
         if existing is not None and not replace:
             raise ConflictError(
                 f"job {name!r} already exists in namespace {ns!r} (phase {job_phase(existing)}, "
-                f"{_fmt_age(_age_s(existing['metadata']))} old); `vitjob delete {name}` removes it, "
+                f"{_fmt_age(age_s(existing['metadata']))} old); `vitjob delete {name}` removes it, "
                 "`vitjob submit --replace …` deletes and recreates it, or choose another --name"
             )
         if existing is not None:
@@ -398,7 +405,7 @@ class KubernetesBackend(Backend):
         """Check the objects against the cluster's own Volcano Job CRD (raises ``ValidationError``)."""
         if crd is None:
             return
-        from vitjob.validate import validate_objects
+        from vitjob.render.validate import validate_objects
 
         validate_objects(objects, crd_source=[crd])
 
@@ -424,7 +431,7 @@ class KubernetesBackend(Backend):
         except ConflictError:
             pass
         current = self.api.call(Op("get", plural, group, ns, name), read)
-        if (current["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+        if (current["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) != APP_NAME:
             raise ConflictError(
                 f"{kind} {name!r} already exists in namespace {ns!r} and was not created by "
                 "vitjob; rename the job or remove that object"
@@ -795,7 +802,7 @@ class KubernetesBackend(Backend):
         log.debug("deleted job %s/%s and %d supporting object(s)", ns, name, len(refs))
 
     def list_jobs(self, all_namespaces: bool = False) -> list[JobStatus]:
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+        selector = f"{LABEL_MANAGED_BY}={APP_NAME}"
         if all_namespaces:
             items = self.api.call(
                 Op("list", VC_JOBS, VC_GROUP),

@@ -36,9 +36,9 @@ import jinja2
 import yaml
 
 from vitjob import constants as c
+from vitjob.api.spec import JobSpec
 from vitjob.errors import RenderError
 from vitjob.images import HOME_DIR, USER_ID
-from vitjob.spec import JobSpec
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vitjob import constants as c
-from vitjob.backends.kubernetes import KubernetesBackend
-from vitjob.backends.kubernetes_pipeline import (
+from vitjob.api.status import StageState
+from vitjob.backends.kubernetes.backend import KubernetesBackend
+from vitjob.backends.kubernetes.store import (
     KubernetesPipelineStore,
     record_from_vitjob,
     stage_job_from_object,
@@ -51,15 +52,9 @@ from vitjob.kube.errors import Op
 from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION
 from vitjob.kube.times import micro_time_text
 from vitjob.kube.watch import StreamHolder, list_watch
-from vitjob.pipeline import (
-    Observed,
-    PipelineRecord,
-    StageJob,
-    StageState,
-    UpdatePipeline,
-    apply,
-    reconcile,
-)
+from vitjob.pipeline.model import Observed, PipelineRecord, StageJob, UpdatePipeline
+from vitjob.pipeline.reconcile import reconcile
+from vitjob.pipeline.runner import apply
 
 log = logging.getLogger(__name__)
 
