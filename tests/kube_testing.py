@@ -18,6 +18,8 @@ import pytest
 from fake_kube_api import FakeKubeAPI
 
 import vitjob.backends.kubernetes.backend as kube
+from vitjob.kube.client import RetryPolicy
+from vitjob.kube.logs import FollowOptions
 
 _SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
 VITJOB_CRD_FILE = Path(__file__).resolve().parents[1] / "charts/vitjob/crds/vitjob.io_vitjobs.yaml"
@@ -49,8 +51,8 @@ def fake_cluster(
         kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         # Fast retries and short follow grace periods: the tests stay in seconds.
-        monkeypatch.setattr(kube, "DEFAULT_RETRY", kube.RetryPolicy(attempts=3, backoff_s=0.01))
-        monkeypatch.setattr(kube, "DEFAULT_FOLLOW", kube.FollowOptions(end_grace_s=3.0, pod_recheck_s=0.5))
+        monkeypatch.setattr(kube, "DEFAULT_RETRY", RetryPolicy(attempts=3, backoff_s=0.01))
+        monkeypatch.setattr(kube, "DEFAULT_FOLLOW", FollowOptions(end_grace_s=3.0, pod_recheck_s=0.5))
         yield fake
     finally:
         fake.stop()

@@ -87,8 +87,9 @@ def test_unreachable_server_names_the_url(tmp_path, monkeypatch, capsys):
         )
     )
     import vitjob.backends.kubernetes.backend as kube
+    from vitjob.kube.client import RetryPolicy
 
-    monkeypatch.setattr(kube, "DEFAULT_RETRY", kube.RetryPolicy(attempts=2, backoff_s=0.01))
+    monkeypatch.setattr(kube, "DEFAULT_RETRY", RetryPolicy(attempts=2, backoff_s=0.01))
     code, _, err = run(capsys, "status", "x", "--kubeconfig", str(kubeconfig))
     assert code == 1
     assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in err

@@ -41,6 +41,7 @@ from vitjob.backends.kubernetes.store import (
     record_from_vitjob,
     stage_job_from_object,
 )
+from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.errors import (
     ConflictError,
     PipelineNotFoundError,
@@ -49,7 +50,6 @@ from vitjob.errors import (
     VitjobError,
 )
 from vitjob.kube.errors import Op
-from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION
 from vitjob.kube.times import micro_time_text
 from vitjob.kube.watch import StreamHolder, list_watch
 from vitjob.pipeline.model import Observed, PipelineRecord, StageJob, UpdatePipeline
@@ -682,7 +682,7 @@ class Controller:
         api, opts = self.backend.api, self.options
         ns = None if opts.all_namespaces else opts.namespace or self.backend.namespace
         if kind == "jobs":
-            group, version, plural = VC_GROUP, VC_VERSION, VC_JOBS
+            group, version, plural = VOLCANO_GROUP, VOLCANO_VERSION, VOLCANO_PLURAL
             selectors = {"label_selector": JOB_SELECTOR}
         else:  # every VitJob is a pipeline
             group, version, plural = c.VITJOB_GROUP, c.VITJOB_VERSION, c.VITJOB_PLURAL

@@ -1,6 +1,7 @@
-"""What vitjob knows about Kubernetes and Volcano objects: API coordinates and labels, the table of kinds
-it creates (``kind_info``; ``object_calls`` gives the create/replace/read/delete request of one object),
-the Volcano Job's phase text, accessors of a pod's rank and main container, and resource quantities.
+"""What vitjob knows about Kubernetes and Volcano objects: the table of kinds it creates
+(``kind_info``; ``object_calls`` gives the create/replace/read/delete request of one object), the Volcano
+Job's phase text, accessors of a pod's rank and main container, and resource quantities.
+Their API coordinates and label keys are names of ``vitjob.constants``, as every shared name.
 
 Objects are plain dicts (parsed JSON), as ``vitjob.kube.client.Api.call`` returns them.
 """
@@ -11,30 +12,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitjob.constants import (
-    VOLCANO_CRD_NAME,
+    VOLCANO_API_VERSION,
     VOLCANO_GROUP,
-    VOLCANO_JOB_NAME_LABEL,
     VOLCANO_PLURAL,
+    VOLCANO_PODGROUPS_PLURAL,
+    VOLCANO_SCHEDULING_GROUP,
     VOLCANO_TASK_INDEX_LABEL,
-    VOLCANO_VERSION,
 )
 from vitjob.errors import BackendError
 
 if TYPE_CHECKING:
     from vitjob.kube.client import Api
 
-# Volcano API coordinates (vitjob.constants owns the literals)
-VC_GROUP, VC_VERSION, VC_JOBS = VOLCANO_GROUP, VOLCANO_VERSION, VOLCANO_PLURAL
-VC_API_VERSION = f"{VC_GROUP}/{VC_VERSION}"
-VC_JOB_CRD = VOLCANO_CRD_NAME
-BUS_GROUP, BUS_VERSION, BUS_COMMANDS = "bus.volcano.sh", "v1alpha1", "commands"
-SCHED_GROUP, SCHED_VERSION, SCHED_PODGROUPS, SCHED_QUEUES = (
-    "scheduling.volcano.sh", "v1beta1", "podgroups", "queues"
-)
-# Labels Volcano's job controller puts on the pods it creates
-POD_JOB_LABEL = VOLCANO_JOB_NAME_LABEL
-POD_TASK_LABEL = "volcano.sh/task-spec"
-POD_INDEX_LABEL = VOLCANO_TASK_INDEX_LABEL
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 # Volcano Job phases after which nothing runs any more (status.state.phase)
 TERMINAL_JOB_PHASES = frozenset({"Completed", "Aborted", "Terminated", "Failed"})
@@ -48,7 +37,10 @@ CORE_KINDS = {
     "PersistentVolumeClaim": "persistent_volume_claim",
 }
 # Custom kinds: (group, kind) → plural
-CUSTOM_PLURALS = {(VC_GROUP, "Job"): VC_JOBS, (SCHED_GROUP, "PodGroup"): SCHED_PODGROUPS}
+CUSTOM_PLURALS = {
+    (VOLCANO_GROUP, "Job"): VOLCANO_PLURAL,
+    (VOLCANO_SCHEDULING_GROUP, "PodGroup"): VOLCANO_PODGROUPS_PLURAL,
+}
 
 
 class KindInfo(NamedTuple):
@@ -80,7 +72,7 @@ def kind_info(obj: dict) -> KindInfo:
 
 
 def is_volcano_job(obj: dict) -> bool:
-    return obj.get("kind") == "Job" and obj.get("apiVersion") == VC_API_VERSION
+    return obj.get("kind") == "Job" and obj.get("apiVersion") == VOLCANO_API_VERSION
 
 
 def object_calls(api: Api, obj: dict) -> ObjectCalls:
@@ -125,7 +117,7 @@ def volcano_phase(job: dict) -> str:
 # -------------------------------------------------------------------------------------------- pods
 def pod_rank(pod: dict) -> int | None:
     """The pod's index in its task (``volcano.sh/task-index``), None without one."""
-    value = (pod["metadata"].get("labels") or {}).get(POD_INDEX_LABEL)
+    value = (pod["metadata"].get("labels") or {}).get(VOLCANO_TASK_INDEX_LABEL)
     return int(value) if value and value.isdigit() else None
 
 

@@ -17,6 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from vitjob.constants import (
+    VOLCANO_GROUP,
+    VOLCANO_JOB_NAME_LABEL,
+    VOLCANO_PLURAL,
+    VOLCANO_TASK_INDEX_LABEL,
+    VOLCANO_VERSION,
+)
 from vitjob.errors import (
     AuthError,
     BackendError,
@@ -29,12 +36,7 @@ from vitjob.kube.client import Api, close_quietly, iter_lines, stream_errors
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import (
     FINISHED_POD_PHASES,
-    POD_INDEX_LABEL,
-    POD_JOB_LABEL,
     TERMINAL_JOB_PHASES,
-    VC_GROUP,
-    VC_JOBS,
-    VC_VERSION,
     container_started,
     container_status,
     pod_rank,
@@ -223,9 +225,9 @@ class JobFollower:
         first = True
         for job in watch_named(
             self.api,
-            Op("list", VC_JOBS, VC_GROUP, self.ns),
+            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, self.ns),
             self.api.custom.list_namespaced_custom_object,
-            (VC_GROUP, VC_VERSION, self.ns, VC_JOBS),
+            (VOLCANO_GROUP, VOLCANO_VERSION, self.ns, VOLCANO_PLURAL),
             self.name,
             self.stop,
             self.holders[0],
@@ -246,9 +248,9 @@ class JobFollower:
                 return
 
     def _watch_pods(self) -> None:
-        selector = f"{POD_JOB_LABEL}={self.name}"
+        selector = f"{VOLCANO_JOB_NAME_LABEL}={self.name}"
         if self.rank is not None:
-            selector += f",{POD_INDEX_LABEL}={self.rank}"
+            selector += f",{VOLCANO_TASK_INDEX_LABEL}={self.rank}"
         op = Op("list", "pods", "", self.ns)
         for kind, obj in list_watch(
             self.api,

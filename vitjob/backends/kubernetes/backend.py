@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitjob.backends.base import Backend, JobPhase, JobStatus, SubmitPlan, SubmitResult
-from vitjob.backends.kubernetes.status import age_s, job_phase, job_status, pod_status
+from vitjob.backends.kubernetes.status import age_s, job_phase, job_status
 from vitjob.backends.kubernetes.store import KubernetesPipelineStore
 from vitjob.constants import (
     APP_NAME,
@@ -36,7 +36,17 @@ from vitjob.constants import (
     LABEL_PREFIX,
     VITJOB_CRD_NAME,
     VITJOB_KIND,
+    VOLCANO_BUS_GROUP,
+    VOLCANO_BUS_VERSION,
+    VOLCANO_COMMANDS_PLURAL,
+    VOLCANO_CRD_NAME,
+    VOLCANO_GROUP,
+    VOLCANO_JOB_NAME_LABEL,
+    VOLCANO_PLURAL,
     VOLCANO_POD_NAME_FORMAT,
+    VOLCANO_SCHEDULING_GROUP,
+    VOLCANO_SCHEDULING_VERSION,
+    VOLCANO_VERSION,
 )
 from vitjob.errors import (
     AuthError,
@@ -52,22 +62,10 @@ from vitjob.kube.client import (
     Api,
     RetryPolicy,
     connect,
-    in_cluster_available,
     iter_lines,
-    kubeconfig_available,
 )
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import (
-    BUS_COMMANDS,
-    BUS_GROUP,
-    BUS_VERSION,
-    POD_JOB_LABEL,
-    SCHED_GROUP,
-    SCHED_VERSION,
-    VC_GROUP,
-    VC_JOB_CRD,
-    VC_JOBS,
-    VC_VERSION,
     container_started,
     container_status,
     is_volcano_job,
@@ -80,23 +78,6 @@ from vitjob.kube.logs import FollowOptions, JobFollower, log_prefix, read_log, s
 from vitjob.kube.watch import StreamHolder, watch_named
 from vitjob.pipeline.model import PipelineDefinition
 from vitjob.progress import TrainProgress, last_progress
-
-__all__ = [
-    "DEFAULT_FOLLOW",
-    "DEFAULT_RETRY",
-    "VC_GROUP",
-    "VC_JOBS",
-    "VC_VERSION",
-    "FollowOptions",
-    "KubernetesBackend",
-    "Op",
-    "RetryPolicy",
-    "in_cluster_available",
-    "job_phase",
-    "job_status",
-    "kubeconfig_available",
-    "pod_status",
-]
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +171,19 @@ class KubernetesBackend(Backend):
 
     # ------------------------------------------------------------------------------ small requests
     def _get_job(self, name: str, ns: str) -> dict:
-        op = Op("get", VC_JOBS, VC_GROUP, ns, name)
+        op = Op("get", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name)
         return self.api.call(
-            op, self.api.custom.get_namespaced_custom_object, VC_GROUP, VC_VERSION, ns, VC_JOBS, name
+            op,
+            self.api.custom.get_namespaced_custom_object,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
+            ns,
+            VOLCANO_PLURAL,
+            name,
         )
 
     def _job_pods(self, name: str, ns: str, extra_selector: str = "") -> list[dict]:
-        selector = f"{POD_JOB_LABEL}={name}" + (f",{extra_selector}" if extra_selector else "")
+        selector = f"{VOLCANO_JOB_NAME_LABEL}={name}" + (f",{extra_selector}" if extra_selector else "")
         op = Op("list", "pods", "", ns)
         return self.api.call(op, self.api.core.list_namespaced_pod, ns, label_selector=selector)["items"]
 
@@ -217,7 +204,7 @@ class KubernetesBackend(Backend):
         name = job["metadata"]["name"]
         where = ns or "the context's namespace"
         checks = [
-            f"the cluster serves Volcano Jobs (GET CustomResourceDefinition {VC_JOB_CRD}); the objects "
+            f"the cluster serves Volcano Jobs (GET CustomResourceDefinition {VOLCANO_CRD_NAME}); the objects "
             "are validated against that CRD",
             "the cluster's nodes and queues can hold the job (device, CPU and memory requests)",
             f"no job {name} exists in {where}" + (" (--replace deletes it and waits until it is gone)"
@@ -262,7 +249,7 @@ class KubernetesBackend(Backend):
             f"vitjob status {status.name}      # phase, pods, and why it waits",
             f"vitjob logs -f {status.name}     # follow all pods until the job ends",
             f"vitjob wait {status.name}        # exit 0 when Completed, 1 when it failed",
-            f"kubectl logs -n {status.namespace} -l {POD_JOB_LABEL}={status.name} -f --prefix",
+            f"kubectl logs -n {status.namespace} -l {VOLCANO_JOB_NAME_LABEL}={status.name} -f --prefix",
         )
         return SubmitResult(plan, status, None, steps)
 
@@ -294,10 +281,16 @@ class KubernetesBackend(Backend):
             self.wait_gone(name, ns)
         created_refs = [self._create_supporting(obj) for obj in supporting]
         job["metadata"].setdefault("annotations", {})[SUPPORTING_ANNOTATION] = json.dumps(created_refs)
-        op = Op("create", VC_JOBS, VC_GROUP, ns, name)
+        op = Op("create", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name)
         try:
             created = self.api.call(
-                op, self.api.custom.create_namespaced_custom_object, VC_GROUP, VC_VERSION, ns, VC_JOBS, job
+                op,
+                self.api.custom.create_namespaced_custom_object,
+                VOLCANO_GROUP,
+                VOLCANO_VERSION,
+                ns,
+                VOLCANO_PLURAL,
+                job,
             )
         except ConflictError:
             raise ConflictError(
@@ -311,13 +304,13 @@ class KubernetesBackend(Backend):
 
     def _preflight_volcano(self) -> dict | None:
         """The cluster's Volcano Job CRD (None when we may not read CRDs)."""
-        op = Op("get", "customresourcedefinitions", "apiextensions.k8s.io", None, VC_JOB_CRD)
+        op = Op("get", "customresourcedefinitions", "apiextensions.k8s.io", None, VOLCANO_CRD_NAME)
         try:
-            return self.api.call(op, self.api.ext.read_custom_resource_definition, VC_JOB_CRD)
+            return self.api.call(op, self.api.ext.read_custom_resource_definition, VOLCANO_CRD_NAME)
         except ResourceNotFoundError:
             raise PreflightError(
                 f"Volcano is not installed in this cluster: the API server {self.api.server} has no "
-                f"CustomResourceDefinition {VC_JOB_CRD}; install Volcano "
+                f"CustomResourceDefinition {VOLCANO_CRD_NAME}; install Volcano "
                 "(https://volcano.sh/en/docs/installation/) "
                 "or run on this machine with --backend local"
             ) from None
@@ -341,10 +334,10 @@ class KubernetesBackend(Backend):
         queue_name = (job.get("spec") or {}).get("queue") or "default"
         try:
             q = self.api.call(
-                Op("get", "queues", SCHED_GROUP, None, queue_name),
+                Op("get", "queues", VOLCANO_SCHEDULING_GROUP, None, queue_name),
                 self.api.custom.get_cluster_custom_object,
-                SCHED_GROUP,
-                SCHED_VERSION,
+                VOLCANO_SCHEDULING_GROUP,
+                VOLCANO_SCHEDULING_VERSION,
                 "queues",
                 queue_name,
             )
@@ -444,12 +437,12 @@ class KubernetesBackend(Backend):
     def get_job_or_none(self, ns: str, name: str) -> dict[str, Any] | None:
         """The Volcano Job ``ns/name``, or None when it does not exist."""
         return self.api.get_or_none(
-            Op("get", VC_JOBS, VC_GROUP, ns, name),
+            Op("get", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name),
             self.api.custom.get_namespaced_custom_object,
-            VC_GROUP,
-            VC_VERSION,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
             ns,
-            VC_JOBS,
+            VOLCANO_PLURAL,
             name,
         )
 
@@ -465,7 +458,7 @@ class KubernetesBackend(Backend):
         raise BackendError(
             f"job {name!r} in namespace {ns!r} was deleted but it or its pods are still there after "
             f"{self.replace_timeout_s:.0f}s; retry --replace when `kubectl get pods -l "
-            f"{POD_JOB_LABEL}={name}` shows none"
+            f"{VOLCANO_JOB_NAME_LABEL}={name}` shows none"
         )
 
     # --------------------------------------------------------------------------------------- status
@@ -559,10 +552,10 @@ class KubernetesBackend(Backend):
         for candidate in (pg_name, job["metadata"]["name"]):
             try:
                 pg = self.api.get_or_none(
-                    Op("get", "podgroups", SCHED_GROUP, ns, candidate),
+                    Op("get", "podgroups", VOLCANO_SCHEDULING_GROUP, ns, candidate),
                     self.api.custom.get_namespaced_custom_object,
-                    SCHED_GROUP,
-                    SCHED_VERSION,
+                    VOLCANO_SCHEDULING_GROUP,
+                    VOLCANO_SCHEDULING_VERSION,
                     ns,
                     "podgroups",
                     candidate,
@@ -695,9 +688,9 @@ class KubernetesBackend(Backend):
         """The Volcano Job ``ns/name`` each time it changes; None when it was deleted."""
         return watch_named(
             self.api,
-            Op("list", VC_JOBS, VC_GROUP, ns),
+            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
             self.api.custom.list_namespaced_custom_object,
-            (VC_GROUP, VC_VERSION, ns, VC_JOBS),
+            (VOLCANO_GROUP, VOLCANO_VERSION, ns, VOLCANO_PLURAL),
             name,
             stop,
             holder,
@@ -739,7 +732,7 @@ class KubernetesBackend(Backend):
                 f"`vitjob delete {name}` removes it"
             )
         owner = {
-            "apiVersion": f"{VC_GROUP}/{VC_VERSION}",
+            "apiVersion": f"{VOLCANO_GROUP}/{VOLCANO_VERSION}",
             "kind": "Job",
             "name": name,
             "uid": job["metadata"]["uid"],
@@ -747,7 +740,7 @@ class KubernetesBackend(Backend):
             "blockOwnerDeletion": True,
         }
         command = {
-            "apiVersion": f"{BUS_GROUP}/{BUS_VERSION}",
+            "apiVersion": f"{VOLCANO_BUS_GROUP}/{VOLCANO_BUS_VERSION}",
             "kind": "Command",
             "metadata": {"generateName": f"{name}-abortjob-", "namespace": ns, "ownerReferences": [owner]},
             "action": "AbortJob",
@@ -756,12 +749,12 @@ class KubernetesBackend(Backend):
             "message": "aborted with `vitjob cancel`",
         }
         self.api.call(
-            Op("create", BUS_COMMANDS, BUS_GROUP, ns),
+            Op("create", VOLCANO_COMMANDS_PLURAL, VOLCANO_BUS_GROUP, ns),
             self.api.custom.create_namespaced_custom_object,
-            BUS_GROUP,
-            BUS_VERSION,
+            VOLCANO_BUS_GROUP,
+            VOLCANO_BUS_VERSION,
             ns,
-            BUS_COMMANDS,
+            VOLCANO_COMMANDS_PLURAL,
             command,
         )
         log.debug("asked Volcano to abort job %s/%s", ns, name)
@@ -777,12 +770,12 @@ class KubernetesBackend(Backend):
         name = job["metadata"]["name"]
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         self.api.call(
-            Op("delete", VC_JOBS, VC_GROUP, ns, name),
+            Op("delete", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name),
             self.api.custom.delete_namespaced_custom_object,
-            VC_GROUP,
-            VC_VERSION,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
             ns,
-            VC_JOBS,
+            VOLCANO_PLURAL,
             name,
             body=body,
         )
@@ -805,22 +798,22 @@ class KubernetesBackend(Backend):
         selector = f"{LABEL_MANAGED_BY}={APP_NAME}"
         if all_namespaces:
             items = self.api.call(
-                Op("list", VC_JOBS, VC_GROUP),
+                Op("list", VOLCANO_PLURAL, VOLCANO_GROUP),
                 self.api.custom.list_cluster_custom_object,
-                VC_GROUP,
-                VC_VERSION,
-                VC_JOBS,
+                VOLCANO_GROUP,
+                VOLCANO_VERSION,
+                VOLCANO_PLURAL,
                 label_selector=selector,
             )["items"]
         else:
             ns = self._ns()
             items = self.api.call(
-                Op("list", VC_JOBS, VC_GROUP, ns),
+                Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
                 self.api.custom.list_namespaced_custom_object,
-                VC_GROUP,
-                VC_VERSION,
+                VOLCANO_GROUP,
+                VOLCANO_VERSION,
                 ns,
-                VC_JOBS,
+                VOLCANO_PLURAL,
                 label_selector=selector,
             )["items"]
         statuses = sorted((job_status(j) for j in items), key=lambda s: (s.namespace, s.name))
@@ -840,7 +833,7 @@ def _split_objects(objects: list[dict]) -> tuple[dict, list[dict]]:
     jobs = [o for o in objects if is_volcano_job(o)]
     if len(jobs) != 1:
         raise BackendError(
-            f"expected exactly one Volcano Job ({VC_GROUP}/{VC_VERSION}) among the objects to "
+            f"expected exactly one Volcano Job ({VOLCANO_GROUP}/{VOLCANO_VERSION}) among the objects to "
             f"submit, found {len(jobs)}"
         )
     for obj in objects:

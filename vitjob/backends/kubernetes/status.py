@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 from vitjob.api.status import JobPhase, JobStatus, PodStatus
-from vitjob.constants import LABEL_CARDS, LABEL_COMPONENT, LABEL_HW
-from vitjob.kube.kinds import POD_TASK_LABEL, container_status, pod_rank, volcano_phase
+from vitjob.constants import LABEL_CARDS, LABEL_COMPONENT, LABEL_HW, VOLCANO_TASK_SPEC_LABEL
+from vitjob.kube.kinds import container_status, pod_rank, volcano_phase
 from vitjob.kube.logs import parse_ts
 
 
@@ -43,7 +43,7 @@ def pod_status(pod: dict) -> PodStatus:
         reason=waiting.get("reason") or term.get("reason", ""),
         message=waiting.get("message") or term.get("message", ""),
         rank=pod_rank(pod),
-        task=(pod["metadata"].get("labels") or {}).get(POD_TASK_LABEL, ""),
+        task=(pod["metadata"].get("labels") or {}).get(VOLCANO_TASK_SPEC_LABEL, ""),
     )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from vitjob import constants as c
 from vitjob.api.status import JobStatus, PipelinePhase, StageState
 from vitjob.backends.kubernetes.status import job_phase
+from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.errors import (
     ConflictError,
     PipelineNotFoundError,
@@ -31,7 +32,7 @@ from vitjob.errors import (
     VitjobError,
 )
 from vitjob.kube.errors import Op
-from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION, is_volcano_job
+from vitjob.kube.kinds import is_volcano_job
 from vitjob.kube.times import time_text
 from vitjob.pipeline.define import stage_objects
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline, stages_of
@@ -313,12 +314,12 @@ class KubernetesPipelineStore:
         the list lacks it (a same-named job without the label is reported, as foreign)."""
         api, ns = self.backend.api, pipeline.namespace
         listed = api.call(
-            Op("list", VC_JOBS, VC_GROUP, ns),
+            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
             api.custom.list_namespaced_custom_object,
-            VC_GROUP,
-            VC_VERSION,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
             ns,
-            VC_JOBS,
+            VOLCANO_PLURAL,
             label_selector=f"{c.LABEL_PART_OF}={pipeline.part_of}",
         )["items"]
         by_name = {j["metadata"]["name"]: j for j in listed}
