@@ -108,7 +108,8 @@ def main() -> int:
                 submit = dict(seen)
         stop = threading.Event()
         backend = KubernetesBackend(namespace=ns)
-        controller = Controller(backend, ControllerOptions(namespace=ns, health_port=None, resync_s=30.0))
+        options = ControllerOptions(namespace=ns, health_port=None, resync_s=30.0)
+        controller = Controller(backend.api, backend.namespace, options)
         ended: set[str] = set()
         main_tid = threading.get_native_id()
         with counting_requests(resource_of) as seen:

@@ -45,7 +45,7 @@ class Running:
         opts = ControllerOptions(
             health_host="127.0.0.1", health_port=0, identity=agent, **{**FAST, **options}
         )
-        self.controller = Controller(backend, opts)
+        self.controller = Controller(backend.api, backend.namespace, opts)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.controller.run, args=(self.stop_event,), daemon=True)
         self.thread.start()

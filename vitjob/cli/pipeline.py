@@ -23,6 +23,9 @@ from vitjob.pipeline.model import PipelineRecord
 
 log = logging.getLogger("vitjob")
 
+# Seconds one request of the controller may take (the kubernetes backend's default too).
+REQUEST_TIMEOUT_S = 30.0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -190,8 +193,8 @@ def _cmd_controller(args: argparse.Namespace) -> int:
         )
         sys.stdout.write("".join(f"---\n{d}" for d in docs))
         return 0
-    from vitjob.backends.kubernetes.backend import KubernetesBackend
     from vitjob.controller.loop import Controller, ControllerOptions
+    from vitjob.kube.client import RetryPolicy, connect
 
     options = ControllerOptions(
         namespace=args.namespace,
@@ -207,7 +210,7 @@ def _cmd_controller(args: argparse.Namespace) -> int:
         health_host=args.health_host,
         health_port=args.health_port,
     )
-    backend = KubernetesBackend(args.kubeconfig, args.context, args.namespace)
+    api, namespace = connect(args.kubeconfig, args.context, args.namespace, RetryPolicy(), REQUEST_TIMEOUT_S)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -216,5 +219,5 @@ def _cmd_controller(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    Controller(backend, options).run(stop)
+    Controller(api, namespace, options).run(stop)
     return 0

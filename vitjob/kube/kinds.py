@@ -18,8 +18,10 @@ from vitjob.constants import (
     VOLCANO_PODGROUPS_PLURAL,
     VOLCANO_SCHEDULING_GROUP,
     VOLCANO_TASK_INDEX_LABEL,
+    VOLCANO_VERSION,
 )
 from vitjob.errors import BackendError
+from vitjob.kube.errors import Op
 
 if TYPE_CHECKING:
     from vitjob.kube.client import Api
@@ -145,3 +147,25 @@ def quantity(text: str | int | float) -> float:
         return float(parse_quantity(text))
     except (ValueError, TypeError, ArithmeticError):
         return 0.0
+
+
+def get_volcano_job(api: Api, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Volcano Job ``namespace/name``, or None when it does not exist (one GET)."""
+    return api.get_or_none(
+        Op("get", VOLCANO_PLURAL, VOLCANO_GROUP, namespace, name),
+        api.custom.get_namespaced_custom_object,
+        VOLCANO_GROUP,
+        VOLCANO_VERSION,
+        namespace,
+        VOLCANO_PLURAL,
+        name,
+    )
+
+
+def create_object(api: Api, obj: dict[str, Any]) -> dict[str, Any]:
+    """Create ``obj`` (a kind ``kind_info`` knows, its namespace set when namespaced); the created
+    object. ``ConflictError`` when it exists already."""
+    group, plural, _namespaced = kind_info(obj)
+    meta = obj["metadata"]
+    op = Op("create", plural, group, meta.get("namespace"), meta.get("name"))
+    return api.call(op, object_calls(api, obj).create, obj)

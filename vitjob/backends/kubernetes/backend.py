@@ -68,6 +68,8 @@ from vitjob.kube.errors import Op
 from vitjob.kube.kinds import (
     container_started,
     container_status,
+    create_object,
+    get_volcano_job,
     is_volcano_job,
     kind_info,
     object_calls,
@@ -235,7 +237,7 @@ class KubernetesBackend(Backend):
     def execute(self, plan: SubmitPlan) -> SubmitResult:
         """Create the plan's job, or store its pipeline and start the first stage (``store``)."""
         if plan.pipeline is not None:
-            status = KubernetesPipelineStore(self).create_pipeline(plan.pipeline, replace=plan.replace)
+            status = self.pipeline_store().create_pipeline(plan.pipeline, replace=plan.replace)
             name = plan.pipeline.name
             steps = (
                 f"vitjob pipeline run {name} --wait   # advance it from this machine",
@@ -254,7 +256,8 @@ class KubernetesBackend(Backend):
         return SubmitResult(plan, status, None, steps)
 
     def pipeline_store(self) -> KubernetesPipelineStore:
-        return KubernetesPipelineStore(self)
+        """VitJobs in this backend's namespace; new pipelines' first stages go through this backend."""
+        return KubernetesPipelineStore(self.api, self.namespace, jobs=self)
 
     def create_job(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
         """Check the cluster, then create the supporting objects and the Volcano Job (Job last)."""
@@ -405,12 +408,10 @@ class KubernetesBackend(Backend):
     def create_object(self, obj: dict) -> dict:
         """Create one object of a kind ``vitjob.kube.kinds.kind_info`` knows (in this backend's namespace
         when it names none); returns the created object. ``ConflictError`` when it exists already."""
-        group, plural, namespaced = kind_info(obj)
+        _group, _plural, namespaced = kind_info(obj)
         if namespaced and not obj["metadata"].get("namespace"):
             obj = {**obj, "metadata": {**obj["metadata"], "namespace": self.namespace}}
-        meta = obj["metadata"]
-        op = Op("create", plural, group, meta.get("namespace"), meta.get("name"))
-        return self.api.call(op, object_calls(self.api, obj).create, obj)
+        return create_object(self.api, obj)
 
     def _create_supporting(self, obj: dict) -> dict:
         group, plural, _namespaced = kind_info(obj)
@@ -436,15 +437,7 @@ class KubernetesBackend(Backend):
 
     def get_job_or_none(self, ns: str, name: str) -> dict[str, Any] | None:
         """The Volcano Job ``ns/name``, or None when it does not exist."""
-        return self.api.get_or_none(
-            Op("get", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name),
-            self.api.custom.get_namespaced_custom_object,
-            VOLCANO_GROUP,
-            VOLCANO_VERSION,
-            ns,
-            VOLCANO_PLURAL,
-            name,
-        )
+        return get_volcano_job(self.api, ns, name)
 
     def wait_gone(self, name: str, ns: str) -> None:
         """After deleting for --replace: wait until the job and its pods are gone (Volcano issue 1241);

@@ -9,21 +9,22 @@ again): phase, reason, the current stage, each stage's job, state, job phase and
 conditions. Stage jobs carry a controller ownerReference to the VitJob, so deleting it
 garbage-collects them; every recorded step is also an Event on the VitJob (best effort).
 
-Every request goes through ``KubernetesBackend``'s client (``vitjob.kube.client.Api.call``: one error
-mapping, retries).
+Every request goes through the client layer (``vitjob.kube.client.Api.call``: one error mapping,
+retries); a new pipeline's first stage is submitted through the backend (``StageJobSubmitter``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from vitjob import constants as c
 from vitjob.api.status import JobStatus, PipelinePhase, StageState
 from vitjob.backends.kubernetes.status import job_phase
 from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.errors import (
+    BackendError,
     ConflictError,
     PipelineNotFoundError,
     PreflightError,
@@ -31,15 +32,13 @@ from vitjob.errors import (
     ResourceTypeNotServedError,
     VitjobError,
 )
+from vitjob.kube.client import Api
 from vitjob.kube.errors import Op
-from vitjob.kube.kinds import is_volcano_job
+from vitjob.kube.kinds import create_object, get_volcano_job, is_volcano_job
 from vitjob.kube.times import time_text
 from vitjob.pipeline.define import stage_objects
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline, stages_of
 from vitjob.render.manifests import render_event, render_vitjob
-
-if TYPE_CHECKING:
-    from vitjob.backends.kubernetes.backend import KubernetesBackend
 
 log = logging.getLogger(__name__)
 
@@ -200,23 +199,41 @@ def owner_reference(record: PipelineRecord) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- store
+class StageJobSubmitter(Protocol):
+    """What creating and replacing a pipeline needs besides the client: submitting its first stage's
+    objects with the backend's checks, and deleting old stage jobs (``KubernetesBackend`` does it)."""
+
+    def submit(self, objects: list[dict[str, Any]], *, replace: bool = False) -> JobStatus: ...
+
+    def delete_job(self, job: dict[str, Any], ns: str) -> None: ...
+
+    def wait_gone(self, name: str, ns: str) -> None: ...
+
+
 class KubernetesPipelineStore:
     """``PipelineStore`` over VitJobs on a cluster, reading fresh state with each call (CLI use).
 
     Args:
-        backend: the ``KubernetesBackend`` whose client, namespace and error mapping are used.
-        namespace: the pipelines' namespace (default: the backend's).
+        api: the client (one error mapping, retries).
+        namespace: the pipelines' namespace.
+        jobs: submits a new pipeline's first stage and deletes replaced stage jobs; without it the
+            store drives existing pipelines only (the controller's case) and cannot create one.
         component: the Events' source component.
     """
 
-    def __init__(self, backend: KubernetesBackend, namespace: str | None = None, component: str = "vitjob"):
-        self.backend = backend
-        self._namespace = namespace
+    def __init__(
+        self, api: Api, namespace: str, *, jobs: StageJobSubmitter | None = None, component: str = "vitjob"
+    ):
+        self.api = api
+        self.namespace = namespace
+        self.jobs = jobs
         self.component = component
 
-    @property
-    def namespace(self) -> str:
-        return self._namespace or self.backend.namespace
+    def _submitter(self) -> StageJobSubmitter:
+        if self.jobs is None:
+            raise BackendError("this pipeline store drives existing pipelines only; create pipelines "
+                               "with `vitjob submit … --then` (vitjob.Client.submit)")
+        return self.jobs
 
     # -------------------------------------------------------------------------------- create
     def create_pipeline(self, definition: PipelineDefinition, *, replace: bool = False) -> JobStatus:
@@ -241,7 +258,7 @@ class KubernetesPipelineStore:
             spec=definition.spec,
             submitting=True,
         )
-        api = self.backend.api
+        api = self.api
         op = Op("create", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, definition.name)
         try:
             created = api.call(
@@ -253,7 +270,7 @@ class KubernetesPipelineStore:
         first = definition.stages[0]
         objects = [self._own(obj, record) for obj in stage_objects(record, first)]
         try:
-            status = self.backend.submit(objects, replace=replace)
+            status = self._submitter().submit(objects, replace=replace)
         except BaseException:
             self._delete_vitjob(record)
             raise
@@ -283,14 +300,14 @@ class KubernetesPipelineStore:
     def delete_with_jobs(self, record: PipelineRecord) -> None:
         """For --replace: the stage jobs (waiting until they are gone), then the VitJob."""
         for stage in record.stages:
-            job = self.backend.get_job_or_none(record.namespace, record.job_names[stage])
+            job = get_volcano_job(self.api, record.namespace, record.job_names[stage])
             if job is not None:
-                self.backend.delete_job(job, record.namespace)
-                self.backend.wait_gone(record.job_names[stage], record.namespace)
+                self._submitter().delete_job(job, record.namespace)
+                self._submitter().wait_gone(record.job_names[stage], record.namespace)
         self._delete_vitjob(record)
 
     def _delete_vitjob(self, record: PipelineRecord) -> None:
-        api, ns, name = self.backend.api, record.namespace, record.name
+        api, ns, name = self.api, record.namespace, record.name
         op = Op("delete", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
             api.call(op, api.custom.delete_namespaced_custom_object, *self._coords(ns), name)
@@ -312,7 +329,7 @@ class KubernetesPipelineStore:
     def list_stage_jobs(self, pipeline: PipelineRecord) -> dict[str, StageJob]:
         """One LIST by part-of label, plus a GET for the first stage not yet recorded Completed when
         the list lacks it (a same-named job without the label is reported, as foreign)."""
-        api, ns = self.backend.api, pipeline.namespace
+        api, ns = self.api, pipeline.namespace
         listed = api.call(
             Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
             api.custom.list_namespaced_custom_object,
@@ -327,7 +344,7 @@ class KubernetesPipelineStore:
         for stage in pipeline.stages:
             job = by_name.get(pipeline.job_names[stage])
             if job is None and pipeline.progress.get(stage) != StageState.COMPLETED:
-                job = self.backend.get_job_or_none(ns, pipeline.job_names[stage])
+                job = get_volcano_job(self.api, ns, pipeline.job_names[stage])
                 if job is None:
                     break  # reconcile looks no further than the first stage without a job
             if job is not None:
@@ -345,7 +362,7 @@ class KubernetesPipelineStore:
         for obj in stage_objects(pipeline, stage):
             self._own(obj, pipeline)
             try:
-                result = self.backend.create_object(obj)
+                result = create_object(self.api, obj)
             except ConflictError:
                 log.debug("%s %s exists already; counts as created", obj["kind"], obj["metadata"]["name"])
                 continue
@@ -355,7 +372,7 @@ class KubernetesPipelineStore:
 
     def update_pipeline(self, pipeline: PipelineRecord, update: UpdatePipeline) -> PipelineRecord:
         """Write the status (subresource) in one conditional merge patch, then tell it as an Event."""
-        api, ns, name = self.backend.api, pipeline.namespace, pipeline.name
+        api, ns, name = self.api, pipeline.namespace, pipeline.name
         patch = {
             "metadata": {"resourceVersion": pipeline.version} if pipeline.version else {},
             "status": status_after(pipeline, update, time_text()),
@@ -395,7 +412,7 @@ class KubernetesPipelineStore:
             component=self.component,
             now=now,
         )
-        api = self.backend.api
+        api = self.api
         try:
             api.call(Op("create", "events", "", ns), api.core.create_namespaced_event, ns, body)
         except VitjobError as exc:
@@ -403,7 +420,7 @@ class KubernetesPipelineStore:
 
     # ------------------------------------------------------------------------------- helpers
     def read_vitjob(self, name: str, ns: str) -> dict[str, Any] | None:
-        api = self.backend.api
+        api = self.api
         op = Op("get", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
             return api.call(op, api.custom.get_namespaced_custom_object, *self._coords(ns), name)
