@@ -132,7 +132,7 @@ class Client:
                 definition = define_pipeline(spec, stages)
                 if backend_namespace:
                     definition = dataclasses.replace(definition, namespace="")  # the backend's
-                later = {
+                later: dict[str, tuple[dict[str, Any], ...]] = {
                     stage: tuple(self._objects(dataclasses.replace(spec, stage=stage), backend_namespace))
                     for stage in stages
                 }
@@ -228,10 +228,6 @@ class Client:
         """Delete the job and the objects submit created for it."""
         self.backend.delete(name)
 
-    def list(self, all_namespaces: bool = False) -> list[JobStatus]:
-        """The jobs vitjob manages (in the namespace, or in every one)."""
-        return self.backend.list_jobs(all_namespaces=all_namespaces)
-
     # --------------------------------------------------------------------------------- pipelines
     def pipeline_store(self) -> PipelineStore:
         """The store of this backend's pipelines (``BackendError`` if it cannot run any)."""
@@ -283,3 +279,8 @@ class Client:
             for obj in objects:
                 obj.get("metadata", {}).pop("namespace", None)
         return objects
+
+    # ------------------------------------------------------------------------------------- list
+    def list(self, all_namespaces: bool = False) -> list[JobStatus]:
+        """The jobs vitjob manages (in the namespace, or in every one)."""
+        return self.backend.list_jobs(all_namespaces=all_namespaces)

@@ -100,6 +100,7 @@ def field_schema(name: str) -> dict[str, Any]:
     """The OpenAPI schema of ``JobSpec`` field ``name``: type, constraints, default, description."""
     f = next(f for f in dataclasses.fields(s.JobSpec) if f.name == name)
     hint = s.field_types()[name]
+    schema: dict[str, Any]
     if name in _ITEM_SCHEMAS:
         schema = {"type": "array", "items": _ITEM_SCHEMAS[name]()}
     else:

@@ -822,7 +822,7 @@ def read_values_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type information
     """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
 
 

@@ -66,7 +66,7 @@ def pipeline_store(backend: Backend) -> PipelineStore:
 
 def _accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``options`` that ``cls.__init__`` takes by name (all, if it has ``**kwargs``)."""
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = inspect.signature(cls).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         named = {p.name for p in params}
         return {k: v for k, v in options.items() if k in named or k not in _OTHER_BACKEND_OPTIONS}

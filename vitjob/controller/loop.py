@@ -253,9 +253,9 @@ class Controller:
                     for key in self.cache.pipeline_keys(active_only=True):
                         self.queue.add(key)
                     next_resync = time.monotonic() + self.options.resync_s
-                key = self.queue.get(timeout_s=0.2)
-                if key is not None and not lost.is_set():
-                    self._process(key)
+                queued = self.queue.get(timeout_s=0.2)
+                if queued is not None and not lost.is_set():
+                    self._process(queued)
         finally:
             self.is_leader = False
             session.stop.set()
@@ -289,10 +289,12 @@ class Controller:
         ns = None if opts.all_namespaces else opts.namespace or self.namespace
         if kind == "jobs":
             group, version, plural = VOLCANO_GROUP, VOLCANO_VERSION, VOLCANO_PLURAL
-            selectors = {"label_selector": JOB_SELECTOR}
+            selectors: dict[str, Any] = {"label_selector": JOB_SELECTOR}
         else:  # every VitJob is a pipeline
             group, version, plural = c.VITJOB_GROUP, c.VITJOB_VERSION, c.VITJOB_PLURAL
             selectors = {}
+        fn: Callable[..., Any]
+        args: tuple[str, ...]
         if ns is None:
             fn, args = api.custom.list_cluster_custom_object, (group, version, plural)
         else:

@@ -61,7 +61,7 @@ class ObjectCalls(NamedTuple):
     delete: Callable[..., Any]
 
 
-def kind_info(obj: dict) -> KindInfo:
+def kind_info(obj: dict[str, Any]) -> KindInfo:
     """(group, plural, namespaced) of an object vitjob knows how to create; ``BackendError`` otherwise."""
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
     group = api_version.split("/", 1)[0] if "/" in api_version else ""
@@ -73,11 +73,11 @@ def kind_info(obj: dict) -> KindInfo:
     raise BackendError(f"cannot submit a {api_version} {kind}: vitjob creates only {known}")
 
 
-def is_volcano_job(obj: dict) -> bool:
+def is_volcano_job(obj: dict[str, Any]) -> bool:
     return obj.get("kind") == "Job" and obj.get("apiVersion") == VOLCANO_API_VERSION
 
 
-def object_calls(api: Api, obj: dict) -> ObjectCalls:
+def object_calls(api: Api, obj: dict[str, Any]) -> ObjectCalls:
     """The create/replace/read/delete requests of ``obj`` (its ``metadata.namespace`` must be set).
 
     An explicit table rather than ``kubernetes.dynamic.DynamicClient``, measured: its API discovery
@@ -111,26 +111,26 @@ def object_calls(api: Api, obj: dict) -> ObjectCalls:
 
 
 # ---------------------------------------------------------------------------------- Volcano Jobs
-def volcano_phase(job: dict) -> str:
+def volcano_phase(job: dict[str, Any]) -> str:
     """The Job's ``status.state.phase`` (``Pending`` before the Volcano controller wrote one)."""
     return ((job.get("status") or {}).get("state") or {}).get("phase") or "Pending"
 
 
 # -------------------------------------------------------------------------------------------- pods
-def pod_rank(pod: dict) -> int | None:
+def pod_rank(pod: dict[str, Any]) -> int | None:
     """The pod's index in its task (``volcano.sh/task-index``), None without one."""
     value = (pod["metadata"].get("labels") or {}).get(VOLCANO_TASK_INDEX_LABEL)
     return int(value) if value and value.isdigit() else None
 
 
-def container_status(pod: dict) -> dict:
+def container_status(pod: dict[str, Any]) -> dict[str, Any]:
     """The status of the pod's first (main) container; ``{}`` before the kubelet reported one."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     main = pod["spec"]["containers"][0]["name"]
     return next((c for c in statuses if c.get("name") == main), {})
 
 
-def container_started(pod: dict) -> bool:
+def container_started(pod: dict[str, Any]) -> bool:
     """The main container runs or ran (its logs may be read)."""
     cs = container_status(pod)
     state = cs.get("state") or {}
@@ -168,4 +168,5 @@ def create_object(api: Api, obj: dict[str, Any]) -> dict[str, Any]:
     group, plural, _namespaced = kind_info(obj)
     meta = obj["metadata"]
     op = Op("create", plural, group, meta.get("namespace"), meta.get("name"))
-    return api.call(op, object_calls(api, obj).create, obj)
+    created: dict[str, Any] = api.call(op, object_calls(api, obj).create, obj)
+    return created

@@ -133,7 +133,8 @@ class LeaseElector:
         coord = coordination_api(api.client)
         op = Op("get", LEASES, c.LEASE_GROUP, self.namespace, self.name)
         try:
-            return api.call(op, coord.read_namespaced_lease, self.name, self.namespace)
+            lease: dict[str, Any] = api.call(op, coord.read_namespaced_lease, self.name, self.namespace)
+            return lease
         except ResourceNotFoundError:
             return None
 

@@ -90,7 +90,7 @@ def log_prefix(pod_name: str, rank: int | None) -> str:
 # ----------------------------------------------------------------------------------------- reading
 def read_log(
     api: Api,
-    pod: dict,
+    pod: dict[str, Any],
     ns: str,
     *,
     previous: bool = False,
@@ -124,7 +124,7 @@ class PodTrack:
     at_last: int = 0  # how many lines with exactly ``last_ns`` were emitted
     run: int | None = None  # restartCount of the container run being read
     opened: bool = False
-    pod: dict = field(default_factory=dict)  # latest object from the pod watch
+    pod: dict[str, Any] = field(default_factory=dict)  # latest object from the pod watch
     deleted: bool = False
 
 
@@ -279,7 +279,7 @@ class JobFollower:
                     self._track(obj)
                 self.cond.notify_all()
 
-    def _track(self, pod: dict) -> None:
+    def _track(self, pod: dict[str, Any]) -> None:
         if self.pod_name and pod["metadata"]["name"] != self.pod_name:
             return
         uid = pod["metadata"]["uid"]
@@ -352,7 +352,7 @@ class JobFollower:
                 self.cond.wait(timeout=0.5)
         return False
 
-    def _wait_change(self, track: PodTrack, seen: dict) -> None:
+    def _wait_change(self, track: PodTrack, seen: dict[str, Any]) -> None:
         version = seen["metadata"].get("resourceVersion")
         deadline = time.monotonic() + self.opts.pod_recheck_s
         with self.cond:

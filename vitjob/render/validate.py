@@ -110,7 +110,8 @@ def validate_objects(
 def object_problems(obj: Mapping[str, Any], crds: CrdSet | None, version: str) -> list[str]:
     """Problems of one object, each prefixed with ``Kind namespace/name``."""
     api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    metadata = obj.get("metadata")
+    meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
     label = f"{kind or '<no kind>'} {meta.get('namespace', '')}/{meta.get('name', '<no name>')}".replace(
         " /", " "
     )

@@ -200,8 +200,8 @@ class KubernetesBackend(Backend):
     ) -> SubmitPlan:
         """The checks and requests of submitting ``objects`` (a pipeline's first stage, when given);
         no request is made, so a dry run needs no cluster."""
-        objects = copy.deepcopy(list(objects))
-        job, supporting = _split_objects(objects)
+        copied = copy.deepcopy(list(objects))
+        job, supporting = _split_objects(copied)
         ns = job["metadata"].get("namespace") or (pipeline.namespace if pipeline else "")
         name = job["metadata"]["name"]
         where = ns or "the context's namespace"
@@ -226,7 +226,7 @@ class KubernetesBackend(Backend):
             backend=self.name,
             job_name=name,
             namespace=ns,
-            objects=tuple(objects),
+            objects=tuple(copied),
             pipeline=pipeline,
             later_objects=dict(later_objects or {}),
             replace=replace,

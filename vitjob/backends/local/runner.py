@@ -154,9 +154,11 @@ class Runner:
             elif "fieldRef" in item.get("valueFrom", {}):  # status.podIP / status.hostIP
                 path = item["valueFrom"]["fieldRef"].get("fieldPath")
                 field_env = self.network.pod_env(pod)
-                value = {c.FIELD_POD_IP: field_env[c.ENV_POD_IP], c.FIELD_HOST_IP: field_env[c.ENV_HOST_IP]}
-                if path in value:
-                    env[item["name"]] = value[path]
+                field_values = {
+                    c.FIELD_POD_IP: field_env[c.ENV_POD_IP], c.FIELD_HOST_IP: field_env[c.ENV_HOST_IP]
+                }
+                if path in field_values:
+                    env[item["name"]] = field_values[path]
         env.update(self.network.pod_env(pod))
         if self.network.mode != NETNS:  # one shared port space: this job's own free ports
             env.update({c.ENV_SCHED_PORT: str(ports["sched"]), c.ENV_RDZV_PORT: str(ports["rdzv"])})
