@@ -174,7 +174,7 @@ def test_values_file_reaches_the_spec_unchanged(helm: Path, tmp_path: Path) -> N
 
 def test_a_values_file_of_vitjob_render_is_a_values_file_of_the_chart(helm: Path, tmp_path: Path) -> None:
     """The same file for `vitjob render -f` and `helm -f`: the same JobSpec."""
-    from vitjob.api.spec import load_spec
+    from vitjob.api.values import load_spec
 
     text = (
         "hw: gpu\ncards: 16\ngpus_per_pod: 4\nlr: 1e-4\nepochs: 2\ncards_per_pod: null\n"

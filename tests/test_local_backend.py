@@ -22,7 +22,7 @@ import pytest
 from ci_env import in_ci
 
 from vitjob import constants as c
-from vitjob.api.spec import load_spec
+from vitjob.api.values import load_spec
 from vitjob.backends.base import JobPhase
 from vitjob.backends.local.backend import LocalBackend
 from vitjob.backends.local.network import NETNS, SHARED_HOST, choose_mode

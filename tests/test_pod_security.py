@@ -28,7 +28,8 @@ from pod_security_standards import BASELINE, RESTRICTED, pod_templates, violatio
 from test_render import CASES, OPTIONS
 
 from vitjob import images
-from vitjob.api.spec import JobSpec, load_spec
+from vitjob.api.spec import JobSpec
+from vitjob.api.values import load_spec
 from vitjob.render.manifests import (
     PRIVILEGED,
     parse_document,

@@ -30,7 +30,7 @@ import psutil
 import pytest
 from tiny_vit import EPOCHS, SEED, STEPS, TRAIN_IMAGES, independent_test_accuracy, relative_differences
 
-from vitjob.api.spec import load_spec
+from vitjob.api.values import load_spec
 from vitjob.backends.base import JobPhase, JobStatus
 from vitjob.backends.local.backend import LocalBackend
 from vitjob.progress import parse_line

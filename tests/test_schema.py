@@ -24,11 +24,12 @@ from test_render import OPTIONS as RENDER_OPTIONS
 
 from vitjob import constants as c
 from vitjob import generate
-from vitjob.api.spec import JobSpec, load_spec
+from vitjob.api.checks import supported_k8s_versions
+from vitjob.api.spec import JobSpec
+from vitjob.api.values import load_spec
 from vitjob.errors import RenderError, SpecError
 from vitjob.generate import render_crd
 from vitjob.render.manifests import template_environment
-from vitjob.render.validate import supported_k8s_versions
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from vitjob.api.checks import supported_k8s_versions
 from vitjob.api.spec import JobSpec
 from vitjob.render.manifests import render_objects
 from vitjob.render.validate import (
@@ -20,7 +21,6 @@ from vitjob.render.validate import (
     load_crds,
     schema_version,
     strictify,
-    supported_k8s_versions,
     validate_objects,
 )
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from vitjob import constants as c
+from vitjob.api.rules import CHOICES
 from vitjob.api.schema import PRINTER_COLUMNS, crd_schema, nullable_spec_keys, type_schema, values_schema
-from vitjob.api.spec import CHOICES
 from vitjob.render.manifests import (
     build_controller_context,
     client_container_security_context,

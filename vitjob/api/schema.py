@@ -1,4 +1,5 @@
-"""The OpenAPI and JSON schemas of vitjob, derived from the spec model (``vitjob.api.spec``).
+"""The OpenAPI and JSON schemas of vitjob, derived from the spec model (``vitjob.api.spec``) and its
+field tables (``vitjob.api.rules``).
 
 This module owns every schema vitjob publishes: the VitJob custom resource's ``spec`` and ``status``
 (structural OpenAPI v3, as Kubernetes requires of a CRD) and the Helm chart's values
@@ -23,7 +24,20 @@ import typing
 from typing import Any
 
 from vitjob import constants as c
-from vitjob.api import spec as s
+from vitjob.api.checks import field_types
+from vitjob.api.rules import (
+    CHOICES,
+    FIELD_DOCS,
+    INT_RANGES,
+    NAME_RULE,
+    NUMBER_EXCLUSIVE_MINIMUMS,
+    TEXT_RULES,
+    TOLERATION_EFFECTS,
+    TOLERATION_FIELDS,
+    TOLERATION_OPERATORS,
+    TextRule,
+)
+from vitjob.api.spec import METADATA_KEYS, JobSpec
 
 # Stages `then` may list (the stages after train; vitjob.pipeline.parse_then checks their order).
 THEN_STAGES: tuple[str, ...] = c.STAGES[1:]
@@ -59,14 +73,14 @@ def type_schema(hint: Any, where: str) -> dict[str, Any]:
     raise TypeError(f"{where}: no schema for {hint!r}; add one to vitjob.api.schema")
 
 
-def _pattern(rule: s.TextRule) -> str:
+def _pattern(rule: TextRule) -> str:
     source = rule.pattern.pattern
     if not (source.startswith("^") and source.endswith("$")):
         raise ValueError(f"pattern {source!r} must be anchored with ^ and $")
     return f"^(?:{source[1:-1]})?$" if rule.empty_ok else source
 
 
-def _text_constraints(rule: s.TextRule) -> dict[str, Any]:
+def _text_constraints(rule: TextRule) -> dict[str, Any]:
     out: dict[str, Any] = {"pattern": _pattern(rule)}
     if rule.max_length:
         out["maxLength"] = rule.max_length
@@ -78,9 +92,9 @@ def _text_constraints(rule: s.TextRule) -> dict[str, Any]:
 def toleration_schema() -> dict[str, Any]:
     """One toleration: the Kubernetes Toleration fields, typed and with their enums."""
     properties: dict[str, Any] = {key: type_schema(t, f"tolerations[].{key}") for key, t in
-                                  s.TOLERATION_FIELDS.items()}
-    properties["operator"]["enum"] = list(s.TOLERATION_OPERATORS)
-    properties["effect"]["enum"] = ["", *s.TOLERATION_EFFECTS]  # "": every effect
+                                  TOLERATION_FIELDS.items()}
+    properties["operator"]["enum"] = list(TOLERATION_OPERATORS)
+    properties["effect"]["enum"] = ["", *TOLERATION_EFFECTS]  # "": every effect
     return {"type": "object", "properties": properties}
 
 
@@ -98,25 +112,25 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 
 def field_schema(name: str) -> dict[str, Any]:
     """The OpenAPI schema of ``JobSpec`` field ``name``: type, constraints, default, description."""
-    f = next(f for f in dataclasses.fields(s.JobSpec) if f.name == name)
-    hint = s.field_types()[name]
+    f = next(f for f in dataclasses.fields(JobSpec) if f.name == name)
+    hint = field_types(JobSpec)[name]
     schema: dict[str, Any]
     if name in _ITEM_SCHEMAS:
         schema = {"type": "array", "items": _ITEM_SCHEMAS[name]()}
     else:
         schema = type_schema(hint, name)
-    if name in s.FIELD_DOCS:
-        schema["description"] = s.FIELD_DOCS[name]
-    if name in s.CHOICES:
-        schema["enum"] = list(s.CHOICES[name])
-    if name in s.INT_RANGES:  # a list of integers: each item's range
+    if name in FIELD_DOCS:
+        schema["description"] = FIELD_DOCS[name]
+    if name in CHOICES:
+        schema["enum"] = list(CHOICES[name])
+    if name in INT_RANGES:  # a list of integers: each item's range
         ranged = schema["items"] if schema["type"] == "array" else schema
-        ranged["minimum"], ranged["maximum"] = s.INT_RANGES[name]
-    if name in s.NUMBER_EXCLUSIVE_MINIMUMS:
-        schema["minimum"] = _exact(s.NUMBER_EXCLUSIVE_MINIMUMS[name])
+        ranged["minimum"], ranged["maximum"] = INT_RANGES[name]
+    if name in NUMBER_EXCLUSIVE_MINIMUMS:
+        schema["minimum"] = _exact(NUMBER_EXCLUSIVE_MINIMUMS[name])
         schema["exclusiveMinimum"] = True
-    if name in s.TEXT_RULES:
-        schema.update(_text_constraints(s.TEXT_RULES[name]))
+    if name in TEXT_RULES:
+        schema.update(_text_constraints(TEXT_RULES[name]))
     default = _default(f)
     if default is not dataclasses.MISSING and default is not None:
         schema["default"] = default
@@ -140,15 +154,15 @@ def then_schema() -> dict[str, Any]:
 
 def spec_fields() -> tuple[str, ...]:
     """The VitJob spec keys: every JobSpec field but name and namespace, in the dataclass's order."""
-    return tuple(f.name for f in dataclasses.fields(s.JobSpec) if f.name not in s.METADATA_KEYS)
+    return tuple(f.name for f in dataclasses.fields(JobSpec) if f.name not in METADATA_KEYS)
 
 
 def spec_schema() -> dict[str, Any]:
     """The VitJob ``spec``: structural OpenAPI v3 (every node typed, no $ref, nullable, no anyOf)."""
     properties = {name: field_schema(name) for name in spec_fields()}
     properties["then"] = then_schema()
-    required = [f.name for f in dataclasses.fields(s.JobSpec)
-                if f.name not in s.METADATA_KEYS and _default(f) is dataclasses.MISSING]
+    required = [f.name for f in dataclasses.fields(JobSpec)
+                if f.name not in METADATA_KEYS and _default(f) is dataclasses.MISSING]
     return {
         "type": "object",
         "description": "The run: the keys of a values file (`vitjob render -f`), without name and namespace "
@@ -265,9 +279,9 @@ def values_schema(controller: dict[str, Any]) -> dict[str, Any]:
     # name: empty takes the release name; any name the spec accepts is shorter than a label (pod names).
     name = {
         "type": "string",
-        "description": s.FIELD_DOCS["name"] + " Empty: the release name.",
+        "description": FIELD_DOCS["name"] + " Empty: the release name.",
         "maxLength": c.MAX_NAME_LENGTH,
-        "pattern": _pattern(dataclasses.replace(s.NAME_RULE, empty_ok=True)),
+        "pattern": _pattern(dataclasses.replace(NAME_RULE, empty_ok=True)),
         "default": "",
     }
     properties = {

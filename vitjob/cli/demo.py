@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from vitjob.api.spec import load_spec
+    from vitjob.api.values import load_spec
     from vitjob.cli.console import RunConsole
     from vitjob.cli.jobs import report_pipeline_run
     from vitjob.client import Client

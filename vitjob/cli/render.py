@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from vitjob import constants as c
-from vitjob.api.spec import JobSpec, load_spec
+from vitjob.api.spec import JobSpec
+from vitjob.api.values import load_spec
 from vitjob.errors import UsageError
 from vitjob.render.manifests import object_file_name, render_documents, render_objects
 

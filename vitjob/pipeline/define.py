@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vitjob import constants as c
-from vitjob.api.spec import METADATA_KEYS, SPEC_KEYS, JobSpec, spec_error
+from vitjob.api.checks import spec_error
+from vitjob.api.spec import METADATA_KEYS, SPEC_KEYS, JobSpec
 from vitjob.errors import UsageError
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, stages_of
 from vitjob.render.manifests import render_objects
