@@ -2,7 +2,7 @@
 
 Starts (or reuses) `./dev.sh cluster up`, adds a KWOK node and the two PVCs in a fresh namespace,
 submits ``--pipelines`` VitJobs with ``vitjob submit --then eval,export,infer310`` (the first one's
-requests counted: the submit row), then runs ``vitjob.controller.Controller`` in this process while
+requests counted: the submit row), then runs ``vitjob.controller.loop.Controller`` in this process while
 every stage's pods are ended with exit code 0 as soon as they run (KWOK's pod-exit stage), until every
 VitJob is Completed. Unlike ``bench_controller.py`` (the fake API server, which completes a job at
 once), real Volcano moves each job through Pending → Running → Completed, and the controller records

@@ -4,7 +4,7 @@
 - Each stage x hardware x size of the render matrix, a spec with every option, and the controller
   Deployment pass ``restricted``; the only pods that do not are ``hw: ascend`` with
   ``ascend_host_mounts`` (hostPath driver and hccn.conf), which fail baseline on "HostPath Volumes"
-  alone and are labelled ``privileged`` by ``vitjob.render.pod_security_level``.
+  alone and are labelled ``privileged`` by ``vitjob.render.manifests.pod_security_level``.
 - The check itself fails on each injected violation (one per control), so a pass means something.
 - The same pods, and the injected violations, through the real admission checks: ``tests/psacheck``
   (Go, k8s.io/pod-security-admission v0.35.3, what the API server's PodSecurity plugin runs) gives the

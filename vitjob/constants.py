@@ -88,7 +88,7 @@ DATA_MOUNT_PATH: Final = "/data"
 OUTPUT_MOUNT_PATH: Final = "/output"
 SHM_MOUNT_PATH: Final = "/dev/shm"
 # Scratch under a read-only root filesystem: an emptyDir here and one over the image user's home
-# (vitjob.images.HOME_DIR: HOME and the working directory), see vitjob.render.volumes.
+# (vitjob.images.HOME_DIR: HOME and the working directory), see vitjob.render.manifests.volumes.
 TMP_MOUNT_PATH: Final = "/tmp"
 DEFAULT_DATA_PVC: Final = "vitjob-data"
 DEFAULT_OUTPUT_PVC: Final = "vitjob-output"

@@ -55,7 +55,7 @@ def template_header(source: str, what: str) -> str:
 
 def controller_schema() -> dict[str, Any]:
     """``controller``: ``enabled`` plus the options of ``vitjob controller --render``
-    (``vitjob.render.build_controller_context``, its defaults included), but the namespace."""
+    (``vitjob.render.manifests.build_controller_context``, its defaults included), but the namespace."""
     hints = typing.get_type_hints(build_controller_context)
     properties: dict[str, Any] = {
         "enabled": {"type": "boolean", "default": True,
@@ -110,7 +110,8 @@ def controller_objects_template() -> str:
     install, with ``@RELEASE_NAMESPACE@`` where the release namespace goes. The chart fills in only what
     its values choose: the namespace, image, pull policy, replicas, health port and command. A second
     define, ``vitjob.clientPodSecurity``, holds the pod and container security contexts of the chart's
-    other pod, the ``helm test`` pod (``vitjob.render.client_*_security_context``, the controller's)."""
+    other pod, the ``helm test`` pod (``vitjob.render.manifests.client_*_security_context``, the
+    controller's)."""
     variants = {
         scope: [
             parse_document(d)

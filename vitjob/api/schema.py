@@ -39,7 +39,7 @@ from vitjob.api.rules import (
 )
 from vitjob.api.spec import METADATA_KEYS, JobSpec
 
-# Stages `then` may list (the stages after train; vitjob.pipeline.parse_then checks their order).
+# Stages `then` may list (the stages after train; vitjob.pipeline.define.parse_then checks their order).
 THEN_STAGES: tuple[str, ...] = c.STAGES[1:]
 # kubectl get vitjobs: the run's current stage and phase, its size and hardware.
 PRINTER_COLUMNS: tuple[dict[str, str], ...] = (

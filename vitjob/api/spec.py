@@ -19,7 +19,7 @@ RuntimeDefault, no privilege escalation, every capability dropped, a read-only r
 keys ``run_as_user``, ``run_as_group``, ``fs_group``, ``supplemental_groups`` and
 ``read_only_root_filesystem`` tune it (defaults: the image's user, ``vitjob.images.USER_ID``). Only
 ``hw: ascend`` with ``ascend_host_mounts`` (the default) mounts node paths (hostPath), which needs the
-``privileged`` level (``vitjob.render.pod_security_level``).
+``privileged`` level (``vitjob.render.manifests.pod_security_level``).
 
 Its checks are ``vitjob.api.checks`` (with the field tables of ``vitjob.api.rules``); values files,
 CLI flags and ``--set`` become a ``JobSpec`` through ``vitjob.api.values.load_spec``.

@@ -1,7 +1,7 @@
 """Backends run rendered Volcano Jobs: ``local`` (processes on this machine) and ``kubernetes``.
 
 ``get_backend(name, **options)`` returns one; both implement ``vitjob.backends.base.Backend``.
-``pipeline_store(backend)`` returns the ``vitjob.pipeline.PipelineStore`` that runs pipelines on it.
+``pipeline_store(backend)`` returns the ``vitjob.pipeline.model.PipelineStore`` that runs pipelines on it.
 Backend modules are imported only when chosen, so the kubernetes client is never loaded for
 local runs (and vice versa).
 """
@@ -60,7 +60,7 @@ def pipeline_store(backend: Backend) -> PipelineStore:
         return store
     raise BackendError(
         f"the {backend.name} backend cannot run pipelines (it does not implement "
-        "vitjob.pipeline.PipelineStore); use --backend kubernetes or --backend local"
+        "vitjob.pipeline.model.PipelineStore); use --backend kubernetes or --backend local"
     )
 
 

@@ -499,7 +499,7 @@ def render_vitjob(
     spec: Mapping[str, Any],
     submitting: bool = False,
 ) -> dict[str, Any]:
-    """The VitJob of a run: ``spec`` is its spec values (``vitjob.pipeline.resource_spec``);
+    """The VitJob of a run: ``spec`` is its spec values (``vitjob.pipeline.define.resource_spec``);
     ``submitting`` marks it as having its first stage created by ``vitjob submit``."""
     context = {
         "api_version": c.VITJOB_API_VERSION,

@@ -88,7 +88,7 @@ def validate_objects(
     """Check every object; raise ``ValidationError`` listing every problem with its field path.
 
     Args:
-        objects: parsed objects (``vitjob.render.render_objects``).
+        objects: parsed objects (``vitjob.render.manifests.render_objects``).
         crd_source: a CRD file or directory, CRD objects from the cluster, or a ``CrdSet``. With
             None, custom resources are checked only for their metadata and pod templates (a
             warning is logged); pass the Volcano CRD for the full check.

@@ -1,4 +1,4 @@
-"""Pipelines on Kubernetes: the ``vitjob.pipeline.PipelineStore`` protocol over VitJob resources.
+"""Pipelines on Kubernetes: the ``vitjob.pipeline.model.PipelineStore`` protocol over VitJob resources.
 
 A pipeline NAME is the ``VitJob`` NAME (``vitjob.io/v1alpha1``, rendered from
 ``manifests/vitjob.yaml.j2``; its CRD is ``charts/vitjob/crds/``). Its ``spec`` holds the run's spec

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class LocalPipelineStore:
-    """Pipelines on the local backend (``vitjob.pipeline.PipelineStore``).
+    """Pipelines on the local backend (``vitjob.pipeline.model.PipelineStore``).
 
     A pipeline is ``<local-root>/pipelines/<name>.json`` (the run's spec and its progress); its stage
     jobs are ordinary local jobs. Each stage is rendered from the stored spec when it starts
