@@ -29,7 +29,7 @@ from vitjob.backends import get_backend, pipeline_store
 from vitjob.backends.base import Backend, SubmitPlan, SubmitResult
 from vitjob.constants import DEFAULT_NAMESPACE, STAGES
 from vitjob.errors import BackendError, PipelineNotFoundError, UsageError
-from vitjob.pipeline.define import define_pipeline, parse_then
+from vitjob.pipeline.define import define_pipeline, in_order, parse_then
 from vitjob.pipeline.model import Observed, PipelineRecord, PipelineStore
 from vitjob.pipeline.runner import cancel_pipeline, delete_pipeline, observe, run_pipeline
 from vitjob.render.manifests import render_objects
@@ -114,6 +114,11 @@ class Client:
             raise UsageError("submit takes a spec or rendered objects (--manifest), not both or neither")
         first_stage = spec.stage if spec else STAGES[0]
         stages = parse_then(then, first_stage) if isinstance(then, str) else tuple(then)
+        if stages and not in_order((first_stage, *stages)):
+            raise UsageError(
+                f"then {list(stages)}: stages must follow {first_stage} in the order "
+                f"{' → '.join(STAGES)}, each once (e.g. ['eval', 'export', 'infer310'])"
+            )
         # a spec in the default namespace, no namespace asked for: the backend's (the context's)
         backend_namespace = (
             self.namespace is None and spec is not None and spec.namespace == DEFAULT_NAMESPACE
