@@ -43,7 +43,6 @@ from vitjob.render.manifests import render_event, render_vitjob
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
-API_VERSION = c.VITJOB_API_VERSION
 ENDED_STATES = (StageState.COMPLETED, StageState.FAILED)
 
 
@@ -189,7 +188,7 @@ def event_for(record: PipelineRecord, update: UpdatePipeline) -> tuple[str, str,
 
 def owner_reference(record: PipelineRecord) -> dict[str, Any]:
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": c.VITJOB_API_VERSION,
         "kind": c.VITJOB_KIND,
         "name": record.name,
         "uid": record.uid,
@@ -400,7 +399,7 @@ class KubernetesPipelineStore:
         body = render_event(
             namespace=ns,
             involved={
-                "apiVersion": API_VERSION,
+                "apiVersion": c.VITJOB_API_VERSION,
                 "kind": c.VITJOB_KIND,
                 "name": record.name,
                 "namespace": ns,
