@@ -2,15 +2,16 @@
 
 Built on the client layer ``vitjob.kube`` (errors, retrying client, kinds, watches, log following),
 this module owns what vitjob does with a cluster:
-- submit (preflight: Volcano installed, namespace and queue exist, devices fit; validation against the
-  cluster's own CRD schema; supporting objects then the Job; ``replace``);
+- submit plans (``plan_submit``: the objects, checks and requests, with no request made; what
+  ``--dry-run`` prints) and their execution (``execute``: preflight: Volcano installed, namespace and
+  queue exist, devices fit; validation against the cluster's own CRD schema; supporting objects then
+  the Job; ``replace``; a pipeline through ``store``);
 - status with the reasons behind Pending/Failed (PodGroup, events, exit codes, last log lines) and
   training progress; log merging and following; wait, cancel (Volcano ``bus.volcano.sh`` Command
   ``AbortJob``), delete and list;
-- the conversions of Volcano Jobs and pods to ``JobStatus``/``PodStatus``/``JobPhase`` (``job_status``,
-  ``pod_status``, ``job_phase``);
-- public operations other modules build on: ``create_object``, ``delete_job``, ``wait_gone``,
-  ``get_job_or_none``, ``watch_job`` and ``api`` (the ``vitjob.kube.client.Api``).
+- operations the VitJob store builds on for new pipelines (``StageJobSubmitter``): ``submit``,
+  ``delete_job``, ``wait_gone``. The conversions of Volcano Jobs and pods to status records are
+  ``status``; pipelines on the cluster are ``store``.
 
 ``kubernetes`` is imported lazily so ``import vitjob`` stays fast and works without it.
 """
