@@ -114,3 +114,12 @@ def test_a_stage_is_rendered_from_the_stored_spec_when_it_starts(fake) -> None:
     rendered = render_objects(dataclasses.replace(_spec(epochs=2), stage="eval"))[-1]
     assert created["spec"]["tasks"] == rendered["spec"]["tasks"]
     assert created["metadata"]["ownerReferences"][0]["name"] == "vit"
+
+
+def test_a_spec_left_in_the_default_namespace_goes_to_the_clients(fake) -> None:
+    plan = Client("kubernetes", namespace="ml").submit(_spec(), dry_run=True)
+    assert plan.namespace == "ml" and plan.requests == ("create Job vit-train in ml",)
+    assert all("namespace" not in o["metadata"] for o in plan.objects)  # the backend's, at submit
+    chosen = Client("kubernetes", namespace="ml").submit(_spec(namespace="team-a"), dry_run=True)
+    assert chosen.namespace == "team-a" and chosen.objects[-1]["metadata"]["namespace"] == "team-a"
+    assert fake.requests == []

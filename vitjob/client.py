@@ -119,10 +119,9 @@ class Client:
                 f"then {list(stages)}: stages must follow {first_stage} in the order "
                 f"{' → '.join(STAGES)}, each once (e.g. ['eval', 'export', 'infer310'])"
             )
-        # a spec in the default namespace, no namespace asked for: the backend's (the context's)
-        backend_namespace = (
-            self.namespace is None and spec is not None and spec.namespace == DEFAULT_NAMESPACE
-        )
+        # a spec left in the default namespace goes to the backend's: the client's namespace, else the
+        # kubeconfig context's (the CLI's -n sets both, so -n X means X either way)
+        backend_namespace = spec is not None and spec.namespace == DEFAULT_NAMESPACE
         if objects is not None:
             if stages:
                 raise UsageError(

@@ -203,7 +203,10 @@ class KubernetesBackend(Backend):
         no request is made, so a dry run needs no cluster."""
         copied = copy.deepcopy(list(objects))
         job, supporting = _split_objects(copied)
+        # the objects' namespace, else the one this backend was given ("": the context's, known once
+        # connected; planning makes no request)
         ns = job["metadata"].get("namespace") or (pipeline.namespace if pipeline else "")
+        ns = ns or self.settings.namespace or ""
         name = job["metadata"]["name"]
         where = ns or "the context's namespace"
         checks = [
