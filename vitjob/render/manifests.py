@@ -200,7 +200,8 @@ def manifests_dir() -> Any:
 def _load_template(name: str) -> str:
     path = manifests_dir().joinpath(name)
     try:
-        return path.read_text(encoding="utf-8")
+        text: str = path.read_text(encoding="utf-8")
+        return text
     except FileNotFoundError:
         raise RenderError(
             f"template {name} not found in {path}: the vitjob installation is incomplete; "

@@ -5,6 +5,7 @@ the controller's cache."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from vitjob.api.status import JobPhase, JobStatus, PodStatus
 from vitjob.constants import LABEL_CARDS, LABEL_COMPONENT, LABEL_HW, VOLCANO_TASK_SPEC_LABEL
@@ -12,7 +13,7 @@ from vitjob.kube.kinds import container_status, pod_rank, volcano_phase
 from vitjob.kube.logs import parse_ts
 
 
-def age_s(meta: dict) -> float:
+def age_s(meta: dict[str, Any]) -> float:
     """Seconds since the object's creationTimestamp (0 without one)."""
     created = meta.get("creationTimestamp")
     if not created:
@@ -20,7 +21,7 @@ def age_s(meta: dict) -> float:
     return max(0.0, time.time() - parse_ts(created) / 1e9)
 
 
-def job_phase(job: dict) -> JobPhase:
+def job_phase(job: dict[str, Any]) -> JobPhase:
     """The Volcano Job's phase (``Unknown`` for a phase this version does not know)."""
     try:
         return JobPhase(volcano_phase(job))
@@ -28,7 +29,7 @@ def job_phase(job: dict) -> JobPhase:
         return JobPhase.UNKNOWN
 
 
-def pod_status(pod: dict) -> PodStatus:
+def pod_status(pod: dict[str, Any]) -> PodStatus:
     """A pod as ``vitjob status`` shows it."""
     cs = container_status(pod)
     state = cs.get("state") or {}
@@ -47,7 +48,7 @@ def pod_status(pod: dict) -> PodStatus:
     )
 
 
-def job_status(job: dict, pods: list[dict] | None = None) -> JobStatus:
+def job_status(job: dict[str, Any], pods: list[dict[str, Any]] | None = None) -> JobStatus:
     """A Volcano Job (and its pods) as ``vitjob status``/``list`` show it."""
     meta, status = job["metadata"], job.get("status") or {}
     labels = meta.get("labels") or {}

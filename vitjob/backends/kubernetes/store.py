@@ -422,7 +422,10 @@ class KubernetesPipelineStore:
         api = self.api
         op = Op("get", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
-            return api.call(op, api.custom.get_namespaced_custom_object, *self._coords(ns), name)
+            found: dict[str, Any] = api.call(
+                op, api.custom.get_namespaced_custom_object, *self._coords(ns), name
+            )
+            return found
         except ResourceTypeNotServedError:
             raise self._no_crd(ns) from None
         except ResourceNotFoundError:

@@ -114,7 +114,8 @@ class LocalBackend(Backend):
     def _read_state(self, name: str) -> dict[str, Any]:
         path = self.job_dir(name) / STATE_FILE
         try:
-            return json.loads(path.read_text())
+            state: dict[str, Any] = json.loads(path.read_text())
+            return state
         except FileNotFoundError:
             raise JobNotFoundError(
                 f"no local job {name!r} under {self.root / 'jobs'} (`vitjob list --backend local`)"
@@ -171,7 +172,7 @@ class LocalBackend(Backend):
     def pipeline_store(self) -> LocalPipelineStore:
         return LocalPipelineStore(self)
 
-    def run_job(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
+    def run_job(self, objects: list[dict[str, Any]], *, replace: bool = False) -> JobStatus:
         """Run one job's objects in the foreground until the job ends; its status then."""
         job = find_volcano_job(objects)
         name = job["metadata"]["name"]
