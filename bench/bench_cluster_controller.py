@@ -2,7 +2,7 @@
 
 Starts (or reuses) `./dev.sh cluster up`, adds a KWOK node and the two PVCs in a fresh namespace,
 submits ``--pipelines`` VitJobs with ``vitjob submit --then eval,export,infer310`` (the first one's
-requests counted: the submit row), then runs ``vitjob.controller.Controller`` in this process while
+requests counted: the submit row), then runs ``vitjob.controller.loop.Controller`` in this process while
 every stage's pods are ended with exit code 0 as soon as they run (KWOK's pod-exit stage), until every
 VitJob is Completed. Unlike ``bench_controller.py`` (the fake API server, which completes a job at
 once), real Volcano moves each job through Pending → Running → Completed, and the controller records
@@ -85,9 +85,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pipelines", type=int, default=5, help="VitJobs run through all four stages")
     args = parser.parse_args()
-    from vitjob.backends.kubernetes import KubernetesBackend
+    from vitjob.backends.kubernetes.backend import KubernetesBackend
     from vitjob.cli import main as vitjob_main
-    from vitjob.controller import Controller, ControllerOptions
+    from vitjob.controller.loop import Controller, ControllerOptions
 
     kube = start_cluster()
     os.environ["KUBECONFIG"] = str(kube.kubeconfig)
@@ -108,7 +108,8 @@ def main() -> int:
                 submit = dict(seen)
         stop = threading.Event()
         backend = KubernetesBackend(namespace=ns)
-        controller = Controller(backend, ControllerOptions(namespace=ns, health_port=None, resync_s=30.0))
+        options = ControllerOptions(namespace=ns, health_port=None, resync_s=30.0)
+        controller = Controller(backend.api, backend.namespace, options)
         ended: set[str] = set()
         main_tid = threading.get_native_id()
         with counting_requests(resource_of) as seen:

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fake_kube_api import FakeKubeAPI
 from kube_testing import crd_dir, volcano_job
 
-import vitjob.backends.kubernetes as kube
+import vitjob.backends.kubernetes.backend as kube
+from vitjob.kube.logs import FollowOptions
 
 
 def count(fake: FakeKubeAPI, action) -> int:
@@ -36,7 +37,7 @@ def measure(pods: int, window_s: float, tmp: Path) -> dict[str, float]:
         for i in range(pods):
             fake.add_node(f"node-{i}", {"huawei.com/Ascend910": "8"})
         backend = kube.KubernetesBackend(kubeconfig=fake.write_kubeconfig(tmp / f"kc{pods}"),
-                                         follow=kube.FollowOptions(end_grace_s=2.0))
+                                         follow=FollowOptions(end_grace_s=2.0))
         name = f"bench-{pods}"
         row: dict[str, float] = {"pods": pods}
         row["submit"] = count(fake, lambda: backend.submit([volcano_job(name, replicas=pods)]))

@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from vitjob.render import render_objects
-from vitjob.spec import JobSpec
-from vitjob.validate import load_crds, validate_objects
+from vitjob.api.spec import JobSpec
+from vitjob.render.manifests import render_objects
+from vitjob.render.validate import load_crds, validate_objects
 
 DEFAULT_CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
 

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from fake_kube_api import FakeKubeAPI
 
-import vitjob.backends.kubernetes as kube
+import vitjob.backends.kubernetes.backend as kube
+from vitjob.kube.client import RetryPolicy
+from vitjob.kube.logs import FollowOptions
 
 _SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
 VITJOB_CRD_FILE = Path(__file__).resolve().parents[1] / "charts/vitjob/crds/vitjob.io_vitjobs.yaml"
@@ -49,8 +51,8 @@ def fake_cluster(
         kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         # Fast retries and short follow grace periods: the tests stay in seconds.
-        monkeypatch.setattr(kube, "DEFAULT_RETRY", kube.RetryPolicy(attempts=3, backoff_s=0.01))
-        monkeypatch.setattr(kube, "DEFAULT_FOLLOW", kube.FollowOptions(end_grace_s=3.0, pod_recheck_s=0.5))
+        monkeypatch.setattr(kube, "DEFAULT_RETRY", RetryPolicy(attempts=3, backoff_s=0.01))
+        monkeypatch.setattr(kube, "DEFAULT_FOLLOW", FollowOptions(end_grace_s=3.0, pod_recheck_s=0.5))
         yield fake
     finally:
         fake.stop()
@@ -131,8 +133,8 @@ class Collector:
 
 def pipeline_definition(name: str, then: tuple[str, ...] = ("eval", "export", "infer310"), **spec: Any):
     """A ``PipelineDefinition`` of small CPU jobs (``vitjob submit --hw cpu --then …`` would render)."""
-    from vitjob.pipeline import define_pipeline
-    from vitjob.spec import JobSpec
+    from vitjob.api.spec import JobSpec
+    from vitjob.pipeline.define import define_pipeline
 
     return define_pipeline(JobSpec(name=name, hw="cpu", cards=1, **spec), then)
 
@@ -141,9 +143,9 @@ def seed_pipeline(fake: FakeKubeAPI, definition: Any, namespace: str = "default"
     """Put a pipeline on the fake cluster the way ``submit --then`` does (the VitJob, the first stage's
     job owned by it, then Running with that stage Created), without the client round trips: for
     tests of many pipelines."""
-    import yaml
-
-    from vitjob.render import render_vitjob
+    from vitjob.pipeline.define import stage_objects
+    from vitjob.pipeline.model import PipelineRecord
+    from vitjob.render.manifests import render_vitjob
 
     vitjob = render_vitjob(
         name=definition.name,
@@ -156,7 +158,9 @@ def seed_pipeline(fake: FakeKubeAPI, definition: Any, namespace: str = "default"
     created = fake.create("vitjob.io", "vitjobs", vitjob, namespace)
     owner = {"apiVersion": "vitjob.io/v1alpha1", "kind": "VitJob", "name": definition.name,
              "uid": created["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
-    for obj in yaml.safe_load_all(first.manifest):
+    record = PipelineRecord(definition.name, namespace, definition.part_of, definition.stages, {},
+                            spec=definition.spec)
+    for obj in stage_objects(record, first):
         obj["metadata"]["namespace"] = namespace
         obj["metadata"]["ownerReferences"] = [owner]
         fake.create("batch.volcano.sh", "jobs", obj, namespace)
@@ -164,8 +168,9 @@ def seed_pipeline(fake: FakeKubeAPI, definition: Any, namespace: str = "default"
     def started(obj: dict[str, Any]) -> None:  # in this order, as submit does: see create_pipeline
         obj["status"] = {
             "phase": "Running",
-            "stage": first.stage,
-            "stages": [{"name": first.stage, "job": first.job_name, "state": "Created", "phase": "Pending"}],
+            "stage": first,
+            "stages": [{"name": first, "job": definition.job_name(first), "state": "Created",
+                        "phase": "Pending"}],
         }
 
     return fake.update("vitjob.io", "vitjobs", definition.name, namespace, started)

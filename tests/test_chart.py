@@ -5,7 +5,7 @@
 (CI=true), where they fail: there the install step must have worked.
 
 The chart renders no job: one VitJob whose spec is the values (the controller renders its stages with
-vitjob.render), the controller with its RBAC, and a test hook. What is checked, each against a fact
+vitjob.render.manifests), the controller with its RBAC, and a test hook. What is checked, each against a fact
 from outside the chart: the VitJob's spec is exactly the values given over values.yaml; the CRD in
 crds/ is the generated one; the controller's objects are what ``vitjob controller --render`` prints;
 Helm itself refuses bad values with values.schema.json; no template writes a Volcano Job; every pod
@@ -30,15 +30,15 @@ from pod_security_standards import RESTRICTED, pod_templates, violations
 from test_schema import crd_spec_validator
 
 from vitjob import constants as c
+from vitjob.api.spec import JobSpec
+from vitjob.generate import render_crd
 from vitjob.images import default_image
-from vitjob.render import (
+from vitjob.render.manifests import (
     client_container_security_context,
     client_pod_security_context,
     parse_document,
     render_controller_documents,
 )
-from vitjob.schema import render_crd
-from vitjob.spec import JobSpec
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "vitjob"
@@ -174,7 +174,7 @@ def test_values_file_reaches_the_spec_unchanged(helm: Path, tmp_path: Path) -> N
 
 def test_a_values_file_of_vitjob_render_is_a_values_file_of_the_chart(helm: Path, tmp_path: Path) -> None:
     """The same file for `vitjob render -f` and `helm -f`: the same JobSpec."""
-    from vitjob.spec import load_spec
+    from vitjob.api.values import load_spec
 
     text = (
         "hw: gpu\ncards: 16\ngpus_per_pod: 4\nlr: 1e-4\nepochs: 2\ncards_per_pod: null\n"
@@ -264,7 +264,7 @@ def test_controller_is_on_by_default_and_can_be_left_out(helm: Path, tmp_path: P
 def test_controller_defaults_are_the_render_defaults() -> None:
     import inspect
 
-    from vitjob.render import build_controller_context
+    from vitjob.render.manifests import build_controller_context
 
     params = inspect.signature(build_controller_context).parameters
     for key, value in DEFAULTS["controller"].items():
@@ -391,7 +391,7 @@ def test_helm_test_pod_runs_pipeline_status_with_read_only_rights(helm: Path, tm
 
 def test_every_pod_of_the_chart_passes_restricted(helm: Path, tmp_path: Path, psacheck: Path) -> None:
     """The controller Deployment and the helm test pod, for both install scopes, by the documented rules
-    and by the real admission checks; the test pod's security contexts are vitjob.render's (the
+    and by the real admission checks; the test pod's security contexts are vitjob.render.manifests's (the
     generated vitjob.clientPodSecurity)."""
     for values in ({}, {"controller": {"all_namespaces": True, "replicas": 1}}):
         pods = [pod for obj in objects_of(template(helm, tmp_path, "--set", "hw=cpu", values=values))

@@ -86,9 +86,10 @@ def test_unreachable_server_names_the_url(tmp_path, monkeypatch, capsys):
             }
         )
     )
-    import vitjob.backends.kubernetes as kube
+    import vitjob.backends.kubernetes.backend as kube
+    from vitjob.kube.client import RetryPolicy
 
-    monkeypatch.setattr(kube, "DEFAULT_RETRY", kube.RetryPolicy(attempts=2, backoff_s=0.01))
+    monkeypatch.setattr(kube, "DEFAULT_RETRY", RetryPolicy(attempts=2, backoff_s=0.01))
     code, _, err = run(capsys, "status", "x", "--kubeconfig", str(kubeconfig))
     assert code == 1
     assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in err
@@ -334,4 +335,4 @@ def test_log_lines_are_plain_sentences_without_logger_names(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [line] = proc.stderr.splitlines()
     assert line.startswith("warning: batch.volcano.sh/v1alpha1 Job was not checked against its CRD")
-    assert "vitjob.validate" not in line and "WARNING" not in line
+    assert "vitjob.render.validate" not in line and "WARNING" not in line

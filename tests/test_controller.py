@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from kube_testing import fake_cluster, pipeline_definition, seed_pipeline
 
-from vitjob.backends.kubernetes import KubernetesBackend
-from vitjob.controller import Controller, ControllerOptions
+from vitjob.backends.kubernetes.backend import KubernetesBackend
+from vitjob.controller.loop import Controller, ControllerOptions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,7 +45,7 @@ class Running:
         opts = ControllerOptions(
             health_host="127.0.0.1", health_port=0, identity=agent, **{**FAST, **options}
         )
-        self.controller = Controller(backend, opts)
+        self.controller = Controller(backend.api, backend.namespace, opts)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.controller.run, args=(self.stop_event,), daemon=True)
         self.thread.start()
@@ -414,7 +414,7 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
     import yaml
 
     from vitjob.cli import main
-    from vitjob.validate import validate_objects
+    from vitjob.render.validate import validate_objects
 
     assert main(["controller", "--render", "-n", "ml", "--replicas", "2"]) == 0
     objects = list(yaml.safe_load_all(capsys.readouterr().out))

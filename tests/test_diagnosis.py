@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from vitjob.api.values import load_spec
 from vitjob.kube.diagnosis import fit_problems, image_problem, oom_note
-from vitjob.render import render_objects
-from vitjob.spec import load_spec
+from vitjob.render.manifests import render_objects
 
 
 def job(**spec: Any) -> dict[str, Any]:
@@ -28,7 +28,9 @@ def node(name: str, cpu: str, memory: str = "24Gi", labels: dict[str, str] | Non
 
 
 def test_a_pod_larger_than_every_node_is_one_line_with_both_amounts():
-    problems = fit_problems(job(cards=1, cpu="3", memory="1Gi"), [node("small", "2"), node("smaller", "1500m")])
+    problems = fit_problems(
+        job(cards=1, cpu="3", memory="1Gi"), [node("small", "2"), node("smaller", "1500m")]
+    )
     assert problems == [
         "does not fit: each pod asks for 3 CPU cores (cpu) but the largest node it may run on has 2 "
         "allocatable (small): lower the request (--cpu) or add a larger node"
@@ -49,14 +51,20 @@ def test_a_job_that_fits_has_no_problem_and_cordoned_nodes_do_not_count():
     assert fit_problems(job(**spec), [node("n", "2")]) == []
     cordoned = node("n", "2")
     cordoned["spec"]["unschedulable"] = True
-    assert fit_problems(job(**spec), [cordoned])[0].startswith("does not fit: each pod asks for 0.9 CPU cores")
+    assert fit_problems(job(**spec), [cordoned])[0].startswith(
+        "does not fit: each pod asks for 0.9 CPU cores"
+    )
 
 
 def test_memory_and_the_node_selector_of_ascend_pods():
     ascend = job(hw="ascend", cards=8)
     plain = node("cpu-only", "192", "1Ti")
-    assert any("huawei.com/Ascend910" in p and "has 0 allocatable" in p for p in fit_problems(ascend, [plain]))
-    chips = node("npu", "192", "1Ti", labels={"accelerator": "huawei-Ascend910"}, **{"huawei.com/Ascend910": "8"})
+    assert any(
+        "huawei.com/Ascend910" in p and "has 0 allocatable" in p for p in fit_problems(ascend, [plain])
+    )
+    chips = node(
+        "npu", "192", "1Ti", labels={"accelerator": "huawei-Ascend910"}, **{"huawei.com/Ascend910": "8"}
+    )
     assert fit_problems(ascend, [chips]) == []
     big = job(cards=1, cpu="1", memory="64Gi")
     assert fit_problems(big, [node("n", "2", "24Gi")]) == [
@@ -70,8 +78,8 @@ def test_memory_and_the_node_selector_of_ascend_pods():
     [
         (
             "ErrImageNeverPull",
-            "pod p-0: ErrImageNeverPull: image reg/x:1 (pull policy Never) is not on node n1: load it there or "
-            'allow pulls (Container image "reg/x:1" is not present with pull policy of Never)',
+            "pod p-0: ErrImageNeverPull: image reg/x:1 (pull policy Never) is not on node n1: load it there "
+            'or allow pulls (Container image "reg/x:1" is not present with pull policy of Never)',
         ),
         (
             "ImagePullBackOff",

@@ -9,15 +9,17 @@ import threading
 import pytest
 from kube_testing import Collector, fake_cluster, volcano_job
 
-import vitjob.backends.kubernetes as kube
+import vitjob.backends.kubernetes.backend as kube
 from vitjob.backends import get_backend
 from vitjob.backends.base import JobPhase
+from vitjob.backends.kubernetes.status import job_phase
 from vitjob.errors import (
     ClusterUnreachableError,
     ConflictError,
     JobNotFoundError,
     UsageError,
 )
+from vitjob.kube.client import RetryPolicy
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -139,7 +141,7 @@ def test_server_that_never_answers_times_out_with_retries(monkeypatch):
         backend = kube.KubernetesBackend(
             api_client=client.ApiClient(cfg),
             namespace="default",
-            retry=kube.RetryPolicy(attempts=2, backoff_s=0.01),
+            retry=RetryPolicy(attempts=2, backoff_s=0.01),
             request_timeout_s=0.3,
         )
         with pytest.raises(ClusterUnreachableError, match=r"did not answer in time .*\(2 attempts\)"):
@@ -187,7 +189,7 @@ def test_public_object_operations(fake, backend):
         backend.create_object(cm)
     backend.create_object(volcano_job("obj"))
     job = backend.get_job_or_none("default", "obj")
-    assert job is not None and kube.job_phase(job) == JobPhase.PENDING
+    assert job is not None and job_phase(job) == JobPhase.PENDING
     backend.delete_job(job, "default")
     backend.wait_gone("obj", "default")
     assert backend.get_job_or_none("default", "obj") is None

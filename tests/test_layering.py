@@ -4,8 +4,12 @@
   ``x._y`` on an imported vitjob module, nor ``obj._y`` where ``_y`` is a function, class or method
   that only other vitjob modules define (``self.backend._crud(...)``);
 - no import cycle among vitjob modules, counting imports at module level and inside functions
-  (``if TYPE_CHECKING:`` imports never run and are left out);
-- ``vitjob.kube`` (the Kubernetes client layer) imports nothing of the layers built on it.
+  (``if TYPE_CHECKING:`` imports never run and are left out) and modules loaded by name with
+  ``importlib.import_module`` (a literal name, or every vitjob module named in a module that loads
+  names it computes: the CLI's command registry);
+- every module belongs to a layer of ``ALLOWED`` (its folder, or the module itself) and imports only
+  its own layer and the layers ``ALLOWED`` lists for it: an allow-list, so a new direction (or a new
+  folder) must be allowed here on purpose. README.md "Layout" says what each layer owns.
 
 The checks are plain functions over a source tree, so the tests at the end run them on small
 synthetic packages too (a cycle and a private import must be caught).
@@ -17,17 +21,67 @@ import ast
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vitjob"
-# vitjob.kube is the bottom layer: it may use vitjob.errors and vitjob.constants, nothing built on it
-KUBE_FORBIDDEN = ("vitjob.backends", "vitjob.pipeline", "vitjob.controller", "vitjob.cli")
-# The core (the spec and its schemas, rendering, pipeline logic, job-status types) imports no backend,
-# no client layer, no controller and no CLI: they are built on it.
-CORE = ("vitjob.spec", "vitjob.schema", "vitjob.render", "vitjob.pipeline", "vitjob.jobstatus")
-CORE_FORBIDDEN = ("vitjob.backends", "vitjob.kube", "vitjob.controller", "vitjob.cli")
+
+# Layer → the layers it may import (besides itself). A module's layer is the longest key that is its
+# name or a package above it. Bottom first.
+BASE = {"vitjob.constants", "vitjob.errors"}
+ALLOWED: dict[str, set[str]] = {
+    # shared names, errors, logging, the version, image names, the progress-line format
+    "vitjob.version": set(),
+    "vitjob.constants": set(),
+    "vitjob.errors": set(),
+    "vitjob.logsetup": set(),
+    "vitjob.progress": set(),
+    "vitjob.images": {"vitjob.version"},
+    # what runs inside a pod: start-up, the training code, the Ascend 310 stage, training curves
+    "vitjob.launch": BASE,
+    "vitjob.plot": BASE,
+    "vitjob.vit": BASE | {"vitjob.progress", "vitjob.plot"},
+    "vitjob.infer310": BASE | {"vitjob.vit"},
+    # the spec, rendering, pipelines: no backend, no client layer, no controller, no CLI
+    "vitjob.api": BASE | {"vitjob.images", "vitjob.progress"},
+    "vitjob.render": BASE | {"vitjob.api", "vitjob.images"},
+    "vitjob.pipeline": BASE | {"vitjob.api", "vitjob.render"},
+    # the Kubernetes client layer: nothing built on it
+    "vitjob.kube": BASE,
+    # backends: the interface, the two backends, the factory that picks one
+    "vitjob.backends.base": {"vitjob.api", "vitjob.pipeline"},
+    "vitjob.backends.kubernetes": BASE | {
+        "vitjob.backends.base", "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube",
+        "vitjob.progress",
+    },
+    "vitjob.backends.local": BASE | {
+        "vitjob.backends.base", "vitjob.api", "vitjob.pipeline", "vitjob.launch", "vitjob.logsetup",
+        "vitjob.progress",
+    },
+    "vitjob.backends": BASE | {
+        "vitjob.backends.base", "vitjob.backends.kubernetes", "vitjob.backends.local", "vitjob.kube",
+        "vitjob.pipeline",
+    },
+    # the public API (vitjob.Client) and the controller: built on the layers above, never on the CLI
+    "vitjob.client": BASE | {
+        "vitjob.backends", "vitjob.backends.base", "vitjob.api", "vitjob.pipeline", "vitjob.render",
+    },
+    "vitjob.controller": BASE | {
+        "vitjob.backends.kubernetes", "vitjob.kube", "vitjob.pipeline", "vitjob.api",
+    },
+    "vitjob.generate": BASE | {"vitjob.api", "vitjob.render"},
+    # the command line: parses, calls the Client (or the controller, a generator, a pod command), prints
+    "vitjob.cli": BASE | {
+        "vitjob.version", "vitjob.logsetup", "vitjob.progress", "vitjob.client", "vitjob.backends",
+        "vitjob.backends.base", "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube",
+        "vitjob.controller", "vitjob.generate", "vitjob.launch", "vitjob.vit", "vitjob.infer310",
+        "vitjob.plot",
+    },
+    "vitjob.__main__": {"vitjob.cli"},
+    "vitjob": {"vitjob.version", "vitjob.client"},  # the package: __version__ and vitjob.Client
+}
 
 
 @dataclass
@@ -131,6 +185,8 @@ def _scan(mod: Module, modules: dict[str, Module]) -> None:
                 if _is_private(a.name) and source != mod.name:
                     mod.private_uses.append(f"line {node.lineno}: from {source} import {a.name}")
 
+    _scan_import_module(mod, modules, add_import)
+
     others_private = set().union(*(m.defined_private for m in modules.values() if m is not mod))
     for node in ast.walk(mod.tree):
         if not (isinstance(node, ast.Attribute) and _is_private(node.attr)):
@@ -143,6 +199,25 @@ def _scan(mod: Module, modules: dict[str, Module]) -> None:
         elif node.attr in others_private and node.attr not in mod.defined_private:
             mod.private_uses.append(f"line {node.lineno}: {ast.unparse(node)} (defined in another module)")
     mod.private_uses.sort(key=lambda use: int(use.split(":")[0].split()[1]))
+
+
+def _scan_import_module(mod: Module, modules: dict[str, Module], add_import: Any) -> None:
+    """``importlib.import_module("vitjob.x")`` imports vitjob.x; a call with a computed name imports
+    every vitjob module the module names in a string (its registry of names)."""
+    calls = [
+        node for node in ast.walk(mod.tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) == "import_module"
+    ]
+    for call in calls:
+        arg = call.args[0] if call.args else None
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            add_import(arg.value, call.lineno, call)
+            continue
+        for node in ast.walk(mod.tree):
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and text.startswith(PACKAGE + ".") and text in modules:
+                add_import(text, node.lineno, node)
 
 
 def private_uses(modules: dict[str, Module]) -> list[str]:
@@ -237,28 +312,44 @@ def test_no_import_cycles(vitjob_modules):
     )
 
 
-def _imports_of(modules: dict[str, Module], layer: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
-    def within(name: str, prefixes: tuple[str, ...]) -> bool:
-        return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-    return [
-        f"{m.name} imports {target} (line {line})"
-        for m in modules.values()
-        if within(m.name, layer)
-        for target, line in m.imports.items()
-        if within(target, forbidden)
-    ]
+def layer_of(name: str, allowed: dict[str, set[str]]) -> str | None:
+    """The layer of module ``name``: the longest key of ``allowed`` that is it or a package above it."""
+    owners = [key for key in allowed if name == key or name.startswith(key + ".")]
+    return max(owners, key=len) if owners else None
 
 
-def test_kube_layer_depends_on_nothing_built_on_it(vitjob_modules):
-    bad = _imports_of(vitjob_modules, ("vitjob.kube",), KUBE_FORBIDDEN)
-    assert not bad, "\n".join(bad)
+def layer_violations(modules: dict[str, Module], allowed: dict[str, set[str]]) -> list[str]:
+    """Modules outside every layer, and imports in a direction ``allowed`` does not list."""
+    problems = []
+    for mod in modules.values():
+        layer = layer_of(mod.name, allowed)
+        if layer is None:
+            problems.append(f"{mod.name} belongs to no layer: add it (or its folder) to ALLOWED")
+            continue
+        for target, line in sorted(mod.imports.items()):
+            target_layer = layer_of(target, allowed)
+            if target_layer != layer and target_layer not in allowed[layer]:
+                problems.append(f"{mod.name} (layer {layer}) imports {target} (layer {target_layer}) "
+                                f"on line {line}: not in ALLOWED[{layer!r}]")
+    return problems
 
 
-def test_core_imports_no_backend_client_controller_or_cli(vitjob_modules):
-    assert set(CORE) <= set(vitjob_modules), "a core module was renamed: update CORE"
-    bad = _imports_of(vitjob_modules, CORE, CORE_FORBIDDEN)
-    assert not bad, "\n".join(bad)
+def test_every_import_follows_an_allowed_direction(vitjob_modules):
+    problems = layer_violations(vitjob_modules, ALLOWED)
+    assert not problems, "\n".join(problems)
+
+
+def test_allowed_lists_only_layers_that_exist(vitjob_modules):
+    named = set(ALLOWED) | set().union(*ALLOWED.values())
+    missing = sorted(layer for layer in named if not any(
+        m == layer or m.startswith(layer + ".") for m in vitjob_modules))
+    assert not missing, f"ALLOWED names layers without modules (renamed?): {missing}"
+
+
+def test_the_cli_registry_counts_as_imports(vitjob_modules):
+    """``vitjob.cli`` loads its command modules by name: the scan sees those imports."""
+    loaded = set(vitjob_modules["vitjob.cli"].imports)
+    assert {"vitjob.cli.jobs", "vitjob.cli.pipeline", "vitjob.cli.render"} <= loaded
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> dict[str, Module]:
@@ -299,3 +390,26 @@ def test_checker_finds_private_names_used_across_modules(tmp_path):
         "vitjob.b line 5: aa.A()._m (defined in another module)",
         "vitjob.b line 7: o._m (defined in another module)",
     ]
+
+
+def test_checker_finds_imports_against_the_allow_list_and_importlib_loads(tmp_path):
+    modules = _tree(tmp_path, {
+        "__init__.py": "",
+        "low/__init__.py": "",
+        "low/a.py": "def f():\n    from vitjob.high import b\n",
+        "high/__init__.py": "",
+        "high/b.py": "from vitjob.low import a\n",
+        "high/c.py": "import importlib\nNAMES = ('vitjob.stray',)\n"
+                     "def load(n):\n    return importlib.import_module(n)\n",
+        "stray.py": "",
+    })
+    allowed = {"vitjob": set(), "vitjob.low": set(), "vitjob.high": {"vitjob.low"}}
+    assert layer_violations(modules, allowed) == [
+        "vitjob.high.c (layer vitjob.high) imports vitjob.stray (layer vitjob) on line 2: "
+        "not in ALLOWED['vitjob.high']",
+        "vitjob.low.a (layer vitjob.low) imports vitjob.high.b (layer vitjob.high) on line 2: "
+        "not in ALLOWED['vitjob.low']",
+    ]
+    assert layer_violations(modules, {"vitjob.low": set()})[0] == (
+        "vitjob belongs to no layer: add it (or its folder) to ALLOWED"
+    )

@@ -22,11 +22,12 @@ import pytest
 from ci_env import in_ci
 
 from vitjob import constants as c
+from vitjob.api.values import load_spec
 from vitjob.backends.base import JobPhase
-from vitjob.backends.local import LocalBackend, expand_vars
-from vitjob.backends.local_network import NETNS, SHARED_HOST, choose_mode
-from vitjob.render import render_objects
-from vitjob.spec import load_spec
+from vitjob.backends.local.backend import LocalBackend
+from vitjob.backends.local.network import NETNS, SHARED_HOST, choose_mode
+from vitjob.backends.local.runner import expand_vars
+from vitjob.render.manifests import render_objects
 
 pytestmark = pytest.mark.slow
 

@@ -11,28 +11,23 @@ import threading
 import time
 
 import pytest
-import yaml
 from kube_testing import fake_cluster, pipeline_definition, volcano_job
 
+from vitjob.api.status import JobPhase, PipelinePhase, StageState
 from vitjob.backends import get_backend, pipeline_store
 from vitjob.cli import main
 from vitjob.errors import ConflictError, PreflightError, UsageError
-from vitjob.jobstatus import JobPhase
-from vitjob.pipeline import (
+from vitjob.pipeline.define import parse_then
+from vitjob.pipeline.model import (
     CreateStage,
     Observed,
     PipelineDefinition,
-    PipelinePhase,
     PipelineRecord,
-    StageDefinition,
     StageJob,
-    StageState,
     UpdatePipeline,
-    parse_then,
-    reconcile,
-    run_pipeline,
-    step,
 )
+from vitjob.pipeline.reconcile import reconcile
+from vitjob.pipeline.runner import run_pipeline, step
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -327,8 +322,8 @@ def test_pipeline_run_wait_drives_every_stage_once(fake, capsys, failing) -> Non
         assert "pipeline vit: stage infer310 Completed" in out and "phase:    Completed" in out
         assert vitjob_events(fake)[-1] == ("Normal", "Completed")
         # each later stage is what `vitjob render` gives for that stage, owned by the VitJob
-        from vitjob.render import render_objects
-        from vitjob.spec import JobSpec
+        from vitjob.api.spec import JobSpec
+        from vitjob.render.manifests import render_objects
 
         posts = fake.requests_matching("POST", JOBS + "$")
         [posted] = [r.body for r in posts if r.body["metadata"]["name"] == "vit-eval"]
@@ -441,28 +436,34 @@ def test_pipeline_delete_removes_its_jobs_and_record_but_not_a_foreign_job(fake,
     assert "pipeline 'vit' not found" in capsys.readouterr().err
 
 
+def _sleeper_stage(record: PipelineRecord, stage: str) -> list[dict]:
+    """Stage objects of a two-stage pipeline whose train stage sleeps (a real process, as long as the
+    spec's ``epochs`` says in seconds) and whose eval stage prints: rendered from the record when the
+    stage starts, as ``stage_objects`` does, but cheap."""
+    code = {"train": f"import time; time.sleep({record.spec['epochs']})", "eval": "print('eval ran')"}[stage]
+    job = volcano_job(record.job_names[stage], replicas=1, cards=0, hw="cpu", stage=stage)
+    job["metadata"]["labels"]["app.kubernetes.io/part-of"] = record.part_of
+    job["spec"]["maxRetry"] = 0
+    job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", code]
+    return [job]
+
+
 def _sleeper_definition(name: str, seconds: float) -> PipelineDefinition:
-    """A two-stage pipeline whose train stage sleeps (a real process) and whose eval stage prints."""
-    stages = []
-    for stage, code in (("train", f"import time; time.sleep({seconds})"), ("eval", "print('eval ran')")):
-        job = volcano_job(f"{name}-{stage}", replicas=1, cards=0, hw="cpu", stage=stage)
-        job["metadata"]["labels"]["app.kubernetes.io/part-of"] = name
-        job["spec"]["maxRetry"] = 0
-        job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", code]
-        stages.append(StageDefinition(stage, f"{name}-{stage}", yaml.safe_dump(job)))
-    return PipelineDefinition(name, "", name, tuple(stages), {"stage": "train", "then": ["eval"]})
+    return PipelineDefinition(name, "", name, {"stage": "train", "then": ["eval"], "epochs": seconds})
 
 
 def test_local_pipeline_cancel_and_delete_from_another_command(tmp_path, capsys) -> None:
-    from vitjob.backends.local import LocalBackend
+    from vitjob.backends.local.backend import LocalBackend
+    from vitjob.backends.local.store import LocalPipelineStore
 
     root = tmp_path / "local"
     backend = LocalBackend(local_root=root, stream=False, poll_s=0.05)
     result: dict[str, PipelineRecord] = {}
 
     def foreground() -> None:  # what `vitjob submit --backend local --then …` does
-        backend.create_pipeline(_sleeper_definition("lp", 60))
-        result["record"] = run_pipeline(backend, "lp", poll_s=0.05)
+        store = LocalPipelineStore(backend, render_stage=_sleeper_stage)
+        store.create_pipeline(_sleeper_definition("lp", 60))
+        result["record"] = run_pipeline(store, "lp", poll_s=0.05)
 
     runner = threading.Thread(target=foreground)
     runner.start()

@@ -4,7 +4,7 @@
 - Each stage x hardware x size of the render matrix, a spec with every option, and the controller
   Deployment pass ``restricted``; the only pods that do not are ``hw: ascend`` with
   ``ascend_host_mounts`` (hostPath driver and hccn.conf), which fail baseline on "HostPath Volumes"
-  alone and are labelled ``privileged`` by ``vitjob.render.pod_security_level``.
+  alone and are labelled ``privileged`` by ``vitjob.render.manifests.pod_security_level``.
 - The check itself fails on each injected violation (one per control), so a pass means something.
 - The same pods, and the injected violations, through the real admission checks: ``tests/psacheck``
   (Go, k8s.io/pod-security-admission v0.35.3, what the API server's PodSecurity plugin runs) gives the
@@ -28,14 +28,15 @@ from pod_security_standards import BASELINE, RESTRICTED, pod_templates, violatio
 from test_render import CASES, OPTIONS
 
 from vitjob import images
-from vitjob.render import (
+from vitjob.api.spec import JobSpec
+from vitjob.api.values import load_spec
+from vitjob.render.manifests import (
     PRIVILEGED,
     parse_document,
     pod_security_level,
     render_controller_documents,
     render_objects,
 )
-from vitjob.spec import JobSpec, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"

@@ -20,10 +20,11 @@ import yaml
 from ci_env import in_ci
 
 from vitjob import constants as c
+from vitjob.api.spec import JobSpec
 from vitjob.cli import main
 from vitjob.errors import RenderError, SpecError
 from vitjob.images import default_image
-from vitjob.render import (
+from vitjob.render.manifests import (
     manifests_dir,
     render_documents,
     render_objects,
@@ -31,7 +32,6 @@ from vitjob.render import (
     template_environment,
     yaml_quote,
 )
-from vitjob.spec import JobSpec
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"

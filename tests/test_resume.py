@@ -30,11 +30,11 @@ import psutil
 import pytest
 from tiny_vit import EPOCHS, SEED, STEPS, TRAIN_IMAGES, independent_test_accuracy, relative_differences
 
+from vitjob.api.values import load_spec
 from vitjob.backends.base import JobPhase, JobStatus
-from vitjob.backends.local import LocalBackend
+from vitjob.backends.local.backend import LocalBackend
 from vitjob.progress import parse_line
-from vitjob.render import render_objects
-from vitjob.spec import load_spec
+from vitjob.render.manifests import render_objects
 
 pytestmark = pytest.mark.slow
 # Tests here run MindSpore kernels in-process as well as `vitjob` commands: the device is set first.

@@ -1,6 +1,6 @@
-"""The VitJob CRD and the chart's values.schema.json (vitjob.schema) against independent facts.
+"""The VitJob CRD and the chart's values.schema.json (vitjob.api.schema) against independent facts.
 
-- The committed files are what ``python -m vitjob.schema --write`` generates (no drift).
+- The committed files are what ``python -m vitjob.api.schema --write`` generates (no drift).
 - The CRD is a valid apiextensions.k8s.io/v1 object (kubernetes-validate, strict) and its schema
   follows the structural-schema rules of the Kubernetes documentation ("Specifying a structural
   schema", "Defaulting and Nullable", list types), checked here node by node. The real API server
@@ -23,33 +23,34 @@ import yaml
 from test_render import OPTIONS as RENDER_OPTIONS
 
 from vitjob import constants as c
-from vitjob import schema
+from vitjob import generate
+from vitjob.api.checks import supported_k8s_versions
+from vitjob.api.spec import JobSpec
+from vitjob.api.values import load_spec
 from vitjob.errors import RenderError, SpecError
-from vitjob.render import template_environment
-from vitjob.schema import render_crd
-from vitjob.spec import JobSpec, load_spec
-from vitjob.validate import supported_k8s_versions
+from vitjob.generate import render_crd
+from vitjob.render.manifests import template_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # --- drift --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rel", list(schema.generated_files()), ids=str)
+@pytest.mark.parametrize("rel", list(generate.generated_files()), ids=str)
 def test_committed_files_are_the_generated_ones(rel: Path) -> None:
     path = REPO / rel
-    assert path.exists(), f"{rel} is missing: run {schema.REGENERATE_COMMAND}"
-    assert path.read_text(encoding="utf-8") == schema.generated_files()[rel], (
-        f"{rel} differs from what vitjob.schema generates from the spec model: run "
-        f"{schema.REGENERATE_COMMAND} and commit the result"
+    assert path.exists(), f"{rel} is missing: run {generate.GENERATE_COMMAND}"
+    assert path.read_text(encoding="utf-8") == generate.generated_files()[rel], (
+        f"{rel} differs from what vitjob.api.schema generates from the spec model: run "
+        f"{generate.GENERATE_COMMAND} and commit the result"
     )
 
 
 def test_check_mode_reports_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert schema.main(["--write", "--root", str(tmp_path)]) == 0
-    assert schema.main(["--check", "--root", str(tmp_path)]) == 0
-    (tmp_path / schema.VALUES_SCHEMA_FILE).write_text("{}\n", encoding="utf-8")
-    assert schema.main(["--check", "--root", str(tmp_path)]) == 1
-    assert schema.REGENERATE_COMMAND in capsys.readouterr().err
+    assert generate.main(["--write", "--root", str(tmp_path)]) == 0
+    assert generate.main(["--check", "--root", str(tmp_path)]) == 0
+    (tmp_path / generate.VALUES_SCHEMA_FILE).write_text("{}\n", encoding="utf-8")
+    assert generate.main(["--check", "--root", str(tmp_path)]) == 1
+    assert generate.GENERATE_COMMAND in capsys.readouterr().err
 
 
 # --- the CRD ------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def crd_spec_validator() -> jsonschema.Draft7Validator:
 def values_validator() -> jsonschema.Draft7Validator:
     import json
 
-    text = (REPO / schema.VALUES_SCHEMA_FILE).read_text(encoding="utf-8")
+    text = (REPO / generate.VALUES_SCHEMA_FILE).read_text(encoding="utf-8")
     return jsonschema.Draft7Validator(json.loads(text))
 
 
@@ -293,7 +294,7 @@ def test_every_spec_the_model_accepts_passes_both_schemas(tmp_path: Path) -> Non
 
 
 def test_the_chart_defaults_pass_and_hw_is_required_only_by_the_crd() -> None:
-    values = yaml.safe_load((REPO / schema.CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
+    values = yaml.safe_load((REPO / generate.CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
     values_validator().validate(values)
     crd_validator = crd_spec_validator()
     crd_validator.validate({"hw": "cpu"})
@@ -365,7 +366,7 @@ def test_values_schema_refuses_unknown_keys_and_metadata_keys() -> None:
 def test_controller_values_are_the_render_options_and_their_defaults() -> None:
     import inspect
 
-    from vitjob.render import build_controller_context
+    from vitjob.render.manifests import build_controller_context
 
     controller = values_validator().schema["properties"]["controller"]["properties"]
     params = inspect.signature(build_controller_context).parameters

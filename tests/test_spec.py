@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vitjob.api.rules import INT_RANGES
+from vitjob.api.spec import JobSpec
+from vitjob.api.values import load_spec
 from vitjob.errors import SpecError
 from vitjob.images import default_image
-from vitjob.spec import INT_RANGES, JobSpec, load_spec
 
 
 def problems_of(**kwargs) -> list[str]:
@@ -382,12 +384,13 @@ def test_spec_defaults_are_the_helm_charts_defaults():
 
 
 def test_constraint_tables_name_real_fields():
-    from vitjob import spec as s
+    from vitjob.api import rules
 
     fields = {f.name for f in dataclasses.fields(JobSpec)}
-    for table in (s.CHOICES, s.INT_RANGES, s.NUMBER_EXCLUSIVE_MINIMUMS, s.TEXT_RULES, s.FIELD_DOCS):
+    for table in (rules.CHOICES, rules.INT_RANGES, rules.NUMBER_EXCLUSIVE_MINIMUMS, rules.TEXT_RULES,
+                  rules.FIELD_DOCS):
         assert set(table) <= fields
-    assert set(s.FIELD_DOCS) == fields, "every field is documented (CRD descriptions, kubectl explain)"
+    assert set(rules.FIELD_DOCS) == fields, "every field is documented (CRD descriptions, kubectl explain)"
 
 
 @pytest.mark.parametrize("key", sorted(INT_RANGES))

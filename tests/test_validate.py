@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from vitjob.render import render_objects
-from vitjob.spec import JobSpec
-from vitjob.validate import (
+from vitjob.api.checks import supported_k8s_versions
+from vitjob.api.spec import JobSpec
+from vitjob.render.manifests import render_objects
+from vitjob.render.validate import (
     ValidationError,
     ValidationInputError,
     format_path,
     load_crds,
     schema_version,
     strictify,
-    supported_k8s_versions,
     validate_objects,
 )
 

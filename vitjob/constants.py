@@ -1,9 +1,11 @@
 """Names and numbers shared by the manifests, the launcher and the backends.
 
-This module owns every UPPER_SNAKE constant of vitjob: Volcano API coordinates, label and annotation
-keys, accelerator resource names and node labels, the environment-variable names of the pod contract,
-default ports and mount paths. Nothing else defines these literals, so a template, ``vitjob launch``
-and the local backend can never disagree on a name.
+This module owns every name vitjob shares between its modules and with the cluster, each under one
+name: Volcano API coordinates, label and annotation keys, accelerator resource names and node labels,
+the environment-variable names of the pod contract, default ports and mount paths. Nothing else
+defines these literals or aliases them, so a template, ``vitjob launch``, the backends and the
+controller can never disagree on a name. (``vitjob.kube.kinds`` holds the tables of kinds built from
+them; tuning numbers used by one module, such as its timeouts, stay in that module.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ VOLCANO_SCHEDULER: Final = "volcano"
 VOLCANO_JOB_NAME_LABEL: Final = "volcano.sh/job-name"
 # Label Volcano puts on every pod: the pod's index within its task.
 VOLCANO_TASK_INDEX_LABEL: Final = "volcano.sh/task-index"
+# Label Volcano puts on every pod: the name of the pod's task.
+VOLCANO_TASK_SPEC_LABEL: Final = "volcano.sh/task-spec"
+# Volcano's other APIs vitjob calls: bus (commands: AbortJob) and scheduling (PodGroups, Queues).
+VOLCANO_BUS_GROUP: Final = "bus.volcano.sh"
+VOLCANO_BUS_VERSION: Final = "v1alpha1"
+VOLCANO_COMMANDS_PLURAL: Final = "commands"
+VOLCANO_SCHEDULING_GROUP: Final = "scheduling.volcano.sh"
+VOLCANO_SCHEDULING_VERSION: Final = "v1beta1"
+VOLCANO_PODGROUPS_PLURAL: Final = "podgroups"
+VOLCANO_QUEUES_PLURAL: Final = "queues"
 # Volcano's pod naming: <job>-<task>-<index> (Volcano helpers.PodNameFmt).
 VOLCANO_POD_NAME_FORMAT: Final = "{job}-{task}-{index}"
 
@@ -76,7 +88,7 @@ DATA_MOUNT_PATH: Final = "/data"
 OUTPUT_MOUNT_PATH: Final = "/output"
 SHM_MOUNT_PATH: Final = "/dev/shm"
 # Scratch under a read-only root filesystem: an emptyDir here and one over the image user's home
-# (vitjob.images.HOME_DIR: HOME and the working directory), see vitjob.render.volumes.
+# (vitjob.images.HOME_DIR: HOME and the working directory), see vitjob.render.manifests.volumes.
 TMP_MOUNT_PATH: Final = "/tmp"
 DEFAULT_DATA_PVC: Final = "vitjob-data"
 DEFAULT_OUTPUT_PVC: Final = "vitjob-output"
@@ -144,7 +156,7 @@ MAX_GPUS_PER_POD: Final = 64
 MIN_PORT: Final = 1024
 MAX_PORT: Final = 65535
 
-# --- The VitJob custom resource (charts/vitjob/crds/vitjob.io_vitjobs.yaml, vitjob.schema) ---------
+# --- The VitJob custom resource (charts/vitjob/crds/vitjob.io_vitjobs.yaml, vitjob.api.schema) ---------
 VITJOB_GROUP: Final = "vitjob.io"
 VITJOB_VERSION: Final = "v1alpha1"
 VITJOB_API_VERSION: Final = f"{VITJOB_GROUP}/{VITJOB_VERSION}"

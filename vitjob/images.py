@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from vitjob import __version__
+from vitjob.version import __version__
 
 REGISTRY = "docker.io/vitjob"
 TAG = __version__

@@ -1,7 +1,7 @@
 """Backends run rendered Volcano Jobs: ``local`` (processes on this machine) and ``kubernetes``.
 
 ``get_backend(name, **options)`` returns one; both implement ``vitjob.backends.base.Backend``.
-``pipeline_store(backend)`` returns the ``vitjob.pipeline.PipelineStore`` that runs pipelines on it.
+``pipeline_store(backend)`` returns the ``vitjob.pipeline.model.PipelineStore`` that runs pipelines on it.
 Backend modules are imported only when chosen, so the kubernetes client is never loaded for
 local runs (and vice versa).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from vitjob.backends.base import Backend
 from vitjob.errors import BackendError, UsageError
-from vitjob.pipeline import PipelineStore
+from vitjob.pipeline.model import PipelineStore
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,12 @@ def get_backend(name: str | None = None, **options: Any) -> Backend:
         chosen = "kubernetes" if has_cluster else "local"
         log.debug("backend auto → %s", chosen)
     if chosen == "kubernetes":
-        from vitjob.backends.kubernetes import KubernetesBackend
+        from vitjob.backends.kubernetes.backend import KubernetesBackend
 
         return KubernetesBackend(**_accepted(KubernetesBackend, options))
     if chosen == "local":
         try:
-            from vitjob.backends.local import LocalBackend
+            from vitjob.backends.local.backend import LocalBackend
         except ImportError as exc:
             raise BackendError(f"the local backend is not available in this installation ({exc}); "
                                "use --backend kubernetes") from None
@@ -53,25 +53,20 @@ def get_backend(name: str | None = None, **options: Any) -> Backend:
 
 
 def pipeline_store(backend: Backend) -> PipelineStore:
-    """The ``vitjob.pipeline.PipelineStore`` of ``backend``: the backend itself when it implements
-    the protocol (local), the VitJob store for the Kubernetes backend."""
-    if isinstance(backend, PipelineStore):
-        return backend
-    if backend.name == "kubernetes":
-        from vitjob.backends.kubernetes import KubernetesBackend
-        from vitjob.backends.kubernetes_pipeline import KubernetesPipelineStore
-
-        if isinstance(backend, KubernetesBackend):
-            return KubernetesPipelineStore(backend)
+    """The ``vitjob.pipeline.model.PipelineStore`` of ``backend``: the VitJob store for the Kubernetes
+    backend, the file store for the local one."""
+    store = backend.pipeline_store()
+    if store is not None:
+        return store
     raise BackendError(
         f"the {backend.name} backend cannot run pipelines (it does not implement "
-        "vitjob.pipeline.PipelineStore); use --backend kubernetes or --backend local"
+        "vitjob.pipeline.model.PipelineStore); use --backend kubernetes or --backend local"
     )
 
 
 def _accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``options`` that ``cls.__init__`` takes by name (all, if it has ``**kwargs``)."""
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = inspect.signature(cls).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         named = {p.name for p in params}
         return {k: v for k, v in options.items() if k in named or k not in _OTHER_BACKEND_OPTIONS}

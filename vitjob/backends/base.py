@@ -1,18 +1,72 @@
-"""The interface every backend implements (the job-state records it returns are ``vitjob.jobstatus``).
+"""The interface every backend implements, and the submit plan it returns (the job-state records it
+returns are ``vitjob.api.status``).
 
 A backend takes the objects ``vitjob render`` produces (parsed manifests, supporting objects first,
-the Volcano Job last) and runs them. The CLI only talks to this interface, so ``vitjob status``,
-``logs``, ``wait``… behave the same on the local backend and on a cluster.
+the Volcano Job last) and runs them. Submitting is two calls: ``plan_submit`` says what submit will
+do without touching anything (the objects, the checks it runs first, the requests it makes), which
+``--dry-run`` prints; ``execute`` carries that plan out. ``vitjob.client.Client`` and through it the
+CLI only talk to this interface, so ``vitjob status``, ``logs``, ``wait``… behave the same on the local
+backend and on a cluster.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from vitjob.jobstatus import JobPhase, JobStatus, PodStatus
+from vitjob.api.status import JobPhase, JobStatus, PodStatus
+from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, PipelineStore
 
-__all__ = ["Backend", "JobPhase", "JobStatus", "PodStatus"]
+__all__ = ["Backend", "JobPhase", "JobStatus", "PodStatus", "SubmitPlan", "SubmitResult"]
+
+
+@dataclass(frozen=True)
+class SubmitPlan:
+    """What ``submit`` will do, worked out without a request to anything.
+
+    Args:
+        backend: the backend's name (``local``, ``kubernetes``).
+        job_name: the (first) Volcano Job's name.
+        namespace: the job's namespace; "" for the backend's own (the kubeconfig context's).
+        objects: what submit creates, in order (supporting objects first, the Volcano Job last); of a
+            pipeline, its first stage's.
+        pipeline: the pipeline to store (``submit --then``), else None.
+        later_objects: stage → the objects of each later stage of a pipeline, rendered from its spec
+            for the checks and the dry run (the store renders them again when the stage starts).
+        replace: an existing job (pipeline) of that name is deleted first.
+        checks: what the backend checks before it creates anything, in order.
+        requests: the requests (or local actions) submit makes, in order.
+        foreground: submit runs the job (every stage of a pipeline) to its end in this process.
+    """
+
+    backend: str
+    job_name: str
+    namespace: str
+    objects: tuple[dict[str, Any], ...]
+    pipeline: PipelineDefinition | None = None
+    later_objects: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    replace: bool = False
+    checks: tuple[str, ...] = ()
+    requests: tuple[str, ...] = ()
+    foreground: bool = False
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every object of the plan in order, later stages' too: what ``--dry-run`` prints."""
+        return [*self.objects, *(o for objects in self.later_objects.values() for o in objects)]
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What ``execute`` did: the (first) job's status after submission (for a ``foreground`` plan,
+    after it ended), the pipeline's record when the plan ran one in the foreground, and the commands
+    that follow the job from here (``next_steps``: ``command  # what it shows`` lines)."""
+
+    plan: SubmitPlan
+    status: JobStatus
+    pipeline: PipelineRecord | None = None
+    next_steps: tuple[str, ...] = ()
 
 
 class Backend(ABC):
@@ -21,8 +75,28 @@ class Backend(ABC):
     name: str
 
     @abstractmethod
-    def submit(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
-        """Create the objects (Volcano Job last) and return the job's status after submission."""
+    def plan_submit(
+        self,
+        objects: Sequence[dict[str, Any]],
+        *,
+        pipeline: PipelineDefinition | None = None,
+        later_objects: Mapping[str, tuple[dict[str, Any], ...]] | None = None,
+        replace: bool = False,
+    ) -> SubmitPlan:
+        """What submitting ``objects`` (the first stage of ``pipeline``, when given) would do; makes
+        no request. Raises ``UsageError``/``BackendError`` for objects it cannot submit at all."""
+
+    @abstractmethod
+    def execute(self, plan: SubmitPlan) -> SubmitResult:
+        """Carry out ``plan`` (from this backend's ``plan_submit``): run its checks, then create."""
+
+    def submit(self, objects: list[dict[str, Any]], *, replace: bool = False) -> JobStatus:
+        """Plan and execute the submission of one job's objects; return the job's status."""
+        return self.execute(self.plan_submit(objects, replace=replace)).status
+
+    def pipeline_store(self) -> PipelineStore | None:
+        """The store that keeps this backend's pipelines; None when it cannot run pipelines."""
+        return None
 
     @abstractmethod
     def status(self, name: str) -> JobStatus: ...

@@ -15,9 +15,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from vitjob import __version__
 from vitjob.errors import VitjobError
 from vitjob.logsetup import configure_logging
+from vitjob.version import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "vitjob.cli.vit",

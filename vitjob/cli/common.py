@@ -1,5 +1,5 @@
-"""What the CLI's command modules share: the backend flags and the backend they choose, table and
-age formatting, and the pipeline view (``vitjob status`` of a pipeline, ``vitjob pipeline status``).
+"""What the CLI's command modules share: the backend flags and the ``vitjob.Client`` they make, table
+and age formatting, and the pipeline view (``vitjob status`` of a pipeline, ``vitjob pipeline status``).
 """
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from vitjob.backends import BACKEND_NAMES, get_backend
-from vitjob.backends.base import Backend
+from vitjob.backends import BACKEND_NAMES
 from vitjob.cli.console import RunConsole
-from vitjob.pipeline import Observed, pipeline_dict, stage_rows
+from vitjob.client import Client
+from vitjob.pipeline.model import Observed
+from vitjob.pipeline.view import pipeline_dict, stage_rows
 
 
 # ------------------------------------------------------------------------------------------- backend
@@ -40,25 +40,24 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
             default=None,
             help="local backend: directory holding the jobs' processes and logs",
         )
+    # the local backend's data and output directories: flags of `submit` only, None elsewhere
+    p.set_defaults(data_dir=None, output_dir=None)
 
 
-def backend_from_args(args: argparse.Namespace) -> Backend:
-    """The backend the backend flags of ``args`` choose. Local jobs run in the foreground show on the
-    terminal through a ``RunConsole`` (with ``-v``: every pod's raw output instead)."""
-    verbose = bool(getattr(args, "verbose", False))
-    quiet: dict[str, Any] = {}
-    if not verbose:
-        quiet = {"stream": False, "observer": RunConsole(sys.stdout, sys.stdout.isatty())}
-    return get_backend(
+def client_from_args(args: argparse.Namespace) -> Client:
+    """The client the backend flags of ``args`` choose (every parser with ``add_backend_arguments``
+    has them all). Local jobs run in the foreground show on the terminal through a ``RunConsole``
+    (with ``-v``: every pod's raw output instead)."""
+    return Client(
         args.backend,
         kubeconfig=args.kubeconfig,
         context=args.context,
-        namespace=getattr(args, "namespace", None),
-        local_root=getattr(args, "local_root", None),
-        data_dir=getattr(args, "data", None),
-        output_dir=getattr(args, "output", None) if isinstance(getattr(args, "output", None), Path) else None,
-        verbose=verbose,
-        **quiet,
+        namespace=args.namespace,
+        local_root=args.local_root,
+        data_dir=args.data_dir,
+        output_dir=args.output_dir,
+        verbose=args.verbose,
+        observer=None if args.verbose else RunConsole(sys.stdout, sys.stdout.isatty()),
     )
 
 

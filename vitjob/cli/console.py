@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vitjob.jobstatus import JobPhase, JobStatus, PodStatus
+from vitjob.api.status import JobPhase, JobStatus, PodStatus
 from vitjob.progress import MARKER, TrainProgress, describe, format_duration, parse_line
 
 STAGE_WIDTH = 9  # "infer310" and a space
@@ -134,4 +134,5 @@ def failing_pod(pods: list[PodStatus]) -> PodStatus | None:
     were usually stopped by a signal after it), else the first that did not exit 0."""
     failed = [p for p in pods if p.exit_code not in (None, 0)]
     positive = [p for p in failed if p.exit_code is not None and p.exit_code > 0]
-    return (positive or failed or [None])[0]
+    candidates = positive or failed
+    return candidates[0] if candidates else None

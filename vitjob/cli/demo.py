@@ -45,11 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from vitjob.backends.local import LocalBackend
+    from vitjob.api.values import load_spec
     from vitjob.cli.console import RunConsole
-    from vitjob.cli.jobs import run_local_pipeline
-    from vitjob.pipeline import define_pipeline
-    from vitjob.spec import load_spec
+    from vitjob.cli.jobs import report_pipeline_run
+    from vitjob.client import Client
     from vitjob.vit.data import write_digits
 
     work = args.workdir.resolve()
@@ -62,18 +61,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         values["epochs"] = args.epochs
     spec = load_spec(values, None, [])
     stages = ("eval", "export") + (("infer310",) if args.hw == "cpu" else ())
-    definition = define_pipeline(spec, stages)
-    verbose = bool(getattr(args, "verbose", False))  # -v: every pod's raw output, MindSpore's warnings
-    backend = LocalBackend(
+    verbose = args.verbose  # -v: every pod's raw output, MindSpore's warnings
+    client = Client(
+        "local",
         local_root=work / "local",
         data_dir=data_dir,
         output_dir=output_dir,
-        stream=verbose,
-        observer=None if verbose else RunConsole(sys.stdout, sys.stdout.isatty()),
         verbose=verbose,
+        observer=None if verbose else RunConsole(sys.stdout, sys.stdout.isatty()),
     )
-    backend.create_pipeline(definition, replace=True)
-    code = run_local_pipeline(backend, definition.name)
+    result = client.submit(spec, then=stages, replace=True, validate=False)
+    assert result.pipeline is not None  # the local backend runs every stage before it returns
+    code = report_pipeline_run(result.pipeline)
     _summary(output_dir / spec.pipeline_name, args.name)
     return code
 

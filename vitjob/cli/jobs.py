@@ -1,7 +1,7 @@
 """Commands that run and observe jobs on a backend: ``submit``, ``status``, ``logs``, ``wait``,
 ``cancel``, ``delete`` and ``list``.
 
-Each handler is thin: parse, make one ``Backend`` call (``vitjob.backends.get_backend``), print.
+Each handler is thin: parse, make one ``vitjob.Client`` call (``client_from_args``), print.
 Results go to stdout; warnings and reasons for failure go to stderr. Exit codes: 0 success,
 1 failure (incl. ``wait`` on a Failed/Aborted/Terminated job), 2 usage errors and ``wait`` timeouts.
 """
@@ -9,7 +9,6 @@ Results go to stdout; warnings and reasons for failure go to stderr. Exit codes:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -20,18 +19,18 @@ from typing import Any
 
 import yaml
 
-from vitjob.backends import pipeline_store
-from vitjob.backends.base import Backend, JobPhase, JobStatus
+from vitjob.api.status import JobPhase, JobStatus, PipelinePhase
+from vitjob.backends.base import SubmitPlan, SubmitResult
+from vitjob.cli import render as spec_cli
 from vitjob.cli.common import (
     add_backend_arguments,
-    backend_from_args,
+    client_from_args,
     format_age,
     format_table,
     print_pipeline,
 )
-from vitjob.constants import DEFAULT_NAMESPACE
-from vitjob.errors import BackendError, JobNotFoundError, PipelineNotFoundError, UsageError
-from vitjob.pipeline import observe
+from vitjob.errors import JobNotFoundError, UsageError
+from vitjob.pipeline.model import PipelineRecord
 from vitjob.progress import describe
 
 log = logging.getLogger("vitjob")
@@ -64,10 +63,8 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
         description="Render the job from the same flags as `vitjob render` (or take rendered "
         "YAML with -f), check that the cluster can run it, and create it.",
     )
-    spec_cli = _render_cli()
-    if spec_cli is not None:
-        spec_cli.add_spec_arguments(p)
-        spec_cli.add_validation_arguments(p)
+    spec_cli.add_spec_arguments(p)
+    spec_cli.add_validation_arguments(p)
     p.add_argument(
         "--manifest",
         metavar="FILE",
@@ -75,7 +72,12 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
         help="submit these rendered objects (YAML from `vitjob render`, '-' for stdin) "
         "instead of rendering from the spec flags",
     )
-    p.add_argument("--dry-run", action="store_true", help="validate and print the objects; submit nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print the objects (stdout) and what submit would check and request (stderr); "
+        "submit nothing",
+    )
     p.add_argument("--replace", action="store_true", help="delete an existing job of that name first")
     p.add_argument(
         "--then",
@@ -87,19 +89,11 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     )
     add_backend_arguments(p)
     local = p.add_argument_group("local backend")
-    local.add_argument("--data", type=Path, default=None, metavar="DIR",
+    local.add_argument("--data", dest="data_dir", type=Path, default=None, metavar="DIR",
                        help="the data PVC's directory on this machine (CIFAR-10 binary layout)")
-    local.add_argument("--output", type=Path, default=None, metavar="DIR",
+    local.add_argument("--output", dest="output_dir", type=Path, default=None, metavar="DIR",
                        help="the output PVC's directory on this machine (runs land in DIR/NAME/…)")
     p.set_defaults(func=_cmd_submit)
-
-
-def _render_cli() -> Any:
-    try:
-        from vitjob.cli import render
-    except ImportError:  # the render commands are optional for submitting rendered YAML
-        return None
-    return render
 
 
 def _add_status(p: argparse.ArgumentParser) -> None:
@@ -146,142 +140,100 @@ def parse_duration(text: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------- handlers
-def _load_objects(args: argparse.Namespace) -> list[dict]:
-    """The objects to submit: from --manifest, or rendered from the spec flags."""
-    if args.manifest:
-        try:
-            text = sys.stdin.read() if args.manifest == "-" else Path(args.manifest).read_text()
-            objects = [d for d in yaml.safe_load_all(text) if d]
-        except (OSError, yaml.YAMLError) as exc:
-            raise UsageError(f"cannot read objects from {args.manifest}: {exc}") from None
-        if not objects or not all(isinstance(o, dict) for o in objects):
-            raise UsageError(f"{args.manifest}: expected YAML documents that are Kubernetes objects")
-        return objects
-    spec_cli = _render_cli()
-    if spec_cli is None:
-        raise UsageError(
-            "rendering from flags is not available in this build; pass rendered YAML with --manifest FILE"
-        )
-    from vitjob.render import render_objects
-
-    spec = spec_cli.spec_from_args(args)
-    objects = render_objects(spec)
-    if args.namespace is None and spec.namespace == DEFAULT_NAMESPACE:
-        # No namespace asked for: the backend uses the kubeconfig context's namespace.
-        for obj in objects:
-            obj.get("metadata", {}).pop("namespace", None)
+def _manifest_objects(source: str) -> list[dict[str, Any]]:
+    """The rendered objects of ``--manifest FILE`` (``-``: stdin)."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        objects = [d for d in yaml.safe_load_all(text) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read objects from {source}: {exc}") from None
+    if not objects or not all(isinstance(o, dict) for o in objects):
+        raise UsageError(f"{source}: expected YAML documents that are Kubernetes objects")
     return objects
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    if getattr(args, "then", None):
-        return _submit_pipeline(args)
-    objects = _load_objects(args)
+    """Plan the submission (``--dry-run``: print the plan), else carry it out and say what follows."""
+    if args.manifest:
+        spec, objects = None, _manifest_objects(args.manifest)
+    else:
+        spec, objects = spec_cli.spec_from_args(args), None
+    client = client_from_args(args)
+    options = {"objects": objects, "then": args.then or (), "replace": args.replace,
+               "validate": args.validate, "crd": args.crd}
     if args.dry_run:
-        from vitjob.validate import validate_objects
-
-        if getattr(args, "validate", True):
-            validate_objects(objects, crd_source=getattr(args, "crd", None))
-        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+        print_plan(client.submit(spec, dry_run=True, **options))
         return 0
-    backend = backend_from_args(args)
-    status = backend.submit(objects, replace=args.replace)
-    for warning in status.warnings:
+    result = client.submit(spec, **options)
+    for warning in result.status.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if backend.name == "local":  # ran in the foreground: report how it ended
-        return _report_local_run(status, shown=getattr(backend, "observer", None) is not None)
-    where = f" in namespace {status.namespace}" if status.namespace else ""
-    print(f"submitted job {status.name}{where} ({backend.name} backend)")
-    print("next:")
-    print(f"  vitjob status {status.name}      # phase, pods, and why it waits")
-    print(f"  vitjob logs -f {status.name}     # follow all pods until the job ends")
-    print(f"  vitjob wait {status.name}        # exit 0 when Completed, 1 when it failed")
-    if backend.name == "kubernetes":
-        print(f"  kubectl logs -n {status.namespace} -l volcano.sh/job-name={status.name} -f --prefix")
+    if result.pipeline is not None:
+        return report_pipeline_run(result.pipeline)
+    if result.plan.foreground:
+        return _report_finished_job(result, shown=not args.verbose)
+    _report_submitted(result)
     return 0
 
 
-def run_local_pipeline(store: Any, name: str) -> int:
-    from vitjob.logsetup import quieted
-    from vitjob.pipeline import PipelinePhase, run_pipeline
+def print_plan(plan: SubmitPlan) -> None:
+    """A dry run: every object as YAML on stdout (``| kubectl apply -f -`` works), and what submit
+    would check and request as comments on stderr."""
+    where = plan.namespace or "the backend's namespace"
+    what = f"pipeline {plan.pipeline.name}" if plan.pipeline else f"job {plan.job_name}"
+    lines = [f"# dry run: submit would create {what} in {where} ({plan.backend} backend)", "# checks first:"]
+    lines += [f"#   - {check}" for check in plan.checks]
+    lines += ["# then:"] + [f"#   {i}. {request}" for i, request in enumerate(plan.requests, 1)]
+    print("\n".join(lines), file=sys.stderr)
+    print(yaml.safe_dump_all(plan.documents(), sort_keys=False), end="")
 
-    # The console shows each stage as it starts and ends; the reconcile loop's notes would repeat it.
-    shown = getattr(store, "observer", None) is not None
-    with quieted("vitjob.pipeline") if shown else contextlib.nullcontext():
-        record = run_pipeline(store, name, wait=True, poll_s=0.2)
-    print(f"pipeline {name} {record.phase}" + (f": {record.reason}" if record.reason else ""))
+
+def report_pipeline_run(record: PipelineRecord) -> int:
+    """How a pipeline run in the foreground ended, stage by stage (exit 0 when it Completed)."""
+    print(f"pipeline {record.name} {record.phase}" + (f": {record.reason}" if record.reason else ""))
     for stage in record.stages:
         state = record.progress.get(stage)
         print(f"  {stage:<9} {record.job_names[stage]:<24} {state.value if state else 'not started'}")
     return 0 if record.phase == PipelinePhase.COMPLETED else 1
 
 
-def _report_local_run(status: Any, *, shown: bool) -> int:
-    """How a local job ended (unless the console ``shown`` it already) and how to see its output."""
+def _report_finished_job(result: SubmitResult, *, shown: bool) -> int:
+    """How a job run in the foreground ended (unless the console ``shown`` it already) and how to see
+    its output."""
+    status = result.status
     if not shown:
-        print(f"job {status.name} {status.phase} (local backend, {status.retry_count} restart(s))")
+        print(f"job {status.name} {status.phase} ({result.plan.backend} backend, "
+              f"{status.retry_count} restart(s))")
         for reason in status.reasons:
             print(f"  {reason}")
-    print(f"  vitjob logs {status.name} --backend local   # every pod's output")
+    for step in result.next_steps:
+        print(f"  {step}")
     return 0 if status.phase == JobPhase.COMPLETED else 1
 
 
-def _submit_pipeline(args: argparse.Namespace) -> int:
-    """``submit --then``: store the pipeline and start its first stage."""
-    from vitjob.pipeline import define_pipeline, parse_then
-
-    if args.manifest:
-        raise UsageError(
-            "--then renders every stage from the spec flags; it cannot be combined with --manifest"
-        )
-    spec_cli = _render_cli()
-    if spec_cli is None:
-        raise UsageError("--then needs the render commands, which this build lacks")
-    spec = spec_cli.spec_from_args(args)
-    definition = define_pipeline(spec, parse_then(args.then, spec.stage))
-    if args.namespace is None and spec.namespace == DEFAULT_NAMESPACE:
-        definition = dataclasses.replace(definition, namespace="")  # the backend's namespace
-    if args.dry_run:
-        from vitjob.validate import validate_objects
-
-        objects = [o for s in definition.stages for o in yaml.safe_load_all(s.manifest) if o]
-        if getattr(args, "validate", True):
-            validate_objects(objects, crd_source=getattr(args, "crd", None))
-        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
-        return 0
-    if getattr(args, "validate", True) and getattr(args, "crd", None):
-        from vitjob.validate import validate_objects
-
-        later = [o for s in definition.stages[1:] for o in yaml.safe_load_all(s.manifest) if o]
-        validate_objects(later, crd_source=args.crd)
-    backend = backend_from_args(args)
-    store = pipeline_store(backend)
-    status = store.create_pipeline(definition, replace=args.replace)
-    if backend.name == "local":  # no controller here: advance the pipeline in the foreground
-        return run_local_pipeline(store, definition.name)
-    for warning in status.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+def _report_submitted(result: SubmitResult) -> None:
+    """A job or pipeline created on a cluster: where, and the commands that follow it."""
+    status, plan = result.status, result.plan
     where = f" in namespace {status.namespace}" if status.namespace else ""
-    stages = " → ".join(s.stage for s in definition.stages)
-    print(f"submitted pipeline {definition.name}{where}: {stages} ({backend.name} backend)")
-    print(f"started job {status.name}; the next stages start when it completes, driven by")
-    print("`vitjob controller` in the cluster, or from here:")
-    print(f"  vitjob pipeline run {definition.name} --wait   # advance it from this machine")
-    print(f"  vitjob status {definition.name}                # each stage's job and phase")
-    print(f"  kubectl get vitjob {definition.name}           # stage and phase (describe: its Events)")
-    print(f"  vitjob logs -f {status.name}")
-    return 0
+    if plan.pipeline is None:
+        print(f"submitted job {status.name}{where} ({plan.backend} backend)")
+        print("next:")
+    else:
+        stages = " → ".join(plan.pipeline.stages)
+        print(f"submitted pipeline {plan.pipeline.name}{where}: {stages} ({plan.backend} backend)")
+        print(f"started job {status.name}; the next stages start when it completes, driven by")
+        print("`vitjob controller` in the cluster, or from here:")
+    for step in result.next_steps:
+        print(f"  {step}")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    backend = backend_from_args(args)
+    client = client_from_args(args)
     try:
-        status = backend.status(args.name)
+        status = client.status(args.name)
     except JobNotFoundError:
-        observed = _pipeline_or_none(backend, args.name)
+        observed = client.find_pipeline(args.name)
         if observed is None:
             raise
-
         print_pipeline(observed, args.output)
         return 0
     if args.output == "json":
@@ -294,10 +246,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    if args.follow and args.previous:
-        raise UsageError("--previous shows a finished run; it cannot be combined with -f")
     since_s = parse_duration(args.since) if args.since else None
-    lines = backend_from_args(args).logs(
+    lines = client_from_args(args).logs(
         args.name,
         follow=args.follow,
         rank=args.rank,
@@ -312,7 +262,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
-    status = backend_from_args(args).wait(args.name, timeout_s=args.timeout)
+    status = client_from_args(args).wait(args.name, timeout_s=args.timeout)
     if status.phase == JobPhase.COMPLETED:
         print(f"job {status.name} Completed")
         return 0
@@ -323,7 +273,7 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    backend_from_args(args).cancel(args.name)
+    client_from_args(args).cancel(args.name)
     print(
         f"asked to abort job {args.name}; it stays listed with its history (`vitjob delete {args.name}` "
         "removes it)"
@@ -332,14 +282,14 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    backend_from_args(args).delete(args.name)
+    client_from_args(args).delete(args.name)
     print(f"deleted job {args.name} and the objects submit created for it")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    jobs = backend_from_args(args).list_jobs(all_namespaces=args.all_namespaces)
-    if getattr(args, "output", "table") == "json":
+    jobs = client_from_args(args).list(all_namespaces=args.all_namespaces)
+    if args.output == "json":
         keys = ("name", "namespace", "stage", "hw", "cards", "phase", "age_s", "progress")
         print(json.dumps([{k: _status_dict(j)[k] for k in keys} for j in jobs], indent=2))
         return 0
@@ -359,15 +309,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(format_table(header, rows))
     return 0
-
-
-def _pipeline_or_none(backend: Backend, name: str) -> Any:
-    """The pipeline ``name`` with its stage jobs, or None when the backend has no such pipeline."""
-    try:
-        return observe(pipeline_store(backend), name, finished_too=True)
-    except (PipelineNotFoundError, BackendError) as exc:
-        log.debug("%s is not a pipeline either: %s", name, exc)
-        return None
 
 
 _HANDLERS = {

@@ -60,7 +60,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     # The children (training processes, the MindSpore scheduler) log MindSpore errors only, unless -v
     # or the pod's environment sets GLOG_v & co. itself.
-    with framework_log_environment(getattr(args, "verbose", False)):
+    with framework_log_environment(args.verbose):
         outcome = launch(
             command, args.hw, args.cards_per_pod, args.rdzv_timeout, args.workdir, args.grace_period
         )

@@ -17,17 +17,14 @@ import threading
 from typing import Any
 
 from vitjob import constants as c
-from vitjob.backends import pipeline_store
-from vitjob.cli.common import (
-    add_backend_arguments,
-    backend_from_args,
-    format_pipeline,
-    print_pipeline,
-)
-from vitjob.errors import UsageError
-from vitjob.pipeline import PipelineStore, cancel_pipeline, delete_pipeline, observe
+from vitjob.api.status import PipelinePhase
+from vitjob.cli.common import add_backend_arguments, client_from_args, format_pipeline, print_pipeline
+from vitjob.pipeline.model import PipelineRecord
 
 log = logging.getLogger("vitjob")
+
+# Seconds one request of the controller may take (the kubernetes backend's default too).
+REQUEST_TIMEOUT_S = 30.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,17 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_controller(sub)
 
 
-def _store(args: argparse.Namespace) -> PipelineStore:
-    return pipeline_store(backend_from_args(args))
-
-
 # ------------------------------------------------------------------------------------- pipeline
 def _cmd_run(args: argparse.Namespace) -> int:
-    from vitjob.pipeline import PipelinePhase, PipelineRecord, run_pipeline
-
-    if args.timeout is not None and not args.wait:
-        raise UsageError("--timeout applies to --wait; add --wait")
-    store = _store(args)
+    client = client_from_args(args)
     seen: dict[str, str] = {}
 
     def report(record: PipelineRecord) -> None:
@@ -100,31 +89,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"pipeline {record.name}: stage {stage} {state}", flush=True)
             seen[stage] = state
 
-    record = run_pipeline(
-        store, args.name, wait=args.wait, poll_s=args.poll, timeout_s=args.timeout, on_step=report
+    record = client.run_pipeline(
+        args.name, wait=args.wait, poll_s=args.poll, timeout_s=args.timeout, on_step=report
     )
-    print(format_pipeline(observe(store, record.name, finished_too=True)))
+    print(format_pipeline(client.pipeline(record.name)))
     if record.phase == PipelinePhase.FAILED:
         return 1
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    print_pipeline(observe(_store(args), args.name, finished_too=True), args.output)
+    print_pipeline(client_from_args(args).pipeline(args.name), args.output)
     return 0
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    backend = backend_from_args(args)
-    aborted = cancel_pipeline(pipeline_store(backend), backend, args.name)
+    aborted = client_from_args(args).cancel_pipeline(args.name)
     jobs = f"; asked to abort {', '.join(aborted)}" if aborted else "; no stage job was running"
     print(f"cancelled pipeline {args.name}{jobs} (`vitjob pipeline delete {args.name}` removes it)")
     return 0
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    backend = backend_from_args(args)
-    deleted = delete_pipeline(pipeline_store(backend), backend, args.name)
+    deleted = client_from_args(args).delete_pipeline(args.name)
     jobs = f" and its jobs {', '.join(deleted)}" if deleted else " (it had no stage jobs left)"
     print(f"deleted pipeline {args.name}{jobs}")
     return 0
@@ -192,8 +179,8 @@ def _register_controller(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_controller(args: argparse.Namespace) -> int:
     if args.render:
-        from vitjob.render import render_controller_documents
-        from vitjob.schema import render_crd
+        from vitjob.generate import render_crd
+        from vitjob.render.manifests import render_controller_documents
 
         if not args.no_crd:
             sys.stdout.write(render_crd())
@@ -206,8 +193,8 @@ def _cmd_controller(args: argparse.Namespace) -> int:
         )
         sys.stdout.write("".join(f"---\n{d}" for d in docs))
         return 0
-    from vitjob.backends.kubernetes import KubernetesBackend
-    from vitjob.controller import Controller, ControllerOptions
+    from vitjob.controller.loop import Controller, ControllerOptions
+    from vitjob.kube.client import RetryPolicy, connect
 
     options = ControllerOptions(
         namespace=args.namespace,
@@ -223,7 +210,7 @@ def _cmd_controller(args: argparse.Namespace) -> int:
         health_host=args.health_host,
         health_port=args.health_port,
     )
-    backend = KubernetesBackend(args.kubeconfig, args.context, args.namespace)
+    api, namespace = connect(args.kubeconfig, args.context, args.namespace, RetryPolicy(), REQUEST_TIMEOUT_S)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -232,5 +219,5 @@ def _cmd_controller(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    Controller(backend, options).run(stop)
+    Controller(api, namespace, options).run(stop)
     return 0

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from vitjob import constants as c
+from vitjob.api.spec import JobSpec
+from vitjob.api.values import load_spec
 from vitjob.errors import UsageError
-from vitjob.render import object_file_name, render_documents, render_objects
-from vitjob.spec import JobSpec, load_spec
+from vitjob.render.manifests import object_file_name, render_documents, render_objects
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def run_render(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     documents = render_documents(spec)
     if args.validate:
-        from vitjob.validate import validate_objects  # jsonschema: only when validating
+        from vitjob.render.validate import validate_objects  # jsonschema: only when validating
 
         validate_objects(render_objects(spec), crd_source=args.crd, k8s_version=spec.k8s_version)
     if args.output_dir is None:
@@ -137,7 +138,7 @@ def run_render(args: argparse.Namespace) -> int:
 
 def write_documents(documents: list[str], directory: Path) -> list[Path]:
     """Write each document to ``DIR/<kind>-<name>.yaml``; return the paths."""
-    from vitjob.render import parse_document
+    from vitjob.render.manifests import parse_document
 
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -93,10 +93,13 @@ class Api:
             delay = min(delay * 2, self.retry.max_backoff_s)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def get_or_none(self, op: Op, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict | None:
+    def get_or_none(
+        self, op: Op, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> dict[str, Any] | None:
         """``call``, but None when the object does not exist (404)."""
         try:
-            return self.call(op, fn, *args, **kwargs)
+            found: dict[str, Any] = self.call(op, fn, *args, **kwargs)
+            return found
         except (ResourceNotFoundError, JobNotFoundError):
             return None
 

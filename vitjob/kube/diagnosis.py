@@ -104,11 +104,11 @@ def fit_problems(job: Mapping[str, Any], nodes: list[Mapping[str, Any]]) -> list
                 f"(--{_flag(resource)}) or add a larger node"
             )
         elif total > sum(usable.values()):
-            have = _amount(resource, sum(usable.values()))
+            in_all = _amount(resource, sum(usable.values()))
             problems.append(
                 f"does not fit: the job's pods ask for {_amount(resource, total)} {_words(resource)} "
                 f"({resource}) in all, at once (gang), but the {len(usable)} node(s) they may run on have "
-                f"{have} allocatable: lower --{_flag(resource)} or --cards, or add nodes"
+                f"{in_all} allocatable: lower --{_flag(resource)} or --cards, or add nodes"
             )
     return problems
 
@@ -118,7 +118,7 @@ def _flag(resource: str) -> str:
 
 
 def _main_container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    containers: list[Mapping[str, Any]] = (pod.get("spec") or {}).get("containers") or [{}]
     return containers[0]
 
 

@@ -56,7 +56,7 @@ class Expired(Exception):
     """A watch answered 410 Gone: re-list."""
 
 
-def status_body(body: Any) -> dict:
+def status_body(body: Any) -> dict[str, Any]:
     """The ``metav1.Status`` of an error answer (``{"message": …}`` when it is not JSON)."""
     if isinstance(body, bytes):
         body = body.decode(errors="replace")

@@ -1,6 +1,7 @@
-"""What vitjob knows about Kubernetes and Volcano objects: API coordinates and labels, the table of kinds
-it creates (``kind_info``; ``object_calls`` gives the create/replace/read/delete request of one object),
-the Volcano Job's phase text, accessors of a pod's rank and main container, and resource quantities.
+"""What vitjob knows about Kubernetes and Volcano objects: the table of kinds it creates
+(``kind_info``; ``object_calls`` gives the create/replace/read/delete request of one object), the Volcano
+Job's phase text, accessors of a pod's rank and main container, and resource quantities.
+Their API coordinates and label keys are names of ``vitjob.constants``, as every shared name.
 
 Objects are plain dicts (parsed JSON), as ``vitjob.kube.client.Api.call`` returns them.
 """
@@ -11,30 +12,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitjob.constants import (
-    VOLCANO_CRD_NAME,
+    VOLCANO_API_VERSION,
     VOLCANO_GROUP,
-    VOLCANO_JOB_NAME_LABEL,
     VOLCANO_PLURAL,
+    VOLCANO_PODGROUPS_PLURAL,
+    VOLCANO_SCHEDULING_GROUP,
     VOLCANO_TASK_INDEX_LABEL,
     VOLCANO_VERSION,
 )
 from vitjob.errors import BackendError
+from vitjob.kube.errors import Op
 
 if TYPE_CHECKING:
     from vitjob.kube.client import Api
 
-# Volcano API coordinates (vitjob.constants owns the literals)
-VC_GROUP, VC_VERSION, VC_JOBS = VOLCANO_GROUP, VOLCANO_VERSION, VOLCANO_PLURAL
-VC_API_VERSION = f"{VC_GROUP}/{VC_VERSION}"
-VC_JOB_CRD = VOLCANO_CRD_NAME
-BUS_GROUP, BUS_VERSION, BUS_COMMANDS = "bus.volcano.sh", "v1alpha1", "commands"
-SCHED_GROUP, SCHED_VERSION, SCHED_PODGROUPS, SCHED_QUEUES = (
-    "scheduling.volcano.sh", "v1beta1", "podgroups", "queues"
-)
-# Labels Volcano's job controller puts on the pods it creates
-POD_JOB_LABEL = VOLCANO_JOB_NAME_LABEL
-POD_TASK_LABEL = "volcano.sh/task-spec"
-POD_INDEX_LABEL = VOLCANO_TASK_INDEX_LABEL
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 # Volcano Job phases after which nothing runs any more (status.state.phase)
 TERMINAL_JOB_PHASES = frozenset({"Completed", "Aborted", "Terminated", "Failed"})
@@ -48,7 +39,10 @@ CORE_KINDS = {
     "PersistentVolumeClaim": "persistent_volume_claim",
 }
 # Custom kinds: (group, kind) → plural
-CUSTOM_PLURALS = {(VC_GROUP, "Job"): VC_JOBS, (SCHED_GROUP, "PodGroup"): SCHED_PODGROUPS}
+CUSTOM_PLURALS = {
+    (VOLCANO_GROUP, "Job"): VOLCANO_PLURAL,
+    (VOLCANO_SCHEDULING_GROUP, "PodGroup"): VOLCANO_PODGROUPS_PLURAL,
+}
 
 
 class KindInfo(NamedTuple):
@@ -67,7 +61,7 @@ class ObjectCalls(NamedTuple):
     delete: Callable[..., Any]
 
 
-def kind_info(obj: dict) -> KindInfo:
+def kind_info(obj: dict[str, Any]) -> KindInfo:
     """(group, plural, namespaced) of an object vitjob knows how to create; ``BackendError`` otherwise."""
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
     group = api_version.split("/", 1)[0] if "/" in api_version else ""
@@ -79,11 +73,11 @@ def kind_info(obj: dict) -> KindInfo:
     raise BackendError(f"cannot submit a {api_version} {kind}: vitjob creates only {known}")
 
 
-def is_volcano_job(obj: dict) -> bool:
-    return obj.get("kind") == "Job" and obj.get("apiVersion") == VC_API_VERSION
+def is_volcano_job(obj: dict[str, Any]) -> bool:
+    return obj.get("kind") == "Job" and obj.get("apiVersion") == VOLCANO_API_VERSION
 
 
-def object_calls(api: Api, obj: dict) -> ObjectCalls:
+def object_calls(api: Api, obj: dict[str, Any]) -> ObjectCalls:
     """The create/replace/read/delete requests of ``obj`` (its ``metadata.namespace`` must be set).
 
     An explicit table rather than ``kubernetes.dynamic.DynamicClient``, measured: its API discovery
@@ -117,26 +111,26 @@ def object_calls(api: Api, obj: dict) -> ObjectCalls:
 
 
 # ---------------------------------------------------------------------------------- Volcano Jobs
-def volcano_phase(job: dict) -> str:
+def volcano_phase(job: dict[str, Any]) -> str:
     """The Job's ``status.state.phase`` (``Pending`` before the Volcano controller wrote one)."""
     return ((job.get("status") or {}).get("state") or {}).get("phase") or "Pending"
 
 
 # -------------------------------------------------------------------------------------------- pods
-def pod_rank(pod: dict) -> int | None:
+def pod_rank(pod: dict[str, Any]) -> int | None:
     """The pod's index in its task (``volcano.sh/task-index``), None without one."""
-    value = (pod["metadata"].get("labels") or {}).get(POD_INDEX_LABEL)
+    value = (pod["metadata"].get("labels") or {}).get(VOLCANO_TASK_INDEX_LABEL)
     return int(value) if value and value.isdigit() else None
 
 
-def container_status(pod: dict) -> dict:
+def container_status(pod: dict[str, Any]) -> dict[str, Any]:
     """The status of the pod's first (main) container; ``{}`` before the kubelet reported one."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     main = pod["spec"]["containers"][0]["name"]
     return next((c for c in statuses if c.get("name") == main), {})
 
 
-def container_started(pod: dict) -> bool:
+def container_started(pod: dict[str, Any]) -> bool:
     """The main container runs or ran (its logs may be read)."""
     cs = container_status(pod)
     state = cs.get("state") or {}
@@ -153,3 +147,26 @@ def quantity(text: str | int | float) -> float:
         return float(parse_quantity(text))
     except (ValueError, TypeError, ArithmeticError):
         return 0.0
+
+
+def get_volcano_job(api: Api, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Volcano Job ``namespace/name``, or None when it does not exist (one GET)."""
+    return api.get_or_none(
+        Op("get", VOLCANO_PLURAL, VOLCANO_GROUP, namespace, name),
+        api.custom.get_namespaced_custom_object,
+        VOLCANO_GROUP,
+        VOLCANO_VERSION,
+        namespace,
+        VOLCANO_PLURAL,
+        name,
+    )
+
+
+def create_object(api: Api, obj: dict[str, Any]) -> dict[str, Any]:
+    """Create ``obj`` (a kind ``kind_info`` knows, its namespace set when namespaced); the created
+    object. ``ConflictError`` when it exists already."""
+    group, plural, _namespaced = kind_info(obj)
+    meta = obj["metadata"]
+    op = Op("create", plural, group, meta.get("namespace"), meta.get("name"))
+    created: dict[str, Any] = api.call(op, object_calls(api, obj).create, obj)
+    return created

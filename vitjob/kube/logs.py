@@ -17,6 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from vitjob.constants import (
+    VOLCANO_GROUP,
+    VOLCANO_JOB_NAME_LABEL,
+    VOLCANO_PLURAL,
+    VOLCANO_TASK_INDEX_LABEL,
+    VOLCANO_VERSION,
+)
 from vitjob.errors import (
     AuthError,
     BackendError,
@@ -29,12 +36,7 @@ from vitjob.kube.client import Api, close_quietly, iter_lines, stream_errors
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import (
     FINISHED_POD_PHASES,
-    POD_INDEX_LABEL,
-    POD_JOB_LABEL,
     TERMINAL_JOB_PHASES,
-    VC_GROUP,
-    VC_JOBS,
-    VC_VERSION,
     container_started,
     container_status,
     pod_rank,
@@ -88,7 +90,7 @@ def log_prefix(pod_name: str, rank: int | None) -> str:
 # ----------------------------------------------------------------------------------------- reading
 def read_log(
     api: Api,
-    pod: dict,
+    pod: dict[str, Any],
     ns: str,
     *,
     previous: bool = False,
@@ -122,7 +124,7 @@ class PodTrack:
     at_last: int = 0  # how many lines with exactly ``last_ns`` were emitted
     run: int | None = None  # restartCount of the container run being read
     opened: bool = False
-    pod: dict = field(default_factory=dict)  # latest object from the pod watch
+    pod: dict[str, Any] = field(default_factory=dict)  # latest object from the pod watch
     deleted: bool = False
 
 
@@ -223,9 +225,9 @@ class JobFollower:
         first = True
         for job in watch_named(
             self.api,
-            Op("list", VC_JOBS, VC_GROUP, self.ns),
+            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, self.ns),
             self.api.custom.list_namespaced_custom_object,
-            (VC_GROUP, VC_VERSION, self.ns, VC_JOBS),
+            (VOLCANO_GROUP, VOLCANO_VERSION, self.ns, VOLCANO_PLURAL),
             self.name,
             self.stop,
             self.holders[0],
@@ -246,9 +248,9 @@ class JobFollower:
                 return
 
     def _watch_pods(self) -> None:
-        selector = f"{POD_JOB_LABEL}={self.name}"
+        selector = f"{VOLCANO_JOB_NAME_LABEL}={self.name}"
         if self.rank is not None:
-            selector += f",{POD_INDEX_LABEL}={self.rank}"
+            selector += f",{VOLCANO_TASK_INDEX_LABEL}={self.rank}"
         op = Op("list", "pods", "", self.ns)
         for kind, obj in list_watch(
             self.api,
@@ -277,7 +279,7 @@ class JobFollower:
                     self._track(obj)
                 self.cond.notify_all()
 
-    def _track(self, pod: dict) -> None:
+    def _track(self, pod: dict[str, Any]) -> None:
         if self.pod_name and pod["metadata"]["name"] != self.pod_name:
             return
         uid = pod["metadata"]["uid"]
@@ -350,7 +352,7 @@ class JobFollower:
                 self.cond.wait(timeout=0.5)
         return False
 
-    def _wait_change(self, track: PodTrack, seen: dict) -> None:
+    def _wait_change(self, track: PodTrack, seen: dict[str, Any]) -> None:
         version = seen["metadata"].get("resourceVersion")
         deadline = time.monotonic() + self.opts.pod_recheck_s
         with self.cond:

@@ -38,14 +38,14 @@ def list_watch(
     api: Api,
     op: Op,
     list_fn: Callable[..., Any],
-    args: tuple,
+    args: tuple[Any, ...],
     stop: threading.Event,
     holder: StreamHolder | None = None,
     deadline: float | None = None,
     *,
-    watch_timeout_s: int = DEFAULT_WATCH_TIMEOUT_S,
+    watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S,
     pause_s: float = 0.5,
-    **selectors: str,
+    **selectors: Any,
 ) -> Iterator[tuple[str, Any]]:
     """("SYNC", items) after every (re)list, then (event type, object) for each watch event.
 
@@ -117,15 +117,15 @@ def watch_named(
     api: Api,
     op: Op,
     list_fn: Callable[..., Any],
-    args: tuple,
+    args: tuple[Any, ...],
     name: str,
     stop: threading.Event,
     holder: StreamHolder | None = None,
     deadline: float | None = None,
     *,
-    watch_timeout_s: int = DEFAULT_WATCH_TIMEOUT_S,
+    watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S,
     pause_s: float = 0.5,
-) -> Iterator[dict | None]:
+) -> Iterator[dict[str, Any] | None]:
     """The object ``name`` each time it changes (first: as listed); None when it is (or was) absent."""
     for kind, obj in list_watch(
         api,

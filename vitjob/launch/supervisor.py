@@ -141,9 +141,9 @@ class Supervisor:
         try:
             not_started = self.start()
             if not_started is not None:
-                label, code, why = not_started
+                label, start_code, start_why = not_started
                 spec = next(s for s in self.specs if s.label == label)
-                failure, start_error = (spec, code), why
+                failure, start_error = (spec, start_code), start_why
             while failure is None and self._stop_signal is None:
                 required_done = True
                 for spec, proc in zip(self.specs, self.procs, strict=True):

@@ -30,7 +30,7 @@ def _layer_keys(i: int, d: int, heads: int, mlp: int) -> list[tuple[str, tuple[i
     a = ATTN.format(i=i)
     b = f"Transformer/encoderblock_{i}"
     ms = f"transformer.encoder.layer.{i}"
-    rows = []
+    rows: list[tuple[str, tuple[int, ...], str, str]] = []
     for proj in ("query", "key", "value"):
         rows.append((f"{a}/{proj}/kernel", (d, heads, hd), f"{ms}.attn.{proj}.weight", "in_heads_T"))
         rows.append((f"{a}/{proj}/bias", (heads, hd), f"{ms}.attn.{proj}.bias", "flatten"))

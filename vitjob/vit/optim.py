@@ -90,12 +90,12 @@ class AdamW(nn.Optimizer):
     def _scaled_decays(self, scale: Tensor) -> Any:
         """λ' of every parameter (a tuple for groups, one tensor otherwise)."""
         if self.constant_decay:
-            distinct = ()
+            distinct: tuple[Any, ...] = ()
             for value in self.decay_values:
                 distinct += (value * scale,)
             if not self.is_group:
                 return distinct[0]
-            per_param = ()
+            per_param: tuple[Any, ...] = ()
             for slot in self.decay_slots:
                 per_param += (distinct[slot],)
             return per_param

@@ -2,15 +2,16 @@
 
 Built on the client layer ``vitjob.kube`` (errors, retrying client, kinds, watches, log following),
 this module owns what vitjob does with a cluster:
-- submit (preflight: Volcano installed, namespace and queue exist, devices fit; validation against the
-  cluster's own CRD schema; supporting objects then the Job; ``replace``);
+- submit plans (``plan_submit``: the objects, checks and requests, with no request made; what
+  ``--dry-run`` prints) and their execution (``execute``: preflight: Volcano installed, namespace and
+  queue exist, devices fit; validation against the cluster's own CRD schema; supporting objects then
+  the Job; ``replace``; a pipeline through ``store``);
 - status with the reasons behind Pending/Failed (PodGroup, events, exit codes, last log lines) and
   training progress; log merging and following; wait, cancel (Volcano ``bus.volcano.sh`` Command
   ``AbortJob``), delete and list;
-- the conversions of Volcano Jobs and pods to ``JobStatus``/``PodStatus``/``JobPhase`` (``job_status``,
-  ``pod_status``, ``job_phase``);
-- public operations other modules build on: ``create_object``, ``delete_job``, ``wait_gone``,
-  ``get_job_or_none``, ``watch_job`` and ``api`` (the ``vitjob.kube.client.Api``).
+- operations the VitJob store builds on for new pipelines (``StageJobSubmitter``): ``submit``,
+  ``delete_job``, ``wait_gone``. The conversions of Volcano Jobs and pods to status records are
+  ``status``; pipelines on the cluster are ``store``.
 
 ``kubernetes`` is imported lazily so ``import vitjob`` stays fast and works without it.
 """
@@ -23,19 +24,30 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vitjob.backends.base import Backend, JobPhase, JobStatus, PodStatus
+from vitjob.backends.base import Backend, JobPhase, JobStatus, SubmitPlan, SubmitResult
+from vitjob.backends.kubernetes.status import age_s, job_phase, job_status
+from vitjob.backends.kubernetes.store import KubernetesPipelineStore
 from vitjob.constants import (
     APP_NAME,
-    LABEL_CARDS,
-    LABEL_COMPONENT,
-    LABEL_HW,
     LABEL_MANAGED_BY,
     LABEL_PREFIX,
+    VITJOB_CRD_NAME,
+    VITJOB_KIND,
+    VOLCANO_BUS_GROUP,
+    VOLCANO_BUS_VERSION,
+    VOLCANO_COMMANDS_PLURAL,
+    VOLCANO_CRD_NAME,
+    VOLCANO_GROUP,
+    VOLCANO_JOB_NAME_LABEL,
+    VOLCANO_PLURAL,
     VOLCANO_POD_NAME_FORMAT,
+    VOLCANO_SCHEDULING_GROUP,
+    VOLCANO_SCHEDULING_VERSION,
+    VOLCANO_VERSION,
 )
 from vitjob.errors import (
     AuthError,
@@ -51,59 +63,29 @@ from vitjob.kube.client import (
     Api,
     RetryPolicy,
     connect,
-    in_cluster_available,
     iter_lines,
-    kubeconfig_available,
 )
 from vitjob.kube.diagnosis import fit_problems, image_problem, oom_note
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import (
-    BUS_COMMANDS,
-    BUS_GROUP,
-    BUS_VERSION,
-    POD_JOB_LABEL,
-    POD_TASK_LABEL,
-    SCHED_GROUP,
-    SCHED_VERSION,
-    VC_GROUP,
-    VC_JOB_CRD,
-    VC_JOBS,
-    VC_VERSION,
     container_started,
     container_status,
+    create_object,
+    get_volcano_job,
     is_volcano_job,
     kind_info,
     object_calls,
     pod_rank,
     quantity,
-    volcano_phase,
 )
-from vitjob.kube.logs import FollowOptions, JobFollower, log_prefix, parse_ts, read_log, split_ts
+from vitjob.kube.logs import FollowOptions, JobFollower, log_prefix, read_log, split_ts
 from vitjob.kube.watch import StreamHolder, watch_named
+from vitjob.pipeline.model import PipelineDefinition
 from vitjob.progress import TrainProgress, last_progress
-
-__all__ = [
-    "DEFAULT_FOLLOW",
-    "DEFAULT_RETRY",
-    "VC_GROUP",
-    "VC_JOBS",
-    "VC_VERSION",
-    "FollowOptions",
-    "KubernetesBackend",
-    "Op",
-    "RetryPolicy",
-    "in_cluster_available",
-    "job_phase",
-    "job_status",
-    "kubeconfig_available",
-    "pod_status",
-]
 
 log = logging.getLogger(__name__)
 
-# vitjob's labels (rendered by vitjob.render) and the annotation submit adds to the Job
-MANAGED_BY_LABEL, MANAGED_BY_VALUE = LABEL_MANAGED_BY, APP_NAME
-STAGE_LABEL, HW_LABEL, CARDS_LABEL = LABEL_COMPONENT, LABEL_HW, LABEL_CARDS
+# The annotation submit adds to the Job
 SUPPORTING_ANNOTATION = LABEL_PREFIX + "supporting-objects"  # JSON list of what submit created beside the Job
 # Extended resources that count as accelerators in preflight
 DEVICE_PREFIXES = ("huawei.com/", "nvidia.com/")
@@ -116,66 +98,6 @@ PENDING_EVENT_REASONS = frozenset({"Unschedulable", "FailedScheduling", "Evict"}
 # Normal events that explain an end: the job controller's "ExecuteAction" ("Start to execute action
 # RestartJob", "Job failed on action RestartJob for retry limit reached"); it never writes state.reason.
 FAILURE_EVENT_REASONS = frozenset({"ExecuteAction", "Evict"})
-
-
-# --------------------------------------------------------------------------------------- status records
-def _age_s(meta: dict) -> float:
-    created = meta.get("creationTimestamp")
-    if not created:
-        return 0.0
-    return max(0.0, time.time() - parse_ts(created) / 1e9)
-
-
-def job_phase(job: dict) -> JobPhase:
-    """The Volcano Job's phase (``Unknown`` for a phase this version does not know)."""
-    try:
-        return JobPhase(volcano_phase(job))
-    except ValueError:
-        return JobPhase.UNKNOWN
-
-
-def pod_status(pod: dict) -> PodStatus:
-    """A pod as ``vitjob status`` shows it."""
-    cs = container_status(pod)
-    state = cs.get("state") or {}
-    term = state.get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
-    waiting = state.get("waiting") or {}
-    return PodStatus(
-        name=pod["metadata"]["name"],
-        phase=(pod.get("status") or {}).get("phase", "Unknown"),
-        node=pod["spec"].get("nodeName") or "",
-        restarts=int(cs.get("restartCount") or 0),
-        exit_code=term.get("exitCode"),
-        reason=waiting.get("reason") or term.get("reason", ""),
-        message=waiting.get("message") or term.get("message", ""),
-        rank=pod_rank(pod),
-        task=(pod["metadata"].get("labels") or {}).get(POD_TASK_LABEL, ""),
-    )
-
-
-def job_status(job: dict, pods: list[dict] | None = None) -> JobStatus:
-    """A Volcano Job (and its pods) as ``vitjob status``/``list`` show it."""
-    meta, status = job["metadata"], job.get("status") or {}
-    labels = meta.get("labels") or {}
-    cards = labels.get(CARDS_LABEL, "")
-    tasks = {
-        t: {p: int(n) for p, n in (c.get("phase") or {}).items()}
-        for t, c in (status.get("taskStatusCount") or {}).items()
-    }
-    pod_list = sorted((pod_status(p) for p in pods or []), key=lambda p: (p.task, p.rank or 0, p.name))
-    return JobStatus(
-        name=meta["name"],
-        namespace=meta.get("namespace", ""),
-        phase=job_phase(job),
-        retry_count=int(status.get("retryCount") or 0),
-        stage=labels.get(STAGE_LABEL, ""),
-        hw=labels.get(HW_LABEL, ""),
-        cards=int(cards) if cards.isdigit() else 0,
-        age_s=_age_s(meta),
-        pods=pod_list,
-        queue=(job.get("spec") or {}).get("queue", ""),
-        tasks=tasks,
-    )
 
 
 # ------------------------------------------------------------------------------------------- backend
@@ -253,18 +175,97 @@ class KubernetesBackend(Backend):
 
     # ------------------------------------------------------------------------------ small requests
     def _get_job(self, name: str, ns: str) -> dict:
-        op = Op("get", VC_JOBS, VC_GROUP, ns, name)
+        op = Op("get", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name)
         return self.api.call(
-            op, self.api.custom.get_namespaced_custom_object, VC_GROUP, VC_VERSION, ns, VC_JOBS, name
+            op,
+            self.api.custom.get_namespaced_custom_object,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
+            ns,
+            VOLCANO_PLURAL,
+            name,
         )
 
     def _job_pods(self, name: str, ns: str, extra_selector: str = "") -> list[dict]:
-        selector = f"{POD_JOB_LABEL}={name}" + (f",{extra_selector}" if extra_selector else "")
+        selector = f"{VOLCANO_JOB_NAME_LABEL}={name}" + (f",{extra_selector}" if extra_selector else "")
         op = Op("list", "pods", "", ns)
         return self.api.call(op, self.api.core.list_namespaced_pod, ns, label_selector=selector)["items"]
 
     # --------------------------------------------------------------------------------------- submit
-    def submit(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
+    def plan_submit(
+        self,
+        objects: Sequence[dict[str, Any]],
+        *,
+        pipeline: PipelineDefinition | None = None,
+        later_objects: Mapping[str, tuple[dict[str, Any], ...]] | None = None,
+        replace: bool = False,
+    ) -> SubmitPlan:
+        """The checks and requests of submitting ``objects`` (a pipeline's first stage, when given);
+        no request is made, so a dry run needs no cluster."""
+        copied = copy.deepcopy(list(objects))
+        job, supporting = _split_objects(copied)
+        # the objects' namespace, else the one this backend was given ("": the context's, known once
+        # connected; planning makes no request)
+        ns = job["metadata"].get("namespace") or (pipeline.namespace if pipeline else "")
+        ns = ns or self.settings.namespace or ""
+        name = job["metadata"]["name"]
+        where = ns or "the context's namespace"
+        checks = [
+            f"the cluster serves Volcano Jobs (GET CustomResourceDefinition {VOLCANO_CRD_NAME}); the objects "
+            "are validated against that CRD",
+            "the cluster's nodes and queues can hold the job (device, CPU and memory requests)",
+            f"no job {name} exists in {where}" + (" (--replace deletes it and waits until it is gone)"
+                                                   if replace else ""),
+        ]
+        requests = []
+        if pipeline is not None:
+            checks.insert(0, f"the cluster serves VitJobs ({VITJOB_CRD_NAME}), which pipelines need")
+            requests.append(f"create {VITJOB_KIND} {pipeline.name} in {where} (the pipeline: its spec, "
+                            f"stages {' → '.join(pipeline.stages)})")
+        for obj in [*supporting, job]:
+            requests.append(f"create {obj['kind']} {obj['metadata']['name']} in {where}")
+        if pipeline is not None:
+            requests.append(f"patch {VITJOB_KIND} {pipeline.name} status: Running, stage "
+                            f"{pipeline.stages[0]} Created")
+        return SubmitPlan(
+            backend=self.name,
+            job_name=name,
+            namespace=ns,
+            objects=tuple(copied),
+            pipeline=pipeline,
+            later_objects=dict(later_objects or {}),
+            replace=replace,
+            checks=tuple(checks),
+            requests=tuple(requests),
+        )
+
+    def execute(self, plan: SubmitPlan) -> SubmitResult:
+        """Create the plan's job, or store its pipeline and start the first stage (``store``)."""
+        if plan.pipeline is not None:
+            status = self.pipeline_store().create_pipeline(plan.pipeline, replace=plan.replace)
+            name = plan.pipeline.name
+            steps = (
+                f"vitjob pipeline run {name} --wait   # advance it from this machine",
+                f"vitjob status {name}                # each stage's job and phase",
+                f"kubectl get vitjob {name}           # stage and phase (describe: its Events)",
+                f"vitjob logs -f {status.name}",
+            )
+            return SubmitResult(plan, status, None, steps)
+        status = self.create_job(list(plan.objects), replace=plan.replace)
+        steps = (
+            f"vitjob status {status.name}      # phase, pods, and why it waits",
+            f"vitjob logs -f {status.name}     # follow all pods until the job ends",
+            f"vitjob wait {status.name}        # exit 0 when Completed, 1 when it failed",
+            f"kubectl logs -n {status.namespace} -l {VOLCANO_JOB_NAME_LABEL}={status.name} -f --prefix",
+        )
+        return SubmitResult(plan, status, None, steps)
+
+    def pipeline_store(self) -> KubernetesPipelineStore:
+        """VitJobs in this backend's namespace; new pipelines' first stages go through this backend."""
+        return KubernetesPipelineStore(self.api, self.namespace, jobs=self)
+
+    def create_job(self, objects: list[dict], *, replace: bool = False) -> JobStatus:
+        """Check the cluster, then create the supporting objects and the Volcano Job (Job last)."""
         objects = copy.deepcopy(objects)
         job, supporting = _split_objects(objects)
         ns = self._ns(job["metadata"].get("namespace"))
@@ -279,7 +280,7 @@ class KubernetesBackend(Backend):
         if existing is not None and not replace:
             raise ConflictError(
                 f"job {name!r} already exists in namespace {ns!r} (phase {job_phase(existing)}, "
-                f"{_fmt_age(_age_s(existing['metadata']))} old); `vitjob delete {name}` removes it, "
+                f"{_fmt_age(age_s(existing['metadata']))} old); `vitjob delete {name}` removes it, "
                 "`vitjob submit --replace …` deletes and recreates it, or choose another --name"
             )
         if existing is not None:
@@ -288,10 +289,16 @@ class KubernetesBackend(Backend):
             self.wait_gone(name, ns)
         created_refs = [self._create_supporting(obj) for obj in supporting]
         job["metadata"].setdefault("annotations", {})[SUPPORTING_ANNOTATION] = json.dumps(created_refs)
-        op = Op("create", VC_JOBS, VC_GROUP, ns, name)
+        op = Op("create", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name)
         try:
             created = self.api.call(
-                op, self.api.custom.create_namespaced_custom_object, VC_GROUP, VC_VERSION, ns, VC_JOBS, job
+                op,
+                self.api.custom.create_namespaced_custom_object,
+                VOLCANO_GROUP,
+                VOLCANO_VERSION,
+                ns,
+                VOLCANO_PLURAL,
+                job,
             )
         except ConflictError:
             raise ConflictError(
@@ -305,13 +312,13 @@ class KubernetesBackend(Backend):
 
     def _preflight_volcano(self) -> dict | None:
         """The cluster's Volcano Job CRD (None when we may not read CRDs)."""
-        op = Op("get", "customresourcedefinitions", "apiextensions.k8s.io", None, VC_JOB_CRD)
+        op = Op("get", "customresourcedefinitions", "apiextensions.k8s.io", None, VOLCANO_CRD_NAME)
         try:
-            return self.api.call(op, self.api.ext.read_custom_resource_definition, VC_JOB_CRD)
+            return self.api.call(op, self.api.ext.read_custom_resource_definition, VOLCANO_CRD_NAME)
         except ResourceNotFoundError:
             raise PreflightError(
                 f"Volcano is not installed in this cluster: the API server {self.api.server} has no "
-                f"CustomResourceDefinition {VC_JOB_CRD}; install Volcano "
+                f"CustomResourceDefinition {VOLCANO_CRD_NAME}; install Volcano "
                 "(https://volcano.sh/en/docs/installation/) "
                 "or run on this machine with --backend local"
             ) from None
@@ -335,10 +342,10 @@ class KubernetesBackend(Backend):
         queue_name = (job.get("spec") or {}).get("queue") or "default"
         try:
             q = self.api.call(
-                Op("get", "queues", SCHED_GROUP, None, queue_name),
+                Op("get", "queues", VOLCANO_SCHEDULING_GROUP, None, queue_name),
                 self.api.custom.get_cluster_custom_object,
-                SCHED_GROUP,
-                SCHED_VERSION,
+                VOLCANO_SCHEDULING_GROUP,
+                VOLCANO_SCHEDULING_VERSION,
                 "queues",
                 queue_name,
             )
@@ -399,19 +406,17 @@ class KubernetesBackend(Backend):
         """Check the objects against the cluster's own Volcano Job CRD (raises ``ValidationError``)."""
         if crd is None:
             return
-        from vitjob.validate import validate_objects
+        from vitjob.render.validate import validate_objects
 
         validate_objects(objects, crd_source=[crd])
 
     def create_object(self, obj: dict) -> dict:
         """Create one object of a kind ``vitjob.kube.kinds.kind_info`` knows (in this backend's namespace
         when it names none); returns the created object. ``ConflictError`` when it exists already."""
-        group, plural, namespaced = kind_info(obj)
+        _group, _plural, namespaced = kind_info(obj)
         if namespaced and not obj["metadata"].get("namespace"):
             obj = {**obj, "metadata": {**obj["metadata"], "namespace": self.namespace}}
-        meta = obj["metadata"]
-        op = Op("create", plural, group, meta.get("namespace"), meta.get("name"))
-        return self.api.call(op, object_calls(self.api, obj).create, obj)
+        return create_object(self.api, obj)
 
     def _create_supporting(self, obj: dict) -> dict:
         group, plural, _namespaced = kind_info(obj)
@@ -425,7 +430,7 @@ class KubernetesBackend(Backend):
         except ConflictError:
             pass
         current = self.api.call(Op("get", plural, group, ns, name), read)
-        if (current["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+        if (current["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) != APP_NAME:
             raise ConflictError(
                 f"{kind} {name!r} already exists in namespace {ns!r} and was not created by "
                 "vitjob; rename the job or remove that object"
@@ -437,15 +442,7 @@ class KubernetesBackend(Backend):
 
     def get_job_or_none(self, ns: str, name: str) -> dict[str, Any] | None:
         """The Volcano Job ``ns/name``, or None when it does not exist."""
-        return self.api.get_or_none(
-            Op("get", VC_JOBS, VC_GROUP, ns, name),
-            self.api.custom.get_namespaced_custom_object,
-            VC_GROUP,
-            VC_VERSION,
-            ns,
-            VC_JOBS,
-            name,
-        )
+        return get_volcano_job(self.api, ns, name)
 
     def wait_gone(self, name: str, ns: str) -> None:
         """After deleting for --replace: wait until the job and its pods are gone (Volcano issue 1241);
@@ -459,7 +456,7 @@ class KubernetesBackend(Backend):
         raise BackendError(
             f"job {name!r} in namespace {ns!r} was deleted but it or its pods are still there after "
             f"{self.replace_timeout_s:.0f}s; retry --replace when `kubectl get pods -l "
-            f"{POD_JOB_LABEL}={name}` shows none"
+            f"{VOLCANO_JOB_NAME_LABEL}={name}` shows none"
         )
 
     # --------------------------------------------------------------------------------------- status
@@ -564,10 +561,10 @@ class KubernetesBackend(Backend):
         for candidate in (pg_name, job["metadata"]["name"]):
             try:
                 pg = self.api.get_or_none(
-                    Op("get", "podgroups", SCHED_GROUP, ns, candidate),
+                    Op("get", "podgroups", VOLCANO_SCHEDULING_GROUP, ns, candidate),
                     self.api.custom.get_namespaced_custom_object,
-                    SCHED_GROUP,
-                    SCHED_VERSION,
+                    VOLCANO_SCHEDULING_GROUP,
+                    VOLCANO_SCHEDULING_VERSION,
                     ns,
                     "podgroups",
                     candidate,
@@ -700,9 +697,9 @@ class KubernetesBackend(Backend):
         """The Volcano Job ``ns/name`` each time it changes; None when it was deleted."""
         return watch_named(
             self.api,
-            Op("list", VC_JOBS, VC_GROUP, ns),
+            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
             self.api.custom.list_namespaced_custom_object,
-            (VC_GROUP, VC_VERSION, ns, VC_JOBS),
+            (VOLCANO_GROUP, VOLCANO_VERSION, ns, VOLCANO_PLURAL),
             name,
             stop,
             holder,
@@ -744,7 +741,7 @@ class KubernetesBackend(Backend):
                 f"`vitjob delete {name}` removes it"
             )
         owner = {
-            "apiVersion": f"{VC_GROUP}/{VC_VERSION}",
+            "apiVersion": f"{VOLCANO_GROUP}/{VOLCANO_VERSION}",
             "kind": "Job",
             "name": name,
             "uid": job["metadata"]["uid"],
@@ -752,7 +749,7 @@ class KubernetesBackend(Backend):
             "blockOwnerDeletion": True,
         }
         command = {
-            "apiVersion": f"{BUS_GROUP}/{BUS_VERSION}",
+            "apiVersion": f"{VOLCANO_BUS_GROUP}/{VOLCANO_BUS_VERSION}",
             "kind": "Command",
             "metadata": {"generateName": f"{name}-abortjob-", "namespace": ns, "ownerReferences": [owner]},
             "action": "AbortJob",
@@ -761,12 +758,12 @@ class KubernetesBackend(Backend):
             "message": "aborted with `vitjob cancel`",
         }
         self.api.call(
-            Op("create", BUS_COMMANDS, BUS_GROUP, ns),
+            Op("create", VOLCANO_COMMANDS_PLURAL, VOLCANO_BUS_GROUP, ns),
             self.api.custom.create_namespaced_custom_object,
-            BUS_GROUP,
-            BUS_VERSION,
+            VOLCANO_BUS_GROUP,
+            VOLCANO_BUS_VERSION,
             ns,
-            BUS_COMMANDS,
+            VOLCANO_COMMANDS_PLURAL,
             command,
         )
         log.debug("asked Volcano to abort job %s/%s", ns, name)
@@ -782,12 +779,12 @@ class KubernetesBackend(Backend):
         name = job["metadata"]["name"]
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         self.api.call(
-            Op("delete", VC_JOBS, VC_GROUP, ns, name),
+            Op("delete", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name),
             self.api.custom.delete_namespaced_custom_object,
-            VC_GROUP,
-            VC_VERSION,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
             ns,
-            VC_JOBS,
+            VOLCANO_PLURAL,
             name,
             body=body,
         )
@@ -807,25 +804,25 @@ class KubernetesBackend(Backend):
         log.debug("deleted job %s/%s and %d supporting object(s)", ns, name, len(refs))
 
     def list_jobs(self, all_namespaces: bool = False) -> list[JobStatus]:
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+        selector = f"{LABEL_MANAGED_BY}={APP_NAME}"
         if all_namespaces:
             items = self.api.call(
-                Op("list", VC_JOBS, VC_GROUP),
+                Op("list", VOLCANO_PLURAL, VOLCANO_GROUP),
                 self.api.custom.list_cluster_custom_object,
-                VC_GROUP,
-                VC_VERSION,
-                VC_JOBS,
+                VOLCANO_GROUP,
+                VOLCANO_VERSION,
+                VOLCANO_PLURAL,
                 label_selector=selector,
             )["items"]
         else:
             ns = self._ns()
             items = self.api.call(
-                Op("list", VC_JOBS, VC_GROUP, ns),
+                Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
                 self.api.custom.list_namespaced_custom_object,
-                VC_GROUP,
-                VC_VERSION,
+                VOLCANO_GROUP,
+                VOLCANO_VERSION,
                 ns,
-                VC_JOBS,
+                VOLCANO_PLURAL,
                 label_selector=selector,
             )["items"]
         statuses = sorted((job_status(j) for j in items), key=lambda s: (s.namespace, s.name))
@@ -845,7 +842,7 @@ def _split_objects(objects: list[dict]) -> tuple[dict, list[dict]]:
     jobs = [o for o in objects if is_volcano_job(o)]
     if len(jobs) != 1:
         raise BackendError(
-            f"expected exactly one Volcano Job ({VC_GROUP}/{VC_VERSION}) among the objects to "
+            f"expected exactly one Volcano Job ({VOLCANO_GROUP}/{VOLCANO_VERSION}) among the objects to "
             f"submit, found {len(jobs)}"
         )
     for obj in objects:

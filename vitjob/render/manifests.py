@@ -36,9 +36,9 @@ import jinja2
 import yaml
 
 from vitjob import constants as c
+from vitjob.api.spec import JobSpec
 from vitjob.errors import RenderError
 from vitjob.images import HOME_DIR, USER_ID
-from vitjob.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,8 @@ def manifests_dir() -> Any:
 def _load_template(name: str) -> str:
     path = manifests_dir().joinpath(name)
     try:
-        return path.read_text(encoding="utf-8")
+        text: str = path.read_text(encoding="utf-8")
+        return text
     except FileNotFoundError:
         raise RenderError(
             f"template {name} not found in {path}: the vitjob installation is incomplete; "
@@ -505,7 +506,7 @@ def render_vitjob(
     spec: Mapping[str, Any],
     submitting: bool = False,
 ) -> dict[str, Any]:
-    """The VitJob of a run: ``spec`` is its spec values (``vitjob.pipeline.resource_spec``);
+    """The VitJob of a run: ``spec`` is its spec values (``vitjob.pipeline.define.resource_spec``);
     ``submitting`` marks it as having its first stage created by ``vitjob submit``."""
     context = {
         "api_version": c.VITJOB_API_VERSION,

@@ -1,27 +1,30 @@
-"""Pipelines on Kubernetes: the ``vitjob.pipeline.PipelineStore`` protocol over VitJob resources.
+"""Pipelines on Kubernetes: the ``vitjob.pipeline.model.PipelineStore`` protocol over VitJob resources.
 
 A pipeline NAME is the ``VitJob`` NAME (``vitjob.io/v1alpha1``, rendered from
 ``manifests/vitjob.yaml.j2``; its CRD is ``charts/vitjob/crds/``). Its ``spec`` holds the run's spec
 values (the keys of a values file plus ``then``); each stage's objects are rendered from it by
-``vitjob.render`` when the stage starts. Progress is written only through the ``status``
+``vitjob.render.manifests`` when the stage starts. Progress is written only through the ``status``
 subresource, with the resourceVersion read as precondition (a stale write gets 409 and is read
 again): phase, reason, the current stage, each stage's job, state, job phase and times, and
 conditions. Stage jobs carry a controller ownerReference to the VitJob, so deleting it
 garbage-collects them; every recorded step is also an Event on the VitJob (best effort).
 
-Every request goes through ``KubernetesBackend``'s client (``vitjob.kube.client.Api.call``: one error
-mapping, retries).
+Every request goes through the client layer (``vitjob.kube.client.Api.call``: one error mapping,
+retries); a new pipeline's first stage is submitted through the backend (``StageJobSubmitter``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from vitjob import constants as c
-from vitjob.backends.kubernetes import KubernetesBackend, job_phase
+from vitjob.api.status import JobStatus, PipelinePhase, StageState
+from vitjob.backends.kubernetes.status import job_phase
+from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.errors import (
+    BackendError,
     ConflictError,
     PipelineNotFoundError,
     PreflightError,
@@ -29,24 +32,17 @@ from vitjob.errors import (
     ResourceTypeNotServedError,
     VitjobError,
 )
-from vitjob.jobstatus import JobStatus
+from vitjob.kube.client import Api
 from vitjob.kube.errors import Op
-from vitjob.kube.kinds import VC_GROUP, VC_JOBS, VC_VERSION, is_volcano_job
+from vitjob.kube.kinds import create_object, get_volcano_job, is_volcano_job
 from vitjob.kube.times import time_text
-from vitjob.pipeline import (
-    PipelineDefinition,
-    PipelinePhase,
-    PipelineRecord,
-    StageJob,
-    StageState,
-    UpdatePipeline,
-    stages_of,
-)
+from vitjob.pipeline.define import stage_objects
+from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline, stages_of
+from vitjob.render.manifests import render_event, render_vitjob
 
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
-API_VERSION = c.VITJOB_API_VERSION
 ENDED_STATES = (StageState.COMPLETED, StageState.FAILED)
 
 
@@ -192,7 +188,7 @@ def event_for(record: PipelineRecord, update: UpdatePipeline) -> tuple[str, str,
 
 def owner_reference(record: PipelineRecord) -> dict[str, Any]:
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": c.VITJOB_API_VERSION,
         "kind": c.VITJOB_KIND,
         "name": record.name,
         "uid": record.uid,
@@ -202,31 +198,47 @@ def owner_reference(record: PipelineRecord) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- store
+class StageJobSubmitter(Protocol):
+    """What creating and replacing a pipeline needs besides the client: submitting its first stage's
+    objects with the backend's checks, and deleting old stage jobs (``KubernetesBackend`` does it)."""
+
+    def submit(self, objects: list[dict[str, Any]], *, replace: bool = False) -> JobStatus: ...
+
+    def delete_job(self, job: dict[str, Any], ns: str) -> None: ...
+
+    def wait_gone(self, name: str, ns: str) -> None: ...
+
+
 class KubernetesPipelineStore:
     """``PipelineStore`` over VitJobs on a cluster, reading fresh state with each call (CLI use).
 
     Args:
-        backend: the ``KubernetesBackend`` whose client, namespace and error mapping are used.
-        namespace: the pipelines' namespace (default: the backend's).
+        api: the client (one error mapping, retries).
+        namespace: the pipelines' namespace.
+        jobs: submits a new pipeline's first stage and deletes replaced stage jobs; without it the
+            store drives existing pipelines only (the controller's case) and cannot create one.
         component: the Events' source component.
     """
 
-    def __init__(self, backend: KubernetesBackend, namespace: str | None = None, component: str = "vitjob"):
-        self.backend = backend
-        self._namespace = namespace
+    def __init__(
+        self, api: Api, namespace: str, *, jobs: StageJobSubmitter | None = None, component: str = "vitjob"
+    ):
+        self.api = api
+        self.namespace = namespace
+        self.jobs = jobs
         self.component = component
 
-    @property
-    def namespace(self) -> str:
-        return self._namespace or self.backend.namespace
+    def _submitter(self) -> StageJobSubmitter:
+        if self.jobs is None:
+            raise BackendError("this pipeline store drives existing pipelines only; create pipelines "
+                               "with `vitjob submit … --then` (vitjob.Client.submit)")
+        return self.jobs
 
     # -------------------------------------------------------------------------------- create
     def create_pipeline(self, definition: PipelineDefinition, *, replace: bool = False) -> JobStatus:
         """Store the VitJob (marked as being submitted), submit its first stage with the backend's
         preflight checks, then record it Running. Without the VitJob CRD on the cluster this fails
         before anything is created, saying how to install it."""
-        from vitjob.render import render_vitjob
-
         ns = definition.namespace or self.namespace
         existing = self.read_vitjob(definition.name, ns)
         if existing is not None:
@@ -245,7 +257,7 @@ class KubernetesPipelineStore:
             spec=definition.spec,
             submitting=True,
         )
-        api = self.backend.api
+        api = self.api
         op = Op("create", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, definition.name)
         try:
             created = api.call(
@@ -255,13 +267,13 @@ class KubernetesPipelineStore:
             raise self._no_crd(ns) from None
         record = record_from_vitjob(created)
         first = definition.stages[0]
-        objects = [self._own(obj, record) for obj in record.stage_objects(first.stage)]
+        objects = [self._own(obj, record) for obj in stage_objects(record, first)]
         try:
-            status = self.backend.submit(objects, replace=replace)
+            status = self._submitter().submit(objects, replace=replace)
         except BaseException:
             self._delete_vitjob(record)
             raise
-        self._mark_started(record, first.stage, str(status.phase))
+        self._mark_started(record, first, str(status.phase))
         log.debug("created pipeline %s/%s with stages %s", ns, definition.name, record.stages)
         return status
 
@@ -287,14 +299,14 @@ class KubernetesPipelineStore:
     def delete_with_jobs(self, record: PipelineRecord) -> None:
         """For --replace: the stage jobs (waiting until they are gone), then the VitJob."""
         for stage in record.stages:
-            job = self.backend.get_job_or_none(record.namespace, record.job_names[stage])
+            job = get_volcano_job(self.api, record.namespace, record.job_names[stage])
             if job is not None:
-                self.backend.delete_job(job, record.namespace)
-                self.backend.wait_gone(record.job_names[stage], record.namespace)
+                self._submitter().delete_job(job, record.namespace)
+                self._submitter().wait_gone(record.job_names[stage], record.namespace)
         self._delete_vitjob(record)
 
     def _delete_vitjob(self, record: PipelineRecord) -> None:
-        api, ns, name = self.backend.api, record.namespace, record.name
+        api, ns, name = self.api, record.namespace, record.name
         op = Op("delete", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
             api.call(op, api.custom.delete_namespaced_custom_object, *self._coords(ns), name)
@@ -316,14 +328,14 @@ class KubernetesPipelineStore:
     def list_stage_jobs(self, pipeline: PipelineRecord) -> dict[str, StageJob]:
         """One LIST by part-of label, plus a GET for the first stage not yet recorded Completed when
         the list lacks it (a same-named job without the label is reported, as foreign)."""
-        api, ns = self.backend.api, pipeline.namespace
+        api, ns = self.api, pipeline.namespace
         listed = api.call(
-            Op("list", VC_JOBS, VC_GROUP, ns),
+            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
             api.custom.list_namespaced_custom_object,
-            VC_GROUP,
-            VC_VERSION,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
             ns,
-            VC_JOBS,
+            VOLCANO_PLURAL,
             label_selector=f"{c.LABEL_PART_OF}={pipeline.part_of}",
         )["items"]
         by_name = {j["metadata"]["name"]: j for j in listed}
@@ -331,7 +343,7 @@ class KubernetesPipelineStore:
         for stage in pipeline.stages:
             job = by_name.get(pipeline.job_names[stage])
             if job is None and pipeline.progress.get(stage) != StageState.COMPLETED:
-                job = self.backend.get_job_or_none(ns, pipeline.job_names[stage])
+                job = get_volcano_job(self.api, ns, pipeline.job_names[stage])
                 if job is None:
                     break  # reconcile looks no further than the first stage without a job
             if job is not None:
@@ -346,10 +358,10 @@ class KubernetesPipelineStore:
         """Create the stage's objects (owned by the VitJob); return the created Job, or None when it
         already existed. A spec that does not make a valid job raises ``SpecError``."""
         created_job = None
-        for obj in pipeline.stage_objects(stage):
+        for obj in stage_objects(pipeline, stage):
             self._own(obj, pipeline)
             try:
-                result = self.backend.create_object(obj)
+                result = create_object(self.api, obj)
             except ConflictError:
                 log.debug("%s %s exists already; counts as created", obj["kind"], obj["metadata"]["name"])
                 continue
@@ -359,7 +371,7 @@ class KubernetesPipelineStore:
 
     def update_pipeline(self, pipeline: PipelineRecord, update: UpdatePipeline) -> PipelineRecord:
         """Write the status (subresource) in one conditional merge patch, then tell it as an Event."""
-        api, ns, name = self.backend.api, pipeline.namespace, pipeline.name
+        api, ns, name = self.api, pipeline.namespace, pipeline.name
         patch = {
             "metadata": {"resourceVersion": pipeline.version} if pipeline.version else {},
             "status": status_after(pipeline, update, time_text()),
@@ -383,13 +395,11 @@ class KubernetesPipelineStore:
 
     def emit(self, record: PipelineRecord, kind: str, reason: str, message: str) -> None:
         """Record an Event on the VitJob; a failure is logged, never raised (as client-go does)."""
-        from vitjob.render import render_event
-
         ns, now = record.namespace, time_text()
         body = render_event(
             namespace=ns,
             involved={
-                "apiVersion": API_VERSION,
+                "apiVersion": c.VITJOB_API_VERSION,
                 "kind": c.VITJOB_KIND,
                 "name": record.name,
                 "namespace": ns,
@@ -401,7 +411,7 @@ class KubernetesPipelineStore:
             component=self.component,
             now=now,
         )
-        api = self.backend.api
+        api = self.api
         try:
             api.call(Op("create", "events", "", ns), api.core.create_namespaced_event, ns, body)
         except VitjobError as exc:
@@ -409,10 +419,13 @@ class KubernetesPipelineStore:
 
     # ------------------------------------------------------------------------------- helpers
     def read_vitjob(self, name: str, ns: str) -> dict[str, Any] | None:
-        api = self.backend.api
+        api = self.api
         op = Op("get", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name)
         try:
-            return api.call(op, api.custom.get_namespaced_custom_object, *self._coords(ns), name)
+            found: dict[str, Any] = api.call(
+                op, api.custom.get_namespaced_custom_object, *self._coords(ns), name
+            )
+            return found
         except ResourceTypeNotServedError:
             raise self._no_crd(ns) from None
         except ResourceNotFoundError:

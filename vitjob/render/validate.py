@@ -31,15 +31,17 @@ import referencing
 import yaml
 
 from vitjob import constants as c
+from vitjob.api.checks import (
+    KUBERNETES_VALIDATE_PACKAGE,
+    KUBERNETES_VALIDATE_SCHEMA_DIR,
+    supported_k8s_versions,
+)
 from vitjob.errors import RenderError
 
 log = logging.getLogger(__name__)
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CRD_KIND = "CustomResourceDefinition"
-_KV_PACKAGE = "kubernetes_validate"
-_KV_SCHEMA_DIR = "kubernetes-json-schema"
-_VERSION_DIR = re.compile(r"^v(\d+)\.(\d+)\.\d+-local-strict$")
 _K8S_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
 
 
@@ -86,7 +88,7 @@ def validate_objects(
     """Check every object; raise ``ValidationError`` listing every problem with its field path.
 
     Args:
-        objects: parsed objects (``vitjob.render.render_objects``).
+        objects: parsed objects (``vitjob.render.manifests.render_objects``).
         crd_source: a CRD file or directory, CRD objects from the cluster, or a ``CrdSet``. With
             None, custom resources are checked only for their metadata and pod templates (a
             warning is logged); pass the Volcano CRD for the full check.
@@ -110,7 +112,8 @@ def validate_objects(
 def object_problems(obj: Mapping[str, Any], crds: CrdSet | None, version: str) -> list[str]:
     """Problems of one object, each prefixed with ``Kind namespace/name``."""
     api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    metadata = obj.get("metadata")
+    meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
     label = f"{kind or '<no kind>'} {meta.get('namespace', '')}/{meta.get('name', '<no name>')}".replace(
         " /", " "
     )
@@ -212,18 +215,6 @@ def format_path(path: Iterable[Any]) -> str:
 # --- Kubernetes versions and kubernetes-validate schemas -------------------------------------
 
 
-@functools.cache
-def supported_k8s_versions() -> tuple[str, ...]:
-    """``major.minor`` versions with strict schemas in the installed kubernetes-validate."""
-    root = resources.files(_KV_PACKAGE).joinpath(_KV_SCHEMA_DIR)
-    found = []
-    for entry in root.iterdir():
-        match = _VERSION_DIR.fullmatch(entry.name)
-        if match:
-            found.append((int(match[1]), int(match[2])))
-    return tuple(f"{major}.{minor}" for major, minor in sorted(found))
-
-
 def schema_version(k8s_version: str) -> str:
     """The schema version used for ``k8s_version`` (``1.30`` or ``v1.30.2`` -> ``1.30``)."""
     match = _K8S_VERSION.fullmatch(k8s_version)
@@ -239,7 +230,8 @@ def schema_version(k8s_version: str) -> str:
 
 
 def _kv_dir(version: str) -> Any:
-    return resources.files(_KV_PACKAGE).joinpath(_KV_SCHEMA_DIR, f"v{version}.0-local-strict")
+    schemas = resources.files(KUBERNETES_VALIDATE_PACKAGE).joinpath(KUBERNETES_VALIDATE_SCHEMA_DIR)
+    return schemas.joinpath(f"v{version}.0-local-strict")
 
 
 @functools.cache
