@@ -651,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every process of the cluster and remove its state")
     sub.add_parser("status", help="say whether the cluster is up and healthy")
     sub.add_parser("build", help="only build the binaries; print their folder")
+    sub.add_parser(
+        "install", help="only install the real node's Debian packages (containerd, runc, CNI plugins, …)"
+    )
     args = parser.parse_args(argv)
     lay = default_layout()
     try:
@@ -661,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"stopped; removed {lay.home}")
         elif args.cmd == "build":
             print(build_binaries())
+        elif args.cmd == "install":
+            realnode.check_can_run()
+            realnode.ensure_packages()
         else:
             cl = Cluster(lay, build_binaries())
             if lay.cluster_dir.is_dir() and cl.healthy():
@@ -670,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 log("not running (`./dev.sh cluster up` starts it)")
                 return 1
-    except ClusterError as exc:
+    except (ClusterError, realnode.NodeError) as exc:
         log(f"error: {exc}")
         return 1
     return 0

@@ -19,6 +19,9 @@ ensure_go 26 run-tests
 start=$(date +%s)
 bash devcluster/addons/build.sh >/dev/null
 echo "run-tests: node add-ons ready in $(( $(date +%s) - start )) s" >&2
+# The real node's Debian packages (containerd, runc, CNI plugins, socat, conntrack): installed now, so that
+# the tests themselves reach no package registry.
+python3 devcluster/cluster.py install
 # The CPU image the real node runs (images/build.sh: buildah, cached by the hash of its inputs), before any
 # test: `cluster up` loads it into the node's containerd under the name `vitjob render --hw cpu` writes.
 start=$(date +%s)

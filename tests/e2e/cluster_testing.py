@@ -24,6 +24,113 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_PY = REPO / "devcluster" / "cluster.py"
+# The dev cluster's real node (devcluster/node.py): its name and its address on the pod network's bridge.
+REAL_NODE = "vitjob-node"
+REAL_NODE_IP = "10.240.0.1"
+# Sysctls a kubelet, kube-proxy or a CNI plugin is known to set (kubelet's setupKernelTunables,
+# kube-proxy's conntrack and route_localnet, the bridge plugin's forwarding).
+WATCHED_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+    "net/ipv4/ip_forward",
+    "net/ipv4/conf/all/forwarding",
+    "net/ipv4/conf/all/route_localnet",
+    "net/ipv6/conf/all/forwarding",
+    "net/bridge/bridge-nf-call-iptables",
+    "net/netfilter/nf_conntrack_max",
+    "net/netfilter/nf_conntrack_tcp_timeout_established",
+    "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+)
+# Host paths a kubelet, containerd or CNI writes by default.
+WATCHED_PATHS = (
+    "/var/lib/kubelet",
+    "/var/log/containers",
+    "/var/log/pods",
+    "/run/containerd",
+    "/var/lib/cni",
+    "/run/netns",
+    "/etc/cni/net.d",
+)
+NODE_PROGRAMS = (
+    "kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "coredns", "socat", "pause",
+)
+
+
+def _lines(*cmd: str) -> list[str]:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True)
+    return sorted(line for line in proc.stdout.splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class MachineSnapshot:
+    """What a real node can leave behind on this machine, read with the system's own tools (not with
+    devcluster/node.py's bookkeeping): mount points, network links and namespaces, iptables chains and
+    rules, sysctls, cgroups, processes of the node's programs, and the default host paths."""
+
+    mounts: tuple[str, ...]
+    links: tuple[str, ...]
+    netns: tuple[str, ...]
+    iptables: tuple[str, ...]
+    sysctls: tuple[str, ...]
+    cgroups: tuple[str, ...]
+    processes: tuple[str, ...]
+    paths: tuple[str, ...]
+
+    @classmethod
+    def read(cls) -> MachineSnapshot:
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        links = [line.split(":")[1].strip().split("@")[0] for line in _lines("ip", "-o", "link", "show")]
+        rules = []
+        for binary in ("iptables-save", "ip6tables-save"):
+            table = ""
+            for line in _lines(binary):
+                if line.startswith("*"):
+                    table = line
+                elif line.startswith((":", "-A")):
+                    rules.append(f"{binary} {table} {line.split(' [')[0] if line.startswith(':') else line}")
+        sysctls = []
+        for key in WATCHED_SYSCTLS:
+            path = Path("/proc/sys") / key
+            sysctls.append(f"{key}={path.read_text().strip() if path.exists() else '(absent)'}")
+        cgroups = [
+            str(top)
+            for hierarchy in Path("/sys/fs/cgroup").iterdir()
+            if hierarchy.is_dir() and not hierarchy.is_symlink()
+            for top in hierarchy.iterdir()
+            if top.is_dir()
+        ]
+        processes = []
+        for proc_dir in Path("/proc").iterdir():
+            if proc_dir.name.isdigit():
+                try:
+                    argv0 = (proc_dir / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                except OSError:
+                    continue
+                if Path(argv0).name in NODE_PROGRAMS:
+                    processes.append(f"{proc_dir.name} {argv0}")
+        return cls(
+            mounts=tuple(sorted(mounts)),
+            links=tuple(sorted(links)),
+            netns=tuple(_lines("ip", "netns", "list")),
+            iptables=tuple(sorted(rules)),
+            sysctls=tuple(sysctls),
+            cgroups=tuple(sorted(cgroups)),
+            processes=tuple(sorted(processes)),
+            paths=tuple(p for p in WATCHED_PATHS if os.path.lexists(p)),
+        )
+
+    def differences(self, other: MachineSnapshot) -> dict[str, dict[str, list[str]]]:
+        """``{field: {"added": [...], "removed": [...]}}`` for every field that differs."""
+        out = {}
+        for name in self.__dataclass_fields__:
+            mine, theirs = set(getattr(self, name)), set(getattr(other, name))
+            if mine != theirs:
+                out[name] = {"added": sorted(theirs - mine), "removed": sorted(mine - theirs)}
+        return out
 
 
 @dataclass

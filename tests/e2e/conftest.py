@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_testing import CLUSTER_PY, REPO, Kube, Vitjob, start_cluster
+from cluster_testing import (
+    CLUSTER_PY,
+    REAL_NODE,
+    REPO,
+    Kube,
+    MachineSnapshot,
+    Vitjob,
+    start_cluster,
+    wait_for,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,7 +30,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def kube() -> Iterator[Kube]:
+def machine_before() -> dict[str, MachineSnapshot]:
+    """The machine as it was before this session started the cluster (test_zz_cluster_down compares)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def kube(machine_before: dict[str, MachineSnapshot]) -> Iterator[Kube]:
     env = dict(os.environ)
     was_up = (
         subprocess.run(
@@ -29,6 +44,8 @@ def kube() -> Iterator[Kube]:
         ).returncode
         == 0
     )
+    if not was_up:
+        machine_before["before"] = MachineSnapshot.read()
     try:
         k = start_cluster()
     except subprocess.CalledProcessError:
@@ -38,6 +55,9 @@ def kube() -> Iterator[Kube]:
         )
     # The VitJob CRD as the chart ships it (helm leaves a CRD that exists alone).
     k.kubectl("apply", "--server-side", "-f", str(REPO / "charts" / "vitjob" / "crds"))
+    # The real node takes pods only in the tests that ask for it (the `real_node` fixture): the KWOK tests
+    # end their pods by annotation and must not land on a node that runs them for real.
+    k.kubectl("cordon", REAL_NODE)
     try:
         yield k
     finally:
@@ -74,3 +94,20 @@ def nodes(kube: Kube, namespace: str) -> Iterator[Callable[[str, dict[str, str]]
 @pytest.fixture
 def vitjob(kube: Kube, namespace: str) -> Vitjob:
     return Vitjob(kube, namespace)
+
+
+@pytest.fixture
+def real_node(kube: Kube) -> Iterator[str]:
+    """The dev cluster's real node (kubelet + containerd), open for this test's pods; cordoned again after.
+    KWOK nodes of earlier tests are gone first, so that nothing but the real node can take a pod."""
+    kube.delete_nodes()
+    wait_for(
+        lambda: not kube.kubectl("get", "nodes", "-l", "vitjob.io/e2e=true", "-o", "name").stdout.strip(),
+        60,
+        "the KWOK nodes of earlier tests deleted",
+    )
+    kube.kubectl("uncordon", REAL_NODE)
+    try:
+        yield REAL_NODE
+    finally:
+        kube.kubectl("cordon", REAL_NODE, check=False)
