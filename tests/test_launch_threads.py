@@ -2,7 +2,7 @@
 
 Each test starts ``vitjob launch`` with a CPU limit the test sets up for real — a cgroup with a CPU quota
 (as root), a scheduler affinity, or none — and children that import MindSpore, apply the thread settings
-the way ``vitjob train`` and the scheduler do (``vitjob.vit.runtime.apply_cpu_threads``), report their
+the way ``vitjob train`` and the scheduler do (``vitjob.cputhreads.apply_cpu_threads``), report their
 pid and MindSpore's dataset worker count (capped at the host's cores, which MindSpore requires), and
 wait. The test then reads each child's
 ``/proc/PID/environ`` (``VITJOB_CPU_THREADS``, ``OMP_NUM_THREADS``), ``/proc/PID/cgroup`` and
@@ -39,7 +39,7 @@ HOST_CORES = os.cpu_count() or 1
 PROBE = (
     "import json, os, pathlib, time\n"
     "import mindspore as ms\n"
-    "from vitjob.vit.runtime import apply_cpu_threads\n"
+    "from vitjob.cputhreads import apply_cpu_threads\n"
     "apply_cpu_threads()\n"
     "print(json.dumps({'pid': os.getpid(), 'role': os.environ.get('MS_ROLE'),\n"
     "                  'dataset_workers': ms.dataset.config.get_num_parallel_workers()}), flush=True)\n"

@@ -38,11 +38,12 @@ ALLOWED: dict[str, set[str]] = {
     "vitjob.errors": set(),
     "vitjob.logsetup": set(),
     "vitjob.progress": set(),
+    "vitjob.cputhreads": set(),
     "vitjob.images": {"vitjob.version"},
     # what runs inside a pod: start-up, the training code, the Ascend 310 stage, training curves
-    "vitjob.launch": BASE,
+    "vitjob.launch": BASE | {"vitjob.cputhreads"},
     "vitjob.plot": BASE,
-    "vitjob.vit": BASE | {"vitjob.progress", "vitjob.plot"},
+    "vitjob.vit": BASE | {"vitjob.progress", "vitjob.plot", "vitjob.cputhreads"},
     "vitjob.infer310": BASE | {"vitjob.vit"},
     # the spec, rendering, pipelines: no backend, no client layer, no controller, no CLI
     "vitjob.api": BASE | {"vitjob.images", "vitjob.progress"},

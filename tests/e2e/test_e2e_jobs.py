@@ -265,7 +265,7 @@ def test_a_type_the_server_does_not_serve_is_told_apart_from_a_missing_object(ku
     served group lacks (a Status), and a missing object of a served type."""
     import pytest
 
-    from vitjob.backends.kubernetes import KubernetesBackend
+    from vitjob.backends.kubernetes.backend import KubernetesBackend
     from vitjob.errors import ResourceNotFoundError, ResourceTypeNotServedError
     from vitjob.kube.errors import Op
 

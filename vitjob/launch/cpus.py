@@ -9,7 +9,7 @@ This module owns:
   (``std::thread::hardware_concurrency``), whatever the pod's limit;
 - dividing the budget among a pod's training processes (``threads_per_process``);
 - the environment that carries each process's share: ``VITJOB_CPU_THREADS`` (read back by
-  ``threads_from_env``: ``vitjob.vit.runtime`` gives it to MindSpore's CPU kernels, and the input pipeline
+  ``vitjob.cputhreads``: ``apply_cpu_threads`` gives it to MindSpore's CPU kernels, and the input pipeline
   uses it for its workers) and ``OMP_NUM_THREADS``. A value the pod already sets wins.
 """
 
@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_CPU_THREADS = "VITJOB_CPU_THREADS"
+from vitjob.cputhreads import ENV_CPU_THREADS, threads_from_env
+
 ENV_OMP_THREADS = "OMP_NUM_THREADS"
 SCHEDULER_THREADS = 1  # MindSpore's scheduler only serves the cluster's topology
 
@@ -189,14 +190,6 @@ def pod_cpus(proc: Path = Path("/proc/self")) -> CpuBudget:
 def threads_per_process(cpus: float, processes: int) -> int:
     """Each of ``processes``' whole share of ``cpus`` (at least one thread)."""
     return max(1, math.floor(cpus / max(processes, 1) + 1e-9))
-
-
-def threads_from_env(env: Mapping[str, str]) -> int | None:
-    """``VITJOB_CPU_THREADS`` as a positive int, None when unset or unusable."""
-    raw = env.get(ENV_CPU_THREADS, "").strip()
-    if not raw.isdigit() or int(raw) <= 0:
-        return None
-    return int(raw)
 
 
 def plan_threads(env: Mapping[str, str], processes: int, budget: CpuBudget | None = None) -> ThreadPlan:

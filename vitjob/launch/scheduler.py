@@ -13,7 +13,7 @@ def main() -> int:
     import mindspore as ms
     from mindspore.communication import init
 
-    from vitjob.vit.runtime import apply_cpu_threads
+    from vitjob.cputhreads import apply_cpu_threads
 
     apply_cpu_threads()
     device = {"gpu": "GPU", "ascend": "Ascend"}.get(os.environ.get("VITJOB_SCHED_DEVICE", "cpu"), "CPU")

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from vitjob.cputhreads import threads_from_env
 from vitjob.errors import DataError
-from vitjob.launch.cpus import threads_from_env
 
 log = logging.getLogger(__name__)
 

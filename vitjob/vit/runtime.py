@@ -6,7 +6,7 @@ Distributed training is detected from the environment ``vitjob launch`` (or msru
 Then ``mindspore.communication.init()`` runs and the data-parallel context averages gradients.
 
 CPU threads: ``VITJOB_CPU_THREADS`` (the process's share of the pod's CPUs, set by ``vitjob launch``; see
-``vitjob.launch.cpus``) sizes MindSpore's CPU-kernel thread pool and the input pipeline's default workers.
+``vitjob.cputhreads``) sizes MindSpore's CPU-kernel thread pool and the input pipeline's default workers.
 Without it MindSpore sizes its pool from the host's cores, whatever the pod's CPU limit.
 """
 
@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 
 from vitjob.constants import ENV_SIMULATE_DEVICE
+from vitjob.cputhreads import apply_cpu_threads
 from vitjob.errors import UsageError
-from vitjob.launch.cpus import threads_from_env
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +51,6 @@ def resolve_amp(level: str, device: str) -> str:
     if level == "auto":
         return "O0" if device == "cpu" else "O2"
     return level
-
-
-def apply_cpu_threads(env: dict[str, str] | None = None) -> int | None:
-    """Give MindSpore's CPU kernels and the input pipeline ``VITJOB_CPU_THREADS`` threads; returns the
-    number, or None when the variable is unset (MindSpore's defaults stay). Call before anything runs."""
-    import mindspore as ms
-    from mindspore.device_context.cpu import op_tuning
-
-    threads = threads_from_env(os.environ if env is None else env)
-    if threads is None:
-        return None
-    try:
-        op_tuning.threads_num(threads)
-    except RuntimeError:  # set already in this process (it can be set once)
-        log.debug("MindSpore's CPU kernel threads were set already; keeping them")
-    # MindSpore refuses more dataset workers than the host has cores.
-    ms.dataset.config.set_num_parallel_workers(min(threads, os.cpu_count() or 1))
-    log.debug("CPU threads: %d (%s)", threads, "VITJOB_CPU_THREADS")
-    return threads
 
 
 def set_up(device: str, amp: str = "auto", mode: str = "graph", seed: int | None = None) -> Runtime:
