@@ -97,9 +97,17 @@ def vitjob(kube: Kube, namespace: str) -> Vitjob:
 
 
 @pytest.fixture
-def real_node(kube: Kube) -> Iterator[str]:
+def real_node(kube: Kube, namespace: str) -> Iterator[str]:
     """The dev cluster's real node (kubelet + containerd), open for this test's pods; cordoned again after.
-    KWOK nodes of earlier tests are gone first, so that nothing but the real node can take a pod."""
+    KWOK nodes of earlier tests are gone first, so that nothing but the real node can take a pod. The
+    test's namespace enforces the Pod Security Standard ``restricted``, as a careful cluster would."""
+    kube.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=v1.35",
+    )
     kube.delete_nodes()
     wait_for(
         lambda: not kube.kubectl("get", "nodes", "-l", "vitjob.io/e2e=true", "-o", "name").stdout.strip(),

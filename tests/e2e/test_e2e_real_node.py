@@ -375,8 +375,14 @@ def test_an_ascend_pods_rank_table_comes_from_a_real_kubelet_allocation(
         "kind": "Pod",
         "metadata": {"name": "holder", "namespace": namespace},
         "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                     "name": "hold",
                     "image": image,
                     "command": ["sleep", "3600"],
