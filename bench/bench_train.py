@@ -1,4 +1,6 @@
-"""Benchmark: training throughput of ``vitjob train`` (one process) and ``vitjob launch`` (data parallel).
+"""Benchmark: training speed of ``vitjob train`` (one process) and ``vitjob launch`` (data parallel).
+
+One case (what ``python -m bench`` runs):
 
     python bench/bench_train.py --preset vit-tiny --batch 32 --steps 12 [--mode graph] [--procs 1]
                                 [--device cpu] [--data DIR]
@@ -9,6 +11,17 @@ the median step time, without the first step (graph compilation) and without wai
 ``img/s = batch × processes / median step``. ``wall_s`` is the whole command (start-up, compilation,
 final checkpoint). With ``--procs 2`` the command runs under ``vitjob launch --cards-per-pod 2``
 (MindSpore dynamic cluster, averaged gradients). Prints one JSON line with the summary fields.
+
+The comparison (``--compare N``), in one run, ``--repeats`` rounds in turn, medians printed:
+
+- the floor: MindSpore's bare ``TrainOneStepCell`` with the fused ``nn.AdamWeightDecay`` (no bias
+  correction, no clipping, no input pipeline) on the same model, loss and batch shape, in a process
+  of its own, timed as ``vitjob train`` times its steps (the call and reading the loss back);
+- vitjob's step: ``step_ms_median`` of ``vitjob train`` at the same batch, and the ratio to the floor;
+- wall time of ``--steps`` steps of the same global batch (``--batch`` × N) in 1 process and in N
+  data-parallel processes (``vitjob launch``), the whole command and its training loop.
+
+``--floor`` runs only the floor in this process (what the comparison starts as a child).
 """
 
 from __future__ import annotations
@@ -17,15 +30,17 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import tool_env
+from bench.common import last_json_line, tool_env
 
 
 def vitjob_exe() -> str:
@@ -44,6 +59,7 @@ def train_command(
     data: Path,
     output: Path,
     summary: Path,
+    epochs: int = 1,
 ) -> list[str]:
     train = [
         vitjob_exe(),
@@ -55,7 +71,9 @@ def train_command(
         "--output",
         str(output),
         "--epochs",
-        "1",
+        str(epochs),
+        "--eval-interval",
+        "0",
         "--batch-size",
         str(batch),
         "--max-steps",
@@ -98,6 +116,7 @@ def run_training(
     data: Path | None = None,
     workdir: Path | None = None,
     timeout_s: float = 900.0,
+    epochs: int = 1,
 ) -> dict:
     """Train for ``steps`` steps in a child process; return the summary plus throughput fields.
 
@@ -112,7 +131,7 @@ def run_training(
             write_digits(data)
         output = tmp_path / "run"
         summary_file = tmp_path / "summary.json"
-        cmd = train_command(preset, batch, steps, mode, procs, device, data, output, summary_file)
+        cmd = train_command(preset, batch, steps, mode, procs, device, data, output, summary_file, epochs)
         log_file = tmp_path / "train.log"
         start = time.perf_counter()
         with open(log_file, "w") as log:
@@ -142,8 +161,113 @@ def run_training(
         "step_ms_median": round(step_ms, 2),
         "img_s": float(f"{batch * world * 1000.0 / step_ms:.4g}") if step_ms > 0 else None,
         "img_s_wall_incl_compile": round(float(summary["img_s"]), 2),
+        "train_s": round(float(summary["seconds"]), 1),
         "wall_s": round(wall, 1),
     }
+
+
+def floor_step(preset: str, batch: int, steps: int, mode: str = "graph", device: str = "cpu") -> dict:
+    """The floor in this process: bare ``TrainOneStepCell``, fused ``nn.AdamWeightDecay``; median ms/step."""
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, nn
+
+    from vitjob.vit.config import get_preset
+    from vitjob.vit.model import build_model
+    from vitjob.vit.runtime import set_up
+    from vitjob.vit.schedule import param_groups, warmup_cosine
+
+    set_up(device, "auto", mode, seed=1)
+    spec = get_preset(preset)
+    net = build_model(spec.model)
+    lr = Tensor(warmup_cosine(steps, spec.recipe.base_lr, 0))
+    groups = param_groups(net.trainable_params(), spec.recipe.weight_decay)
+    optimizer = nn.AdamWeightDecay(groups, learning_rate=lr, beta1=0.9, beta2=0.999, eps=1e-8)
+    loss = nn.CrossEntropyLoss(label_smoothing=spec.recipe.label_smoothing)
+    step_cell = nn.TrainOneStepCell(nn.WithLossCell(net, loss), optimizer)
+    step_cell.set_train(True)
+    rng = np.random.default_rng(0)
+    size = spec.model.image_size
+    images = Tensor(rng.standard_normal((batch, 3, size, size)).astype(np.float32))
+    labels = Tensor(rng.integers(0, spec.model.num_classes, batch).astype(np.int32), ms.int32)
+    times = []
+    for _ in range(steps):
+        start = time.time()
+        float(step_cell(images, labels).asnumpy())
+        times.append(time.time() - start)
+    return {"preset": preset, "batch": batch, "steps": steps,
+            "floor_ms_median": round(1000 * statistics.median(times[1:]), 2)}
+
+
+def run_floor(preset: str, batch: int, steps: int, mode: str, device: str, timeout_s: float) -> dict:
+    """``floor_step`` in a child process (a fresh MindSpore, as ``vitjob train`` gets)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--floor", "--preset", preset,
+           "--batch", str(batch), "--steps", str(steps), "--mode", mode, "--device", device]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), timeout=timeout_s, check=False)
+    result = last_json_line(proc.stdout)
+    if proc.returncode != 0 or result is None:
+        raise RuntimeError(f"the floor run failed ({proc.returncode}):\n{proc.stderr[-1500:]}")
+    return result
+
+
+@dataclass
+class Round:
+    floor_ms: float
+    step_ms: float  # vitjob train, one process, the same batch as the floor
+    one_wall_s: float  # one process, global batch = batch x procs
+    one_train_s: float
+    many_wall_s: float  # procs processes, batch each
+    many_train_s: float
+
+
+def compare(preset: str, batch: int, steps: int, procs: int, repeats: int, mode: str = "graph",
+            device: str = "cpu", data: Path | None = None, timeout_s: float = 900.0) -> dict:
+    """``repeats`` rounds of: floor, vitjob's step, 1 process and ``procs`` processes at one global batch."""
+    with tempfile.TemporaryDirectory(prefix="vitjob-bench-compare-") as tmp:
+        if data is None:
+            from vitjob.vit.data import write_digits
+
+            data = Path(tmp) / "data"
+            write_digits(data)
+        rounds = []
+        for n in range(repeats):
+            floor = run_floor(preset, batch, steps, mode, device, timeout_s)
+            opts = {"timeout_s": timeout_s, "epochs": steps}  # every epoch has a step or more
+            step = run_training(preset, batch, steps, mode, 1, device, data, **opts)
+            one = run_training(preset, batch * procs, steps, mode, 1, device, data, **opts)
+            many = run_training(preset, batch, steps, mode, procs, device, data, **opts)
+            rounds.append(Round(floor["floor_ms_median"], step["step_ms_median"], one["wall_s"],
+                                one["train_s"], many["wall_s"], many["train_s"]))
+            print(f"round {n + 1}: {asdict(rounds[-1])}", file=sys.stderr, flush=True)
+    med = {k: round(statistics.median(getattr(r, k) for r in rounds), 2) for k in asdict(rounds[0])}
+    return {
+        "preset": preset, "batch": batch, "procs": procs, "steps": steps, "repeats": repeats, "mode": mode,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        **{f"{k}_median": v for k, v in med.items()},
+        # Medians of each round's ratio: the machine's speed may drift between rounds, less within one.
+        "step_over_floor": round(statistics.median(r.step_ms / r.floor_ms for r in rounds), 3),
+        "many_over_one_wall": round(statistics.median(r.many_wall_s / r.one_wall_s for r in rounds), 3),
+        "many_over_one_train": round(statistics.median(r.many_train_s / r.one_train_s for r in rounds), 3),
+        "rounds": [asdict(r) for r in rounds],
+    }
+
+
+def comparison_table(result: dict) -> str:
+    """The comparison as a few lines of text."""
+    b, n, steps = result["batch"], result["procs"], result["steps"]
+    return "\n".join([
+        f"{result['preset']}, {steps} steps, medians of {result['repeats']} rounds "
+        f"(load average {result['load_average'][0]})",
+        f"  floor (TrainOneStepCell + fused AdamWeightDecay), batch {b}: "
+        f"{result['floor_ms_median']:.1f} ms/step",
+        f"  vitjob train step, batch {b}: {result['step_ms_median']:.1f} ms/step "
+        f"({result['step_over_floor']:.2f}x the floor, median of the rounds' ratios)",
+        f"  global batch {b * n}, 1 process: {result['one_wall_s_median']:.1f} s wall "
+        f"({result['one_train_s_median']:.1f} s training)",
+        f"  global batch {b * n}, {n} processes x {b}: {result['many_wall_s_median']:.1f} s wall "
+        f"({result['many_train_s_median']:.1f} s training): {result['many_over_one_wall']:.2f}x / "
+        f"{result['many_over_one_train']:.2f}x one process",
+    ])
 
 
 def main(argv: list[str]) -> int:
@@ -156,9 +280,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", choices=("cpu", "gpu", "ascend"), default="cpu")
     parser.add_argument("--data", type=Path, help="data directory (default: digits in a temp dir)")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--compare", type=int, metavar="N",
+                        help="floor vs vitjob's step, and 1 vs N processes at one global batch")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of --compare (medians are printed)")
+    parser.add_argument("--floor", action="store_true", help="only the floor, in this process")
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error("--steps must be at least 2 (the first step is not timed)")
+    if args.floor:
+        print(json.dumps(floor_step(args.preset, args.batch, args.steps, args.mode, args.device)))
+        return 0
+    if args.compare is not None:
+        if args.compare < 2 or args.repeats < 1:
+            parser.error("--compare needs N >= 2 processes and --repeats >= 1")
+        try:
+            result = compare(args.preset, args.batch, args.steps, args.compare, args.repeats, args.mode,
+                             args.device, args.data, args.timeout)
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(comparison_table(result))
+        print(json.dumps(result))
+        return 0
     try:
         result = run_training(
             args.preset,
