@@ -144,19 +144,34 @@ while True:
             raise
         time.sleep(0.1)
 sock.settimeout(max(end - time.time(), 1.0))
+sock.sendall(b"join\\n")
 answer = sock.makefile().readline().strip()
 routes = [line.split()[1] for line in open("/proc/net/route").read().splitlines()[1:]]
 print(json.dumps({"rank": os.environ["RANK_ID"], "sched": host, "port": port, "answer": answer,
                   "own": os.environ["MS_WORKER_IP"], "default_route": "00000000" in routes,
                   "deadline_s": deadline_s}))
 """
-# The scheduler stand-in: listens on MS_SCHED_HOST:MS_SCHED_PORT, greets every worker, stays up.
+# The scheduler stand-in, on MS_SCHED_HOST:MS_SCHED_PORT: like MindSpore's scheduler it answers the workers
+# once all MS_WORKER_NUM have joined (so pod 0 cannot finish before pod 1's worker is in), and it serves any
+# other connection too: `vitjob launch` on pod 1 first checks with a bare connection that pod 0 answers.
 FAKE_SCHED = """
 import os, socket, time
-srv = socket.create_server((os.environ["MS_SCHED_HOST"], int(os.environ["MS_SCHED_PORT"])))
-for _ in range(int(os.environ["MS_WORKER_NUM"])):
+host = os.environ["MS_SCHED_HOST"]
+srv = socket.create_server((host, int(os.environ["MS_SCHED_PORT"])))
+joined = []
+while len(joined) < int(os.environ["MS_WORKER_NUM"]):
     conn, _ = srv.accept()
-    conn.sendall(("hello from " + os.environ["MS_SCHED_HOST"] + "\\n").encode())
+    conn.settimeout(10)
+    try:
+        line = conn.makefile().readline().strip()
+    except OSError:
+        line = ""
+    if line == "join":
+        joined.append(conn)
+    else:
+        conn.close()
+for conn in joined:
+    conn.sendall(("hello from " + host + "\\n").encode())
     conn.close()
 time.sleep(600)
 """

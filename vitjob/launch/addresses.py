@@ -132,7 +132,10 @@ def resolve_reachable(host: str, port: int, timeout_s: float, env: dict[str, str
                 "and serves that port, or raise --rdzv-timeout."
             )
         sleep(min(1.0, left))
-        latest = resolve(host, max(left, 1.0), env, what=what, sleep=sleep)
+        try:
+            latest = _lookup(host, hosts_file(env))
+        except OSError:
+            latest = ip  # the name does not resolve right now: keep trying the address it had
         if latest != ip:
             log.info("%s%s now resolves to %s (%s did not answer on port %d: a record of an earlier pod)",
                      f"{what}: " if what else "", host, latest, ip, port)
