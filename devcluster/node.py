@@ -370,11 +370,6 @@ def load_images(paths: NodePaths, archives: Iterable[Path]) -> None:
         record.write_text("\n".join(sorted(d for d in done if d)) + "\n")
 
 
-def image_names(paths: NodePaths) -> list[str]:
-    proc = run("ctr", "--address", str(paths.containerd_socket), "-n", "k8s.io", "images", "ls", "-q")
-    return proc.stdout.split()
-
-
 # ------------------------------------------------------------------------------------------ configs
 def containerd_config(paths: NodePaths) -> str:
     root = paths.root / "containerd"
