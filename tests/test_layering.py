@@ -3,8 +3,9 @@
 - no module uses another module's ``_private`` names: neither ``from vitjob.x import _y`` nor
   ``x._y`` on an imported vitjob module, nor ``obj._y`` where ``_y`` is a function, class or method
   that only other vitjob modules define (``self.backend._crud(...)``);
-- no import cycle among vitjob modules, counting imports at module level and inside functions
-  (``if TYPE_CHECKING:`` imports never run and are left out) and modules loaded by name with
+- no import cycle among vitjob modules, counting imports at module level, inside functions and
+  under ``if TYPE_CHECKING:`` (a type-only import back is a two-way dependency too) and modules loaded
+  by name with
   ``importlib.import_module`` (a literal name, or every vitjob module named in a module that loads
   names it computes: the CLI's command registry);
 - every module belongs to a layer of ``ALLOWED`` (its folder, or the module itself) and imports only
@@ -145,25 +146,11 @@ def _resolve_from(mod: Module, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _type_checking_nodes(tree: ast.Module) -> set[int]:
-    """ids of the statements inside ``if TYPE_CHECKING:`` blocks."""
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If):
-            test = node.test
-            name = getattr(test, "id", None) or getattr(test, "attr", None)  # Name or Attribute
-            if name == "TYPE_CHECKING":
-                for stmt in node.body:
-                    skipped.update(id(n) for n in ast.walk(stmt))
-    return skipped
-
-
 def _scan(mod: Module, modules: dict[str, Module]) -> None:
-    type_only = _type_checking_nodes(mod.tree)
     aliases: dict[str, str] = {}  # local name → vitjob module it refers to
 
     def add_import(target: str, line: int, node: ast.AST) -> None:
-        if target in modules and target != mod.name and id(node) not in type_only:
+        if target in modules and target != mod.name:
             mod.imports.setdefault(target, line)
 
     for node in ast.walk(mod.tree):
@@ -361,7 +348,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> dict[str, Module]:
     return load_modules(tmp_path, PACKAGE)
 
 
-def test_checker_finds_cycles_through_function_level_and_relative_imports(tmp_path):
+def test_checker_finds_cycles_through_function_level_type_checking_and_relative_imports(tmp_path):
     modules = _tree(tmp_path, {
         "__init__.py": "",
         "a.py": "from vitjob import b\n",
@@ -371,7 +358,10 @@ def test_checker_finds_cycles_through_function_level_and_relative_imports(tmp_pa
         "d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from vitjob import e\n",
         "e.py": "import vitjob.d\n",
     })
-    assert import_cycles(modules) == [["vitjob.a", "vitjob.b", "vitjob.sub.c", "vitjob.a"]]
+    assert import_cycles(modules) == [
+        ["vitjob.a", "vitjob.b", "vitjob.sub.c", "vitjob.a"],
+        ["vitjob.d", "vitjob.e", "vitjob.d"],
+    ]
     assert describe(import_cycles(modules)[0], modules) == (
         "vitjob.a (line 1) -> vitjob.b (line 2) -> vitjob.sub.c (line 1) -> vitjob.a"
     )

@@ -19,20 +19,16 @@ Heavy dependencies (MindSpore, kubernetes) are imported inside the functions tha
 ``import vitjob`` and commands such as ``vitjob render`` stay fast.
 """
 
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+from typing import Any
 
 from vitjob.version import __version__
-
-if TYPE_CHECKING:
-    from vitjob.client import Client
 
 __all__ = ["Client", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     """``vitjob.Client``, imported on first use so that ``import vitjob`` (every pod) stays light."""
-    if name == "Client":
-        from vitjob.client import Client
-
-        return Client
+    if name == "Client":  # by name: every module imports this package, which must import none of them
+        return import_module("vitjob.client").Client
     raise AttributeError(f"module 'vitjob' has no attribute {name!r}")

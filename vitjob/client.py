@@ -6,7 +6,7 @@ wait for it, cancel, delete and list jobs, and run, show, cancel and delete pipe
 other tools use it instead of shelling out::
 
     from vitjob import Client
-    from vitjob.api.spec import load_spec
+    from vitjob.api.values import load_spec
 
     client = Client("kubernetes", namespace="ml")
     spec = load_spec({"name": "vit", "hw": "gpu", "cards": 8}, None, [])
@@ -35,7 +35,7 @@ from vitjob.pipeline.runner import cancel_pipeline, delete_pipeline, observe, ru
 from vitjob.render.manifests import render_objects
 
 if TYPE_CHECKING:
-    from vitjob.backends.local.backend import LocalJobObserver
+    from vitjob.backends.base import LocalJobObserver
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from vitjob.errors import SpecError
 from vitjob.images import USER_ID
 
 if TYPE_CHECKING:
-    from vitjob.api.spec import JobSpec
+    from vitjob.api.model import SpecModel
 
 # Kubernetes versions whose schemas the installed kubernetes-validate has (render.validate reads them).
 KUBERNETES_VALIDATE_PACKAGE = "kubernetes_validate"
@@ -73,7 +73,7 @@ def spec_error(problems: Sequence[str]) -> SpecError:
     return error
 
 
-def spec_problems(spec: JobSpec) -> list[str]:
+def spec_problems(spec: SpecModel) -> list[str]:
     """Every problem of ``spec``, one line each; types first, then values, then the job's shape."""
     problems = type_problems(spec)
     if problems:
@@ -111,12 +111,12 @@ def field_validators(spec_class: Any) -> dict[str, Any]:
     return {name: TypeAdapter(hint) for name, hint in field_types(spec_class).items()}
 
 
-def type_problems(spec: JobSpec) -> list[str]:
+def type_problems(spec: SpecModel) -> list[str]:
     """Each field's value against its type hint, checked by pydantic in strict mode (no coercion: a
     string is not an integer, a boolean is not a number), reported in our words."""
     from pydantic import ValidationError
 
-    spec_class: Any = type(spec)  # JobSpec, imported by this module for type checking only
+    spec_class: Any = type(spec)  # JobSpec or its SpecModel, resolved from their own modules
     hints, validators = field_types(spec_class), field_validators(spec_class)
     problems = []
     for f in dataclasses.fields(spec):
@@ -163,7 +163,7 @@ def _text_problems(value: Any) -> list[str]:
     return []
 
 
-def name_problems(spec: JobSpec) -> list[str]:
+def name_problems(spec: SpecModel) -> list[str]:
     problems = []
     if not spec.name:
         problems.append("name: required; pass --name NAME (e.g. --name vit-b16)")
@@ -185,7 +185,7 @@ def name_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def pod_name_problems(spec: JobSpec) -> list[str]:
+def pod_name_problems(spec: SpecModel) -> list[str]:
     """The longest name Kubernetes will see is the last pod's: ``<name>-<stage>-worker-<n-1>``."""
     last = spec.pod_name(spec.num_pods - 1)
     if len(last) <= c.MAX_NAME_LENGTH:
@@ -197,7 +197,7 @@ def pod_name_problems(spec: JobSpec) -> list[str]:
     ]
 
 
-def choice_problems(spec: JobSpec) -> list[str]:
+def choice_problems(spec: SpecModel) -> list[str]:
     problems = []
     for key, allowed in CHOICES.items():
         value = getattr(spec, key)
@@ -207,7 +207,7 @@ def choice_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def cards_problems(spec: JobSpec) -> list[str]:
+def cards_problems(spec: SpecModel) -> list[str]:
     """Card counts each hardware kind can run (checked on ``cards``, the training card count)."""
     cards = spec.cards
     low, high = INT_RANGES["cards"]
@@ -249,7 +249,7 @@ def cards_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def storage_problems(spec: JobSpec) -> list[str]:
+def storage_problems(spec: SpecModel) -> list[str]:
     problems = []
     for key in ("data_pvc", "output_pvc"):
         value = getattr(spec, key)
@@ -266,7 +266,7 @@ def storage_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def scheduling_problems(spec: JobSpec) -> list[str]:
+def scheduling_problems(spec: SpecModel) -> list[str]:
     problems = []
     for key in ("queue", "priority_class"):
         value = getattr(spec, key)
@@ -306,7 +306,7 @@ def scheduling_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def limit_problems(spec: JobSpec) -> list[str]:
+def limit_problems(spec: SpecModel) -> list[str]:
     """A limit below its request is refused by the API server; say it before submitting."""
     from kubernetes.utils import parse_quantity  # the Kubernetes client's own quantity parser
 
@@ -351,7 +351,7 @@ def toleration_problems(toleration: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def training_problems(spec: JobSpec) -> list[str]:
+def training_problems(spec: SpecModel) -> list[str]:
     problems = []
     if not TEXT_RULES["preset"].accepts(spec.preset):
         problems.append(
@@ -370,7 +370,7 @@ def training_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def container_problems(spec: JobSpec) -> list[str]:
+def container_problems(spec: SpecModel) -> list[str]:
     problems = []
     if spec.image and not IMAGE_REF.fullmatch(spec.image):
         problems.append(
@@ -396,7 +396,7 @@ def container_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def security_problems(spec: JobSpec) -> list[str]:
+def security_problems(spec: SpecModel) -> list[str]:
     """The pods' user and groups: ``INT_RANGES`` (a UID of 0 would be root, which runAsNonRoot refuses)."""
     problems = []
     for key in ("run_as_user", "run_as_group", "fs_group"):
@@ -416,7 +416,7 @@ def security_problems(spec: JobSpec) -> list[str]:
     return problems
 
 
-def metadata_problems(spec: JobSpec) -> list[str]:
+def metadata_problems(spec: SpecModel) -> list[str]:
     problems = []
     for key, value in spec.labels.items():
         if not _is_qualified_name(key):

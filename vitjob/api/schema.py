@@ -25,6 +25,7 @@ from typing import Any
 
 from vitjob import constants as c
 from vitjob.api.checks import field_types
+from vitjob.api.model import METADATA_KEYS
 from vitjob.api.rules import (
     CHOICES,
     FIELD_DOCS,
@@ -37,7 +38,7 @@ from vitjob.api.rules import (
     TOLERATION_OPERATORS,
     TextRule,
 )
-from vitjob.api.spec import METADATA_KEYS, JobSpec
+from vitjob.api.spec import JobSpec
 
 # Stages `then` may list (the stages after train; vitjob.pipeline.define.parse_then checks their order).
 THEN_STAGES: tuple[str, ...] = c.STAGES[1:]

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from vitjob.api.checks import field_types, spec_error
-from vitjob.api.spec import SPEC_KEYS, JobSpec
+from vitjob.api.model import SPEC_KEYS
+from vitjob.api.spec import JobSpec
 from vitjob.errors import SpecError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from vitjob.api.status import JobPhase, JobStatus, PodStatus
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, PipelineStore
@@ -67,6 +68,19 @@ class SubmitResult:
     status: JobStatus
     pipeline: PipelineRecord | None = None
     next_steps: tuple[str, ...] = ()
+
+
+class LocalJobObserver(Protocol):
+    """Told what a job run in the foreground does, to show it (``vitjob.cli.console``).
+
+    Every pod's output still goes to its log file, whether or not anything observes it.
+    """
+
+    def job_started(self, name: str, stage: str, pods: list[str], log_dir: Path) -> None: ...
+
+    def pod_line(self, name: str, pod: str, line: str) -> None: ...
+
+    def job_finished(self, status: JobStatus, log_dir: Path) -> None: ...
 
 
 class Backend(ABC):

@@ -12,7 +12,8 @@ from typing import Any
 
 from vitjob import constants as c
 from vitjob.api.checks import spec_error
-from vitjob.api.spec import METADATA_KEYS, SPEC_KEYS, JobSpec
+from vitjob.api.model import METADATA_KEYS, SPEC_KEYS
+from vitjob.api.spec import JobSpec
 from vitjob.errors import UsageError
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, stages_of
 from vitjob.render.manifests import render_objects

@@ -38,10 +38,10 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from vitjob import constants as c
-from vitjob.backends.base import Backend, JobPhase, JobStatus, SubmitPlan, SubmitResult
+from vitjob.backends.base import Backend, JobPhase, JobStatus, LocalJobObserver, SubmitPlan, SubmitResult
 from vitjob.backends.local.runner import Runner
 from vitjob.backends.local.state import CANCEL_FILE, STATE_FILE, status_from_state
 from vitjob.backends.local.store import LocalPipelineStore
@@ -53,19 +53,6 @@ from vitjob.progress import last_progress_in_file
 
 log = logging.getLogger(__name__)
 
-
-
-class LocalJobObserver(Protocol):
-    """Told what a job run in the foreground does, to show it (``vitjob.cli.console``).
-
-    Every pod's output still goes to its log file, whether or not anything observes it.
-    """
-
-    def job_started(self, name: str, stage: str, pods: list[str], log_dir: Path) -> None: ...
-
-    def pod_line(self, name: str, pod: str, line: str) -> None: ...
-
-    def job_finished(self, status: JobStatus, log_dir: Path) -> None: ...
 
 
 def default_root() -> Path:

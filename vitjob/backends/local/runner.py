@@ -17,19 +17,17 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from vitjob import constants as c
 from vitjob.api.status import JobPhase, JobStatus, PodStatus
+from vitjob.backends.base import LocalJobObserver
 from vitjob.backends.local.network import NETNS, JobNetwork, open_network
 from vitjob.backends.local.pod import LocalPod, pod_phase
 from vitjob.backends.local.state import CANCEL_FILE, status_from_state, write_state
 from vitjob.errors import UsageError
 from vitjob.launch.ranktable import format_downward_annotations
 from vitjob.logsetup import with_framework_log_env
-
-if TYPE_CHECKING:
-    from vitjob.backends.local.backend import LocalBackend
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +72,24 @@ def simulated_ascend_annotation(
     )
 
 
+class RunnerHost(Protocol):
+    """The settings a run takes from its backend (``vitjob.backends.local.backend.LocalBackend``, which
+    makes the runs: a protocol keeps the two modules from importing each other)."""
+
+    root: Path
+    data_dir: Path | None
+    output_dir: Path | None
+    out: IO[str] | None
+    poll_s: float
+    grace_s: float
+    observer: LocalJobObserver | None
+    verbose: bool
+
+
 class Runner:
     """Runs one Volcano Job to a terminal phase, honouring its policies and maxRetry."""
 
-    def __init__(self, backend: LocalBackend, job: dict[str, Any], jdir: Path) -> None:
+    def __init__(self, backend: RunnerHost, job: dict[str, Any], jdir: Path) -> None:
         self.backend = backend
         self.job = job
         self.jdir = jdir

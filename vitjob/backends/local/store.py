@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from vitjob import constants as c
 from vitjob.api.status import JobStatus, PipelinePhase, StageState
@@ -17,8 +17,20 @@ from vitjob.errors import ConflictError, PipelineNotFoundError
 from vitjob.pipeline.define import stage_objects
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline
 
-if TYPE_CHECKING:
-    from vitjob.backends.local.backend import LocalBackend
+
+class LocalJobs(Protocol):
+    """What the store needs of the local backend (``vitjob.backends.local.backend.LocalBackend``, which
+    holds a store: a protocol keeps the two modules from importing each other)."""
+
+    root: Path
+
+    def job_dir(self, name: str) -> Path: ...
+
+    def submit(self, objects: list[dict[str, Any]], *, replace: bool = False) -> JobStatus: ...
+
+    def status(self, name: str) -> JobStatus: ...
+
+    def delete(self, name: str) -> None: ...
 
 
 class LocalPipelineStore:
@@ -32,7 +44,7 @@ class LocalPipelineStore:
 
     def __init__(
         self,
-        backend: LocalBackend,
+        backend: LocalJobs,
         render_stage: Callable[[PipelineRecord, str], list[dict[str, Any]]] = stage_objects,
     ) -> None:
         self.backend = backend
