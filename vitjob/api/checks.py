@@ -11,7 +11,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -249,15 +249,20 @@ def cards_problems(spec: SpecModel) -> list[str]:
     return problems
 
 
+def text_problems(spec: SpecModel, keys: Sequence[str], advice: Callable[[str], str]) -> list[str]:
+    """``<key>: <value> is not …`` for each of ``keys`` whose value its ``TEXT_RULES`` entry refuses;
+    ``advice(key)`` says what the value must be."""
+    refused = [(key, getattr(spec, key)) for key in keys if not TEXT_RULES[key].accepts(getattr(spec, key))]
+    return [f"{key}: {value!r} is not {advice(key)}" for key, value in refused]
+
+
 def storage_problems(spec: SpecModel) -> list[str]:
-    problems = []
-    for key in ("data_pvc", "output_pvc"):
-        value = getattr(spec, key)
-        if not TEXT_RULES[key].accepts(value):
-            problems.append(
-                f"{key}: {value!r} is not a PersistentVolumeClaim name (DNS-1123 subdomain: lower-case "
-                "letters, digits, '-' and '.', at most 253 characters)"
-            )
+    problems = text_problems(
+        spec,
+        ("data_pvc", "output_pvc"),
+        lambda _: "a PersistentVolumeClaim name (DNS-1123 subdomain: lower-case letters, digits, '-' and "
+        "'.', at most 253 characters)",
+    )
     if spec.data_subpath and not _is_relative_path(spec.data_subpath):
         problems.append(
             f"data_subpath: {spec.data_subpath!r} is not a relative path inside the data volume; use "
@@ -267,14 +272,12 @@ def storage_problems(spec: SpecModel) -> list[str]:
 
 
 def scheduling_problems(spec: SpecModel) -> list[str]:
-    problems = []
-    for key in ("queue", "priority_class"):
-        value = getattr(spec, key)
-        if not TEXT_RULES[key].accepts(value):
-            problems.append(
-                f"{key}: {value!r} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'); "
-                "leave it empty for the cluster default"
-            )
+    problems = text_problems(
+        spec,
+        ("queue", "priority_class"),
+        lambda _: "a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'); leave it empty for the "
+        "cluster default",
+    )
     low, high = INT_RANGES["max_retry"]
     if not low <= spec.max_retry <= high:
         # Volcano's mutating webhook turns maxRetry 0 into 3 (mutate_job.go patchDefaultMaxRetry), and its
@@ -294,14 +297,12 @@ def scheduling_problems(spec: SpecModel) -> list[str]:
             problems.append(f"node_selector.{key}: {value!r} is not a valid label value")
     for index, toleration in enumerate(spec.tolerations):
         problems.extend(f"tolerations[{index}]: {p}" for p in toleration_problems(toleration))
-    for key in ("cpu", "memory", "cpu_limit", "memory_limit"):
-        value = getattr(spec, key)
-        if not TEXT_RULES[key].accepts(value):
-            problems.append(
-                f"{key}: {value!r} is not a Kubernetes quantity (e.g. cpu 16 or 500m, memory 64Gi); "
-                + ("leave it empty for no limit" if key.endswith("_limit") else
-                   "leave it empty for the default per card")
-            )
+    problems += text_problems(
+        spec,
+        ("cpu", "memory", "cpu_limit", "memory_limit"),
+        lambda key: "a Kubernetes quantity (e.g. cpu 16 or 500m, memory 64Gi); leave it empty for "
+        + ("no limit" if key.endswith("_limit") else "the default per card"),
+    )
     problems.extend(limit_problems(spec))
     return problems
 
