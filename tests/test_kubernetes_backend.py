@@ -174,6 +174,31 @@ def test_status_of_failed_job_with_crashlooping_pod(fake, backend):
     assert fake.requests_matching("GET", "crash-worker-0/log$")[-1].query["previous"] == "true"
 
 
+def test_status_of_running_job_says_why_its_pod_restarted(fake, backend):
+    # The kubelet restarts the container in place: pod and job still Running, the kill in lastState.
+    backend.submit([volcano_job("oomr", replicas=1)])
+    fake.add_pod("default", "oomr", 0)
+    fake.set_pod_running("default", "oomr-worker-0")
+    fake.restart_pod("default", "oomr-worker-0", exit_code=137, reason="OOMKilled")
+    fake.set_job_phase("default", "oomr", "Running")
+    st = backend.status("oomr")
+    assert st.phase == JobPhase.RUNNING and st.pods[0].phase == "Running"
+    assert (
+        "pod oomr-worker-0 (previous run) exited with code 137 "
+        "(OOMKilled: no memory limit is set, so its node ran out of memory)"
+    ) in st.reasons
+
+
+def test_status_of_running_job_without_exits_reads_no_failure_logs(fake, backend):
+    backend.submit([volcano_job("fine", replicas=1)])
+    fake.add_pod("default", "fine", 0)
+    fake.set_pod_running("default", "fine-worker-0")
+    fake.set_job_phase("default", "fine", "Running")
+    assert backend.status("fine").reasons == []
+    # Only the progress read (rank 0's last lines), no failed run's tail.
+    assert [r.query["tailLines"] for r in fake.requests_matching("GET", "fine-worker-0/log$")] == ["40"]
+
+
 def test_quantities_as_the_api_server_writes_them():
     from vitjob.kube.kinds import quantity
 

@@ -468,8 +468,8 @@ class KubernetesBackend(Backend):
         if st.phase in (JobPhase.PENDING, JobPhase.UNKNOWN) or any(p.phase == "Pending" for p in st.pods):
             st.reasons += self._pending_reasons(job, pods, ns)
         if st.phase in (JobPhase.FAILED, JobPhase.TERMINATED, JobPhase.ABORTED) or any(
-            p.phase == "Failed" for p in st.pods
-        ):
+            p.phase == "Failed" or p.exit_code not in (None, 0) for p in st.pods
+        ):  # a container that exited non-zero says why even while its pod still runs or restarts
             st.reasons += self._failure_reasons(job, pods, ns)
         if st.phase == JobPhase.RUNNING and st.stage == "train":
             rank0 = next((p for p in pods if pod_rank(p) == 0 and container_started(p)), None)
