@@ -446,6 +446,12 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         ("vitjob-controller", "vitjob.io", "vitjobs/finalizers", (), ("update",)),
         ("vitjob-controller", "batch.volcano.sh", "jobs", (), ("get", "list", "watch", "create")),
         ("vitjob-controller", "", "events", (), ("create",)),
+        # a train stage with publish_checkpoints: its ServiceAccount, Role and RoleBinding, whose grant
+        # (get/patch of rank 0's pod) the controller must hold itself to create (RBAC escalation check)
+        ("vitjob-controller", "", "serviceaccounts", (), ("create",)),
+        ("vitjob-controller", "rbac.authorization.k8s.io", "roles", (), ("create",)),
+        ("vitjob-controller", "rbac.authorization.k8s.io", "rolebindings", (), ("create",)),
+        ("vitjob-controller", "", "pods", (), ("get", "patch")),
         ("vitjob-controller-leader-election", "coordination.k8s.io", "leases", (), ("create",)),
         (
             "vitjob-controller-leader-election",

@@ -603,3 +603,57 @@ def test_no_command_and_bad_cards(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no command to run" in proc.stderr
     proc = run_launch(["--hw", "cpu", "--cards-per-pod", "0", "--", "true"], env)
     assert proc.returncode == 2 and "bad pod layout" in proc.stderr
+
+
+# --------------------------------------------------------------------------- kept logs (vitjob.keptlogs)
+def test_every_run_keeps_its_own_log_on_the_volume(tmp_path: Path) -> None:
+    """Each run of the pod writes a new attempt file holding what the pod printed (its stdout lines as
+    the kubelet would log them, the launcher's own lines and its summary); ``vitjob.keptlogs`` prints
+    one attempt back. The pod's captured output is the independent record compared against."""
+    kept = tmp_path / "volume" / "logs"
+    env = pod_env(
+        tmp_path,
+        VITJOB_SCHED_COMMAND=f"{sys.executable} -c 'raise SystemExit(9)'",
+        **{c.ENV_LOG_DIR: str(kept), c.ENV_JOB_NAME: "job", c.ENV_POD_NAME: "job-worker-0"},
+    )
+    runs = []
+    for code in (3, 0):  # a failed run, then the restart
+        script = f"print('run ending with {code}'); print('second line'); raise SystemExit({code})"
+        runs.append(run_launch(["--hw", "cpu", "--", sys.executable, "-c", script], env))
+        assert runs[-1].returncode == code, runs[-1].stderr
+    files = sorted((kept / "job" / "job-worker-0").iterdir())
+    assert [f.name for f in files] == ["attempt-1.log", "attempt-2.log"]
+    for run, path in zip(runs, files, strict=True):
+        text = path.read_text().splitlines()
+        # Every stdout line of the run, in order, and the stderr lines vitjob wrote (log records, summary).
+        assert [ln for ln in text if ln.startswith("[rank 0] ")] == run.stdout.splitlines()
+        summary = run.stderr.splitlines()[-1]
+        assert summary in text and summary.startswith("vitjob launch: ")
+    assert "failed with exit code 3" in files[0].read_text()
+    assert "run ending with 0" in files[1].read_text() and "run ending with 3" not in files[1].read_text()
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "vitjob.keptlogs", str(kept), "job", "--attempt", "1"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert printed == [f"[job-worker-0] {ln}" for ln in files[0].read_text().splitlines()]
+    missing = subprocess.run(
+        [sys.executable, "-m", "vitjob.keptlogs", str(kept), "job", "--attempt", "3"],
+        capture_output=True, text=True,
+    )
+    assert missing.returncode == 1
+    assert "no logs of attempt 3 of job job" in missing.stderr and "attempts kept: 1, 2" in missing.stderr
+
+
+def test_a_volume_that_cannot_keep_the_log_does_not_stop_the_pod(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    env = pod_env(
+        tmp_path,
+        VITJOB_SCHED_COMMAND=f"{sys.executable} -c 'raise SystemExit(9)'",
+        **{c.ENV_LOG_DIR: str(blocked), c.ENV_JOB_NAME: "job", c.ENV_POD_NAME: "job-worker-0"},
+    )
+    proc = run_launch(["--hw", "cpu", "--", sys.executable, "-c", "print('fine')"], env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[rank 0] fine"]
+    assert "warning: not keeping this run's log under" in proc.stderr

@@ -40,9 +40,11 @@ ALLOWED: dict[str, set[str]] = {
     "vitjob.logsetup": set(),
     "vitjob.progress": set(),
     "vitjob.cputhreads": set(),
+    # the kept logs' layout on the output volume: written in the pod, read by both backends
+    "vitjob.keptlogs": {"vitjob.constants"},
     "vitjob.images": {"vitjob.version"},
     # what runs inside a pod: start-up, the training code, the Ascend 310 stage, training curves
-    "vitjob.launch": BASE | {"vitjob.cputhreads"},
+    "vitjob.launch": BASE | {"vitjob.cputhreads", "vitjob.progress", "vitjob.kube"},
     "vitjob.plot": BASE,
     "vitjob.vit": BASE | {"vitjob.progress", "vitjob.plot", "vitjob.cputhreads"},
     "vitjob.infer310": BASE | {"vitjob.vit"},
@@ -53,14 +55,14 @@ ALLOWED: dict[str, set[str]] = {
     # the Kubernetes client layer: nothing built on it
     "vitjob.kube": BASE,
     # backends: the interface, the two backends, the factory that picks one
-    "vitjob.backends.base": {"vitjob.api", "vitjob.pipeline"},
+    "vitjob.backends.base": {"vitjob.api", "vitjob.pipeline", "vitjob.errors"},
     "vitjob.backends.kubernetes": BASE | {
         "vitjob.backends.base", "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube",
         "vitjob.progress",
     },
     "vitjob.backends.local": BASE | {
         "vitjob.backends.base", "vitjob.api", "vitjob.pipeline", "vitjob.launch", "vitjob.logsetup",
-        "vitjob.progress",
+        "vitjob.progress", "vitjob.keptlogs",
     },
     "vitjob.backends": BASE | {
         "vitjob.backends.base", "vitjob.backends.kubernetes", "vitjob.backends.local", "vitjob.kube",
@@ -79,7 +81,7 @@ ALLOWED: dict[str, set[str]] = {
         "vitjob.version", "vitjob.logsetup", "vitjob.progress", "vitjob.client", "vitjob.backends",
         "vitjob.backends.base", "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube",
         "vitjob.controller", "vitjob.generate", "vitjob.launch", "vitjob.vit", "vitjob.infer310",
-        "vitjob.plot",
+        "vitjob.plot", "vitjob.keptlogs",
     },
     "vitjob.__main__": {"vitjob.cli"},
     "vitjob": {"vitjob.version", "vitjob.client"},  # the package: __version__ and vitjob.Client

@@ -187,3 +187,49 @@ def test_console_on_a_terminal_draws_one_progress_bar(tmp_path: Path):
     assert "epoch 1/10" in bar and "loss 0.500 acc 90.0% 120 img/s ETA 1m00s" in bar
     assert "━" in bar and "…" not in bar  # rich's bar, and all of it fits in 80 columns
     assert "job demo-train Completed" in text
+
+
+# ------------------------------------------------------------------ publishing checkpoints (vitjob launch)
+def test_publisher_patches_rank_0s_checkpoints_only_and_survives_a_failing_server(caplog):
+    import json
+    import threading
+
+    from vitjob.launch.checkpoints import CheckpointPublisher
+    from vitjob.progress import parse_checkpoint_annotation as parse_annotation
+
+    patched: list[dict] = []
+    gate, entered = threading.Event(), threading.Event()
+    fail = {"n": 1}
+
+    def patch(body):
+        entered.set()
+        gate.wait(5)
+        if fail["n"]:
+            fail["n"] -= 1
+            raise OSError("connection refused")
+        patched.append(body)
+
+    pub = CheckpointPublisher(patch, clock=lambda: 0.0)
+    ckpt = lambda step: format_line(TrainProgress(1, 2, step, 42, event="checkpoint"))  # noqa: E731
+    pub.line("rank 0", ckpt(8))  # taken by the thread, fails (logged once)
+    assert entered.wait(5)
+    pub.line("rank 1", ckpt(99))  # another rank: ignored
+    pub.line("rank 0", format_line(TrainProgress(1, 2, 9, 42)))  # a step line: ignored
+    gate.set()
+    pub.line("rank 0", ckpt(16))
+    pub.close()
+    assert pub.published == len(patched) == 1
+    values = [parse_annotation(b["metadata"]["annotations"]["vitjob.io/last-checkpoint"]) for b in patched]
+    assert values == [{"step": 16, "epoch": 1, "time": "1970-01-01T00:00:00Z"}]
+    assert "cannot annotate this pod with its last checkpoint: connection refused" in caplog.text
+    assert parse_annotation("not json") is None and parse_annotation(json.dumps({"step": "x"})) is None
+
+
+def test_checkpoint_annotation_reads_back_and_describes_its_age():
+    from vitjob.progress import checkpoint_annotation, describe_checkpoint, parse_checkpoint_annotation
+
+    written = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    text = checkpoint_annotation(TrainProgress(3, 10, 120, 400, event="checkpoint"), written)
+    assert text == '{"step":120,"epoch":3,"time":"2027-01-15T08:00:00Z"}'
+    parsed = parse_checkpoint_annotation(text)
+    assert describe_checkpoint(parsed, now=written + 125) == "step 120 (epoch 3), written 2m05s ago"

@@ -227,13 +227,18 @@ def test_launch_command_env_ports_and_volumes(stage, hw, cards):
         "VITJOB_NUM_PODS": str(spec.num_pods),
         "VITJOB_DATA_DIR": "/data",
         "VITJOB_OUTPUT_DIR": "/output/vit",
+        "VITJOB_LOG_DIR": "/output/vit/logs",  # every run's log kept on the output volume (keptlogs)
         "MS_SCHED_PORT": "8118",
         "VITJOB_RDZV_PORT": "29400",
         "PYTHONUNBUFFERED": "1",
         "HOME": "/home/vitjob",  # the images' user's home, an emptyDir (below)
     }
-    # The downward API gives launch IP literals for MindSpore (MS_SCHED_HOST) and the rank table.
-    assert field_env_of(job) == {"VITJOB_POD_IP": "status.podIP", "VITJOB_HOST_IP": "status.hostIP"}
+    # The downward API gives launch IP literals for MindSpore (MS_SCHED_HOST) and the rank table, and
+    # the pod's name and namespace (its kept log's file; the pod rank 0 annotates with its checkpoint).
+    assert field_env_of(job) == {
+        "VITJOB_POD_IP": "status.podIP", "VITJOB_HOST_IP": "status.hostIP",
+        "VITJOB_POD_NAME": "metadata.name", "VITJOB_POD_NAMESPACE": "metadata.namespace",
+    }
     ports = [(p["name"], p["containerPort"]) for p in container["ports"]]
     assert ports == [("ms-sched", 8118), ("rdzv", 29400)]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -650,3 +655,39 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         rc = int(exc.code or 0)
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+# --- publish_checkpoints: the least privilege rank 0 needs to annotate its own pod ----------------------
+@pytest.mark.parametrize("stage", c.STAGES)
+def test_publish_checkpoints_grants_rank_0_its_own_pod_only(stage: str) -> None:
+    from vitjob.render.validate import validate_objects
+
+    objects = render_objects(
+        JobSpec(name="vit", hw="cpu", cards=2, cards_per_pod=1, stage=stage, publish_checkpoints=True)
+    )
+    validate_objects(objects)  # kubernetes-validate: each object against the Kubernetes schemas
+    job = objects[-1]
+    env = env_of(job)
+    if stage != "train":  # only training writes checkpoints: nothing granted, nothing published
+        assert [o["kind"] for o in objects] == ["Job"] and "VITJOB_PUBLISH_CHECKPOINTS" not in env
+        assert "serviceAccountName" not in pod_of(job)["spec"]
+        return
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("ServiceAccount", "vit-train"),
+        ("Role", "vit-train-checkpoint"),
+        ("RoleBinding", "vit-train-checkpoint"),
+        ("Job", "vit-train"),
+    ]
+    role, binding = objects[1], objects[2]
+    # Volcano names rank 0's pod <job>-<task>-0; the Role names it and nothing else.
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "resourceNames": ["vit-train-worker-0"],
+         "verbs": ["get", "patch"]}
+    ]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "vit-train-checkpoint"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "vit-train", "namespace": "default"}]
+    assert pod_of(job)["spec"]["serviceAccountName"] == "vit-train"
+    assert env["VITJOB_PUBLISH_CHECKPOINTS"] == "1"
+    without = render_objects(JobSpec(name="vit", hw="cpu", cards=2, stage=stage))
+    assert [o["kind"] for o in without] == ["Job"] and "serviceAccountName" not in pod_of(without[0])["spec"]

@@ -27,7 +27,7 @@ from vitjob.api.spec import JobSpec
 from vitjob.api.status import JobStatus
 from vitjob.backends import get_backend, pipeline_store
 from vitjob.backends.base import Backend, SubmitPlan, SubmitResult
-from vitjob.constants import DEFAULT_NAMESPACE, STAGES
+from vitjob.constants import DEFAULT_NAMESPACE, STAGES, TASK_NAME, VOLCANO_POD_NAME_FORMAT
 from vitjob.errors import BackendError, PipelineNotFoundError, UsageError
 from vitjob.pipeline.define import define_pipeline, in_order, parse_then
 from vitjob.pipeline.model import Observed, PipelineRecord, PipelineStore
@@ -219,6 +219,15 @@ class Client:
         return self.backend.logs(
             name, follow=follow, rank=rank, pod=pod, previous=previous, tail=tail, since_s=since_s
         )
+
+    def kept_logs(
+        self, name: str, attempt: int, *, rank: int | None = None, pod: str | None = None
+    ) -> Iterator[str]:
+        """Attempt ``attempt`` (1: each pod's first run) of the logs job ``name``'s pods kept on the
+        output volume, prefixed with the pod; readable after Volcano deleted the pods of a restart."""
+        if rank is not None:
+            pod = VOLCANO_POD_NAME_FORMAT.format(job=name, task=TASK_NAME, index=rank)
+        return self.backend.kept_logs(name, attempt, pod=pod)
 
     def wait(self, name: str, timeout_s: float | None = None) -> JobStatus:
         """Block until the job ends; ``WaitTimeoutError`` after ``timeout_s``."""

@@ -180,6 +180,8 @@ DEFAULT_PIPELINE_POLL_S: Final = 5.0
 # LEASE_DURATION, can expire for the others).
 CONTROLLER_NAME: Final = "vitjob-controller"
 CONTROLLER_COMPONENT: Final = "controller"
+# LABEL_COMPONENT value of the pod `vitjob logs --attempt` starts to read kept logs off the output volume.
+LOG_READER_COMPONENT: Final = "log-reader"
 DEFAULT_HEALTH_PORT: Final = 8080
 DEFAULT_LEASE_DURATION_S: Final = 15.0
 DEFAULT_RENEW_DEADLINE_S: Final = 10.0
@@ -219,6 +221,18 @@ ENV_POD_IP: Final = "VITJOB_POD_IP"
 ENV_HOST_IP: Final = "VITJOB_HOST_IP"
 FIELD_POD_IP: Final = "status.podIP"
 FIELD_HOST_IP: Final = "status.hostIP"
+# The pod's name and namespace (downward API metadata.name / metadata.namespace): where `vitjob launch`
+# keeps its log (vitjob.keptlogs) and which pod rank 0 annotates with its last checkpoint.
+ENV_POD_NAME: Final = "VITJOB_POD_NAME"
+ENV_POD_NAMESPACE: Final = "VITJOB_POD_NAMESPACE"
+FIELD_POD_NAME: Final = "metadata.name"
+FIELD_POD_NAMESPACE: Final = "metadata.namespace"
+# Where `vitjob launch` keeps every run's log (vitjob.keptlogs): <output>/<pipeline>/logs as rendered.
+ENV_LOG_DIR: Final = "VITJOB_LOG_DIR"
+# "1" in a training pod of a job with publish_checkpoints: rank 0's pod sets ANNOTATION_LAST_CHECKPOINT.
+ENV_PUBLISH_CHECKPOINTS: Final = "VITJOB_PUBLISH_CHECKPOINTS"
+ANNOTATION_LAST_CHECKPOINT: Final = "vitjob.io/last-checkpoint"
+KEPT_LOGS_DIR: Final = "logs"
 # A hosts file (/etc/hosts format) `vitjob launch` resolves peer names in before the system resolver
 # (the local backend's shared-host mode, where pods cannot have their own /etc/hosts).
 ENV_HOSTS_FILE: Final = "VITJOB_HOSTS_FILE"

@@ -16,11 +16,16 @@ Each line carries all the fields, so the last one is enough:
   epoch), ``-`` before the first evaluation or when the data set has no validation split;
 - ``img_s``: training images per second (every rank together) since the previous line;
 - ``eta_s``: seconds left at that speed, evaluation not included;
-- ``event``: ``step`` (a periodic line), ``epoch`` (an epoch ended) or ``resume`` (a restarted run
-  goes on from ``step``, its latest checkpoint).
+- ``event``: ``step`` (a periodic line), ``epoch`` (an epoch ended), ``resume`` (a restarted run
+  goes on from ``step``, its latest checkpoint) or ``checkpoint`` (a checkpoint of ``step`` was just
+  written: ``vitjob launch`` publishes it on the pod, see ``vitjob.launch.checkpoints``).
 
 The marker may be preceded by a prefix such as ``vitjob launch``'s ``[rank 0] ``. Keys the parser
 does not know are ignored and keys it needs may say ``-`` (unknown), so the format can grow.
+
+The ``vitjob.io/last-checkpoint`` pod annotation (``vitjob.launch.checkpoints`` sets it from a
+``checkpoint`` line) has its format here too: ``checkpoint_annotation`` writes it,
+``parse_checkpoint_annotation`` reads it (``{"step": S, "epoch": E, "time": "<UTC, RFC 3339>"}``).
 
 ``ProgressWriter`` writes the lines (``vitjob.vit.train``); ``parse_line``, ``last_progress`` and
 ``last_progress_in_file`` read them; ``describe`` and ``TrainProgress.to_dict`` are the views that
@@ -29,6 +34,7 @@ does not know are ignored and keys it needs may say ``-`` (unknown), so the form
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -37,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 MARKER = "vitjob-progress"
-EVENTS = ("step", "epoch", "resume")
+EVENTS = ("step", "epoch", "resume", "checkpoint")
 # How much of the end of a log file the local backend reads (progress lines come every few steps).
 TAIL_BYTES = 64 * 1024
 
@@ -130,6 +136,36 @@ def last_progress_in_file(path: Path, tail_bytes: int = TAIL_BYTES) -> TrainProg
     return last_progress(data.decode(errors="replace").splitlines())
 
 
+def checkpoint_annotation(progress: TrainProgress, now: float) -> str:
+    """The ``vitjob.io/last-checkpoint`` value of a checkpoint line: its step, epoch and ``now`` (UTC)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return json.dumps({"step": progress.step, "epoch": progress.epoch, "time": stamp}, separators=(",", ":"))
+
+
+def parse_checkpoint_annotation(text: str | None) -> dict[str, Any] | None:
+    """A ``vitjob.io/last-checkpoint`` value as published, None when absent or malformed."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("step"), int) else None
+
+
+def describe_checkpoint(published: dict[str, Any], now: float | None = None) -> str:
+    """``step 120 (epoch 3), written 2m05s ago`` for a parsed ``vitjob.io/last-checkpoint``."""
+    import calendar
+
+    epoch = f" (epoch {published['epoch']})" if isinstance(published.get("epoch"), int) else ""
+    text = f"step {published['step']}{epoch}"
+    try:
+        written = calendar.timegm(time.strptime(str(published.get("time")), "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return text
+    return f"{text}, written {format_duration((time.time() if now is None else now) - written)} ago"
+
+
 def format_duration(seconds: float) -> str:
     """``95`` → ``1m35s``; ``7300`` → ``2h01m``."""
     s = max(0, round(seconds))
@@ -219,6 +255,10 @@ class ProgressWriter:
     def resumed(self, step: int, epoch: int) -> TrainProgress:
         """Write the line saying that this run resumes at global step ``step``, in ``epoch`` (1-based)."""
         return self._write(step, epoch, "resume")
+
+    def checkpoint(self, step: int, epoch: int) -> TrainProgress:
+        """Write the line saying that a checkpoint of global step ``step`` was just written."""
+        return self._write(step, epoch, "checkpoint")
 
     def _write(self, step: int, epoch: int, event: str) -> TrainProgress:
         eta = None

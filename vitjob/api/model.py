@@ -80,6 +80,7 @@ class SpecModel:
     supplemental_groups: list[int] = field(default_factory=list)
     read_only_root_filesystem: bool = True
     ascend_host_mounts: bool = True  # hw ascend: hostPath driver and hccn.conf (Pod Security privileged)
+    publish_checkpoints: bool = False  # train: rank 0 annotates its pod with its last checkpoint (RBAC)
 
     # --- derived shape ------------------------------------------------------------------------
     @property

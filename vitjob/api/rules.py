@@ -171,4 +171,7 @@ FIELD_DOCS: dict[str, str] = {
     "ascend_host_mounts": "hw ascend: mount the NPU driver and /etc/hccn.conf from the node (hostPath: the "
     "namespace must allow Pod Security level privileged); false where the Ascend Docker Runtime mounts "
     "the driver: the pods then pass restricted.",
+    "publish_checkpoints": "train: rank 0 sets its pod's vitjob.io/last-checkpoint annotation (step, time) "
+    "each time it writes a checkpoint; submit then also creates the job's ServiceAccount, and a Role "
+    "that may get and patch only rank 0's pod, and their RoleBinding.",
 }

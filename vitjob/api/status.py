@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from vitjob.progress import TrainProgress
 
@@ -66,6 +67,8 @@ class JobStatus:
     warnings: list[str] = field(default_factory=list)
     # A running train stage: the last progress line of rank 0 (``vitjob.progress``); None otherwise
     progress: TrainProgress | None = None
+    # A train job with publish_checkpoints: rank 0's pod's vitjob.io/last-checkpoint (step, epoch, time)
+    last_checkpoint: dict[str, Any] | None = None
 
 
 class PipelinePhase(StrEnum):

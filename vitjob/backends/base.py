@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vitjob.api.status import JobPhase, JobStatus, PodStatus
+from vitjob.errors import UsageError
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, PipelineStore
 
 __all__ = ["Backend", "JobPhase", "JobStatus", "PodStatus", "SubmitPlan", "SubmitResult"]
@@ -128,6 +129,11 @@ class Backend(ABC):
         since_s: int | None = None,
     ) -> Iterator[str]:
         """Yield log lines of the job's pods, each prefixed with its pod/rank."""
+
+    def kept_logs(self, name: str, attempt: int, *, pod: str | None = None) -> Iterator[str]:
+        """Yield the lines of attempt ``attempt`` (1 = each pod's first run) that the job's pods kept on the
+        output volume (``vitjob.keptlogs``), prefixed with the pod; they outlive the pods."""
+        raise UsageError(f"the {self.name} backend keeps no logs of earlier attempts")
 
     @abstractmethod
     def wait(self, name: str, timeout_s: float | None = None) -> JobStatus:

@@ -31,7 +31,7 @@ from vitjob.cli.common import (
 )
 from vitjob.errors import JobNotFoundError, UsageError
 from vitjob.pipeline.model import PipelineRecord
-from vitjob.progress import describe
+from vitjob.progress import describe, describe_checkpoint
 
 log = logging.getLogger("vitjob")
 
@@ -113,6 +113,14 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
     which.add_argument("--rank", type=int, default=None, help="only the pod with this index")
     which.add_argument("--pod", default=None, help="only this pod")
     p.add_argument("--previous", action="store_true", help="the previous (crashed) run of each container")
+    p.add_argument(
+        "--attempt",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N of each pod (1: its first) as kept on the output volume; readable after Volcano "
+        "deleted the pods of a restarted job (on a cluster a short-lived pod reads the volume)",
+    )
     p.add_argument("--tail", type=int, default=None, help="only the last N lines of each pod")
     p.add_argument("--since", default=None, help="only lines newer than this (e.g. 30s, 10m, 2h)")
 
@@ -246,6 +254,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
+    if args.attempt is not None:
+        given = [flag for flag, on in (("-f", args.follow), ("--previous", args.previous),
+                                       ("--tail", args.tail is not None), ("--since", args.since)) if on]
+        if given:
+            raise UsageError(f"--attempt prints a kept run whole; it does not go with {', '.join(given)}")
+        client = client_from_args(args)
+        for line in client.kept_logs(args.name, args.attempt, rank=args.rank, pod=args.pod):
+            print(line)
+        return 0
     since_s = parse_duration(args.since) if args.since else None
     lines = client_from_args(args).logs(
         args.name,
@@ -341,6 +358,8 @@ def format_status(status: JobStatus) -> str:
         lines.append(f"job is:   {what}" + (f"   queue: {status.queue}" if status.queue else ""))
     if status.progress is not None:
         lines.append(f"progress: {describe(status.progress)}")
+    if status.last_checkpoint:
+        lines.append(f"checkpoint: {describe_checkpoint(status.last_checkpoint)}")
     for task, counts in sorted(status.tasks.items()):
         lines.append(f"task {task}: " + ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items())))
     if status.pods:

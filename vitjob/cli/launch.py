@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
 from vitjob import constants as c
+from vitjob import keptlogs
 from vitjob.errors import RankTableError, UsageError
+from vitjob.logsetup import ROOT_LOGGER
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,14 +65,43 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from vitjob.logsetup import framework_log_environment
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    # The children (training processes, the MindSpore scheduler) log MindSpore errors only, unless -v
-    # or the pod's environment sets GLOG_v & co. itself.
-    with framework_log_environment(args.verbose):
-        outcome = launch(
-            command, args.hw, args.cards_per_pod, args.rdzv_timeout, args.workdir, args.grace_period
-        )
-    print(f"vitjob launch: {outcome.summary}", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        kept = _keep_log(stack)
+        out = keptlogs.Tee(sys.stdout, kept) if kept else sys.stdout
+        # The children (training processes, the MindSpore scheduler) log MindSpore errors only, unless -v
+        # or the pod's environment sets GLOG_v & co. itself.
+        with framework_log_environment(args.verbose):
+            outcome = launch(
+                command, args.hw, args.cards_per_pod, args.rdzv_timeout, args.workdir, args.grace_period,
+                out=out,
+            )
+        summary = f"vitjob launch: {outcome.summary}"
+        print(summary, file=sys.stderr)
+        if kept:
+            kept.write(summary + "\n")
     return outcome.exit_code
+
+
+def _keep_log(stack: contextlib.ExitStack) -> keptlogs.KeptLog | None:
+    """Open this run's kept log when the pod was rendered to keep one (VITJOB_LOG_DIR & co.), and copy
+    vitjob's own log records into it until ``stack`` closes. A volume that cannot take it is logged,
+    not fatal: the pod's own log still has every line."""
+    target = keptlogs.PodLogTarget.from_env(os.environ)
+    if target is None:
+        return None
+    try:
+        kept = keptlogs.open_attempt(target.log_dir, target.job, target.pod)
+    except OSError as exc:
+        log.warning("not keeping this run's log under %s: %s", target.log_dir, exc)
+        return None
+    stack.callback(kept.close)
+    root = logging.getLogger(ROOT_LOGGER)
+    stderr_handler = next((h for h in root.handlers if h.formatter is not None), None)
+    handler = keptlogs.KeptLogHandler(kept, stderr_handler.formatter if stderr_handler else None)
+    root.addHandler(handler)
+    stack.callback(root.removeHandler, handler)
+    log.info("keeping this run's log as %s (attempt %d)", kept.path, kept.attempt)
+    return kept
 
 
 def _pod_annotation(path: Path, text: str) -> tuple[str, str]:

@@ -59,7 +59,15 @@ _SPEC_FLAGS: tuple[tuple[str, str, type, str, str], ...] = (
     ("--k8s-version", "k8s_version", str, "X.Y",
      f"Kubernetes version to validate for (default {c.DEFAULT_K8S_VERSION})"),
 )
-SPEC_FLAG_KEYS: tuple[str, ...] = tuple(key for _, key, _, _, _ in _SPEC_FLAGS)
+# Flags that switch a boolean spec key on (None = "not given", as above).
+_SWITCH_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--publish-checkpoints", "publish_checkpoints",
+     "train: rank 0 annotates its pod with its last checkpoint (vitjob.io/last-checkpoint: step, time); "
+     "also creates the job's ServiceAccount, Role (get/patch of rank 0's pod only) and RoleBinding"),
+)
+SPEC_FLAG_KEYS: tuple[str, ...] = (
+    *(key for _, key, _, _, _ in _SPEC_FLAGS), *(key for _, key, _ in _SWITCH_FLAGS)
+)
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +78,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, key, kind, metavar, help_text in _SPEC_FLAGS:
         names = [flag, "-n"] if flag == "--namespace" else [flag]
         group.add_argument(*names, dest=key, type=kind, metavar=metavar, default=None, help=help_text)
+    for flag, key, help_text in _SWITCH_FLAGS:
+        group.add_argument(flag, dest=key, action="store_const", const=True, default=None, help=help_text)
     group.add_argument(
         "-f", "--values", dest="values_file", metavar="FILE", default=None,
         help="YAML mapping of spec keys (cards: 8, env: {FOO: bar}, tolerations: [...])",

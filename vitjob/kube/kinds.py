@@ -38,10 +38,14 @@ CORE_KINDS = {
     "ServiceAccount": "service_account",
     "PersistentVolumeClaim": "persistent_volume_claim",
 }
+RBAC_GROUP = "rbac.authorization.k8s.io"
 # Custom kinds: (group, kind) → plural
 CUSTOM_PLURALS = {
     (VOLCANO_GROUP, "Job"): VOLCANO_PLURAL,
     (VOLCANO_SCHEDULING_GROUP, "PodGroup"): VOLCANO_PODGROUPS_PLURAL,
+    # Built-in groups go through the same group/version/plural paths (a job's checkpoint Role).
+    (RBAC_GROUP, "Role"): "roles",
+    (RBAC_GROUP, "RoleBinding"): "rolebindings",
 }
 
 
@@ -69,7 +73,7 @@ def kind_info(obj: dict[str, Any]) -> KindInfo:
         return KindInfo("", CORE_KINDS[kind].replace("_", "") + "s", True)
     if (group, kind) in CUSTOM_PLURALS:
         return KindInfo(group, CUSTOM_PLURALS[(group, kind)], True)
-    known = ", ".join([*CORE_KINDS, "Volcano Job", "PodGroup"])
+    known = ", ".join([*CORE_KINDS, "Volcano Job", "PodGroup", "Role", "RoleBinding"])
     raise BackendError(f"cannot submit a {api_version} {kind}: vitjob creates only {known}")
 
 

@@ -40,8 +40,9 @@ from typing import Any
 from vitjob import constants as c
 from vitjob.errors import RankTableError, UsageError
 from vitjob.launch import addresses, cpus, podenv, rendezvous
+from vitjob.launch.checkpoints import publisher_from_env
 from vitjob.launch.ranktable import build_rank_table, check_table, own_server, rank_size, read_completed_table
-from vitjob.launch.supervisor import ChildSpec, Outcome, Supervisor, install_signal_forwarding
+from vitjob.launch.supervisor import ChildSpec, Outcome, Supervisor, TextSink, install_signal_forwarding
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,9 @@ def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], w
 
 def launch(command: list[str], hw: str | None = None, cards_per_pod: int | None = None,
            timeout_s: float = c.DEFAULT_RDZV_TIMEOUT_S, workdir: Path | None = None,
-           grace_s: float = 10.0) -> Outcome:
+           grace_s: float = 10.0, out: TextSink | None = None) -> Outcome:
+    """Run ``command`` once per card of this pod (see the module docstring); every child's output goes to
+    ``out`` (default stdout) prefixed with its rank."""
     if not command:
         raise UsageError("no command to run: `vitjob launch [options] -- COMMAND ...`")
     env = dict(os.environ)
@@ -235,8 +238,13 @@ def launch(command: list[str], hw: str | None = None, cards_per_pod: int | None 
     threads = cpus.plan_threads(env, pod.cards_per_pod)
     log.info("%s", threads.describe())
     children = plan_children(env, pod, command, workdir, timeout_s, threads.per_process)
-    supervisor = Supervisor(children, grace_s=grace_s)
+    publisher = publisher_from_env(env, pod.index)
+    supervisor = Supervisor(children, out=out, grace_s=grace_s, on_line=publisher.line if publisher else None)
     install_signal_forwarding(supervisor)
-    outcome = supervisor.run()
+    try:
+        outcome = supervisor.run()
+    finally:
+        if publisher is not None:
+            publisher.close()
     (log.info if outcome.exit_code == 0 else log.error)("%s", outcome.summary)
     return outcome

@@ -23,10 +23,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class TextSink(Protocol):
+    """Where the children's lines go: a text stream (stdout), or one that copies them (a kept log)."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
 
 
 @dataclass
@@ -69,10 +78,11 @@ class Outcome:
 
 
 class Supervisor:
-    def __init__(self, children: list[ChildSpec], out: IO[str] | None = None, grace_s: float = 10.0,
-                 helper_grace_s: float = 60.0) -> None:
+    def __init__(self, children: list[ChildSpec], out: TextSink | None = None, grace_s: float = 10.0,
+                 helper_grace_s: float = 60.0, on_line: Callable[[str, str], None] | None = None) -> None:
         self.specs = children
         self.out = out or sys.stdout
+        self.on_line = on_line  # sees every line (label, text) after it is written, e.g. a publisher
         self.grace_s = grace_s
         self.helper_grace_s = helper_grace_s
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -90,6 +100,8 @@ class Supervisor:
                     self.last_error[label] = why
                 self.out.write(f"[{label}] {line}\n")
                 self.out.flush()
+            if self.on_line is not None:
+                self.on_line(label, line)
         stream.close()
 
     def start(self) -> tuple[str, int, str] | None:

@@ -43,7 +43,7 @@ from vitjob.images import HOME_DIR, USER_ID
 log = logging.getLogger(__name__)
 
 # Templates rendered for every job, in creation order: supporting objects first, the Volcano Job last.
-TEMPLATES: tuple[str, ...] = ("volcano-job.yaml.j2",)
+TEMPLATES: tuple[str, ...] = ("job-rbac.yaml.j2", "volcano-job.yaml.j2")
 _DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 _PLAIN_SAFE = re.compile(r'^[ -~]*$')
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -249,13 +249,20 @@ def build_context(spec: JobSpec) -> dict[str, Any]:
         "infer_runner": "ascend310" if spec.runs_on_ascend310 else "cpu",
         "extra_args": list(spec.extra_args),
         "env": container_env(spec, data_dir),
-        # Downward API: the pod's own IP and its node's (MindSpore's MS_SCHED_HOST takes IPs only).
-        "field_env": [(c.ENV_POD_IP, c.FIELD_POD_IP), (c.ENV_HOST_IP, c.FIELD_HOST_IP)],
+        # Downward API: the pod's own IP and its node's (MindSpore's MS_SCHED_HOST takes IPs only), its
+        # name and namespace (the kept log's file, the pod rank 0 annotates with its last checkpoint).
+        "field_env": [
+            (c.ENV_POD_IP, c.FIELD_POD_IP),
+            (c.ENV_HOST_IP, c.FIELD_HOST_IP),
+            (c.ENV_POD_NAME, c.FIELD_POD_NAME),
+            (c.ENV_POD_NAMESPACE, c.FIELD_POD_NAMESPACE),
+        ],
         "ports": [(c.SCHED_PORT_NAME, spec.sched_port), (c.RDZV_PORT_NAME, spec.rdzv_port)],
         "requests": resource_requests(spec),
         "limits": resource_limits(spec),
         "volumes": volumes(spec),
         "working_dir": HOME_DIR,
+        "checkpoint_role": checkpoint_role(spec),
         "pod_security_context": pod_security_context(spec),
         "container_security_context": container_security_context(spec),
     }
@@ -276,6 +283,18 @@ def labels(spec: JobSpec) -> dict[str, str]:
         result[c.RING_CONTROLLER_LABEL] = c.RING_CONTROLLER_ASCEND910
     result.update(spec.labels)
     return result
+
+
+def checkpoint_role(spec: JobSpec) -> dict[str, str]:
+    """Names of the ServiceAccount and Role (and RoleBinding) that let rank 0 of a training job with
+    ``publish_checkpoints`` annotate its own pod; ``{}`` when the job publishes nothing."""
+    if not (spec.publish_checkpoints and spec.stage == "train"):
+        return {}
+    return {
+        "service_account": spec.job_name,
+        "role": f"{spec.job_name}-checkpoint",
+        "pod": c.VOLCANO_POD_NAME_FORMAT.format(job=spec.job_name, task=c.TASK_NAME, index=0),
+    }
 
 
 def launch_command(spec: JobSpec) -> list[str]:
@@ -300,6 +319,12 @@ def container_env(spec: JobSpec, data_dir: str) -> list[tuple[str, str]]:
         (c.ENV_NUM_PODS, str(spec.num_pods)),
         (c.ENV_DATA_DIR, data_dir),
         (c.ENV_OUTPUT_DIR, f"{c.OUTPUT_MOUNT_PATH}/{spec.pipeline_name}"),
+        # Every run of every pod keeps its log here too (vitjob.keptlogs; `vitjob logs --attempt N`).
+        (c.ENV_LOG_DIR, f"{c.OUTPUT_MOUNT_PATH}/{spec.pipeline_name}/{c.KEPT_LOGS_DIR}"),
+    ]
+    if checkpoint_role(spec):  # rank 0 annotates its pod with each checkpoint (vitjob.launch.checkpoints)
+        env.append((c.ENV_PUBLISH_CHECKPOINTS, "1"))
+    env += [
         (c.ENV_SCHED_PORT, str(spec.sched_port)),
         (c.ENV_RDZV_PORT, str(spec.rdzv_port)),
         (c.ENV_PYTHONUNBUFFERED, "1"),
@@ -489,6 +514,7 @@ def object_file_name(obj: dict[str, Any]) -> str:
 # --- pipelines and their controller -----------------------------------------------------------
 VITJOB_TEMPLATE = "vitjob.yaml.j2"
 EVENT_TEMPLATE = "event.yaml.j2"
+LOG_READER_TEMPLATE = "log-reader-pod.yaml.j2"
 # The controller's objects in creation order (`vitjob controller --render`).
 CONTROLLER_TEMPLATES: tuple[str, ...] = (
     "controller-serviceaccount.yaml.j2",
@@ -550,6 +576,54 @@ def render_event(
         "now": now,
     }
     (obj,) = [parse_document(text) for text in render_templates((EVENT_TEMPLATE,), context)]
+    return obj
+
+
+def render_log_reader(job: Mapping[str, Any], attempt: int, pod: str | None = None,
+                      deadline_s: int = 300) -> dict[str, Any]:
+    """The pod that prints attempt ``attempt`` of the logs Volcano Job ``job``'s pods kept on its output
+    volume (``vitjob logs --attempt``): the job's image, security contexts and placement, the output
+    claim mounted read-only. ``RenderError`` when the job was rendered without kept logs."""
+    meta = job["metadata"]
+    template = job["spec"]["tasks"][0]["template"]
+    pod_spec = template["spec"]
+    container = pod_spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    log_dir = env.get(c.ENV_LOG_DIR)
+    mounts = {m["name"]: m for m in container.get("volumeMounts", [])}
+    claims = [v for v in pod_spec.get("volumes", []) if "persistentVolumeClaim" in v]
+    output = next(
+        (v for v in claims if mounts.get(v["name"], {}).get("mountPath") == c.OUTPUT_MOUNT_PATH), None
+    )
+    if not log_dir or output is None:
+        raise RenderError(
+            f"job {meta['name']} keeps no logs of its attempts: it was rendered without {c.ENV_LOG_DIR} "
+            "or an output volume (by a vitjob older than 0.1.0's kept logs)"
+        )
+    command = ["python", "-m", "vitjob.keptlogs", log_dir, meta["name"], "--attempt", str(attempt)]
+    command += ["--pod", pod] if pod else []
+    context = {
+        "generate_name": f"{meta['name'][:40]}-logs-",
+        "namespace": meta.get("namespace") or "default",
+        "labels": {
+            c.LABEL_NAME: c.APP_NAME,
+            c.LABEL_INSTANCE: meta["name"],
+            c.LABEL_COMPONENT: c.LOG_READER_COMPONENT,
+            c.LABEL_MANAGED_BY: c.APP_NAME,
+        },
+        "deadline_s": deadline_s,
+        "node_selector": dict(pod_spec.get("nodeSelector") or {}),
+        "affinity": pod_spec.get("affinity") or {},
+        "tolerations": list(pod_spec.get("tolerations") or []),
+        "pod_security_context": pod_spec.get("securityContext") or {},
+        "container_security_context": container.get("securityContext") or {},
+        "image": container["image"],
+        "image_pull_policy": container.get("imagePullPolicy") or "IfNotPresent",
+        "command": command,
+        "mount_path": c.OUTPUT_MOUNT_PATH,
+        "claim": output["persistentVolumeClaim"]["claimName"],
+    }
+    (obj,) = [parse_document(text) for text in render_templates((LOG_READER_TEMPLATE,), context)]
     return obj
 
 

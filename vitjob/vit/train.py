@@ -284,6 +284,10 @@ class Reporter:
         if self.writer is not None and step > 0:
             self.writer.resumed(step, epoch)
 
+    def checkpoint(self, step: int, epoch: int) -> None:
+        if self.writer is not None:
+            self.writer.checkpoint(step, epoch)
+
     def step(self, step: int, epoch: int, loss: float, info: str, is_log_step: bool) -> None:
         """Global step ``step`` of (1-based) ``epoch`` is done with ``loss``."""
         if not self.enabled:
@@ -390,6 +394,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             (out / state.checkpoints.pop(0)).unlink(missing_ok=True)
         state.step, state.epoch = step, epoch
         ck.save_state(out, state)
+        reporter.checkpoint(step, min(step // plan.steps_per_epoch + 1, plan.epochs))
 
     for epoch in range(step // plan.steps_per_epoch, plan.epochs):
         if step >= stop_at:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitjob.backends.base import Backend, JobPhase, JobStatus, SubmitPlan, SubmitResult
+from vitjob.backends.kubernetes.keptlogs import keeps_logs, last_checkpoint, read_kept_logs
 from vitjob.backends.kubernetes.status import age_s, job_phase, job_status
 from vitjob.backends.kubernetes.store import KubernetesPipelineStore
 from vitjob.constants import (
@@ -475,6 +476,14 @@ class KubernetesBackend(Backend):
             rank0 = next((p for p in pods if pod_rank(p) == 0 and container_started(p)), None)
             if rank0 is not None:
                 st.progress = self.train_progress(name, ns, job=job)
+        st.last_checkpoint = last_checkpoint(pods)
+        if keeps_logs(job) and (
+            st.retry_count or any(p.restarts or p.exit_code not in (None, 0) for p in st.pods)
+        ):
+            st.reasons.append(
+                f"each run of each pod kept its log on the output volume: `vitjob logs {name} --attempt N` "
+                "(N = 1 for the first run) prints it, also after Volcano deleted the pods"
+            )
         return st
 
     def train_progress(
@@ -642,6 +651,12 @@ class KubernetesBackend(Backend):
         return reasons
 
     # ---------------------------------------------------------------------------------------- logs
+    def kept_logs(self, name: str, attempt: int, *, pod: str | None = None) -> Iterator[str]:
+        """Attempt ``attempt`` of the logs job ``name``'s pods kept on the output volume, read by a
+        short-lived pod (``vitjob.backends.kubernetes.keptlogs``); works after the pods are gone."""
+        job = self._get_job(name, self._ns())
+        yield from read_kept_logs(self.api, job, attempt, pod=pod, poll_s=self.poll_s)
+
     def logs(
         self,
         name: str,

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from vitjob import constants as c
+from vitjob import keptlogs
 from vitjob.backends.base import Backend, JobPhase, JobStatus, LocalJobObserver, SubmitPlan, SubmitResult
 from vitjob.backends.local.runner import Runner
 from vitjob.backends.local.state import CANCEL_FILE, STATE_FILE, status_from_state
@@ -189,6 +190,18 @@ class LocalBackend(Backend):
             log_file = self.job_dir(status.name) / "logs" / f"{status.pods[0].name}.log"
             status.progress = last_progress_in_file(log_file)
         return status
+
+    def kept_logs(self, name: str, attempt: int, *, pod: str | None = None) -> Iterator[str]:
+        state = self._read_state(name)
+        log_dir = state.get("kept_logs")
+        if not log_dir:
+            raise UsageError(f"job {name} keeps no logs of its attempts (rendered without {c.ENV_LOG_DIR})")
+        files = keptlogs.attempt_files(Path(log_dir), name, attempt, pod)
+        if not files:
+            kept = keptlogs.attempts(Path(log_dir), name)
+            have = f"attempts kept: {', '.join(map(str, kept))}" if kept else "none kept yet"
+            raise JobNotFoundError(f"job {name} has no logs of attempt {attempt} in {log_dir} ({have})")
+        yield from keptlogs.read_lines(files)
 
     def logs(
         self,

@@ -161,8 +161,10 @@ class Runner:
                         value = str(local) + value[len(mount) :]
                         break
                 env[item["name"]] = value
-            elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == c.FIELD_POD_NAME:
                 env[item["name"]] = pod
+            elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == c.FIELD_POD_NAMESPACE:
+                env[item["name"]] = self.state["namespace"] or "default"
             elif "fieldRef" in item.get("valueFrom", {}):  # status.podIP / status.hostIP
                 path = item["valueFrom"]["fieldRef"].get("fieldPath")
                 field_env = self.network.pod_env(pod)
@@ -238,6 +240,8 @@ class Runner:
                 for local in mounts.values():
                     local.mkdir(parents=True, exist_ok=True)
                 env = self._env(container, pod, index, tname, replicas, mounts, ports, hosts)
+                if env.get(c.ENV_LOG_DIR):  # where `vitjob logs --attempt` finds the kept logs
+                    self.state["kept_logs"] = env[c.ENV_LOG_DIR]
                 self._write_podinfo(pod, index, env)
                 argv = [expand_vars(a, env) for a in container.get("command", []) + container.get("args", [])]
                 if not argv:
