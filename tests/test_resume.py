@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import mindspore as ms
@@ -33,6 +34,7 @@ from tiny_vit import EPOCHS, SEED, STEPS, TRAIN_IMAGES, independent_test_accurac
 from vitjob.api.values import load_spec
 from vitjob.backends.base import JobPhase, JobStatus
 from vitjob.backends.local.backend import LocalBackend
+from vitjob.errors import UsageError
 from vitjob.progress import parse_line
 from vitjob.render.manifests import render_objects
 
@@ -152,6 +154,12 @@ def _progress(log: Path) -> list[tuple[str, int]]:
     return [(p.event, p.step) for p in lines if p is not None]
 
 
+def _progress_of(lines: Iterable[str]) -> list[tuple[str, int]]:
+    """``_progress`` of lines read back from the kept logs (``[pod] line``)."""
+    parsed = [parse_line(line) for line in lines]
+    return [(p.event, p.step) for p in parsed if p is not None]
+
+
 def _kill_rank_1_after_checkpoint(pid: int, state: Path, at_least: int, result: dict) -> None:
     """Kill the rank-1 training process of the job run by ``pid`` once a checkpoint ``>= at_least`` exists."""
     deadline = time.monotonic() + 600
@@ -198,6 +206,10 @@ def test_job_with_a_killed_worker_ends_as_accurate_as_the_undisturbed_job(
     after = _progress(logs / f"{pod}.log")
     assert after[0] == ("resume", resumed_from), after[:3]
     assert [s for e, s in after if e == "step"] == list(range(resumed_from + 1, STEPS + 1)), after
+    # Each run kept its own log on the output volume (vitjob.keptlogs), read back by attempt: the same
+    # progress as the runner's record of the previous and the current run.
+    assert _progress_of(backend.kept_logs("killed-train", 1)) == before
+    assert _progress_of(backend.kept_logs("killed-train", 2)) == after
     trained_before = [s for e, s in before if e == "step"]
     assert trained_before == list(range(1, len(trained_before) + 1)) and len(trained_before) >= resumed_from
     # Rank 0's records: the first run's steps 1..k (k at least the checkpoint's), then the restart's.
@@ -225,3 +237,59 @@ def test_job_with_a_killed_worker_ends_as_accurate_as_the_undisturbed_job(
     assert abs(acc_killed - acc_straight) <= 0.01
     # Measured: 0 (bit-identical), as for one process (tests/test_train.py); the bound is the issue's.
     assert worst <= 1e-5
+
+
+def _suspend_after_checkpoint(
+    backend: LocalBackend, name: str, state: Path, at_least: int, result: dict
+) -> None:
+    """``vitjob suspend`` the job once a checkpoint ``>= at_least`` exists (as a user would from a shell)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if state.is_file() and json.loads(state.read_text())["step"] >= at_least:
+            result["step"] = json.loads(state.read_text())["step"]
+            backend.suspend(name)
+            return
+        time.sleep(0.05)
+
+
+def test_suspended_job_has_no_processes_and_resume_goes_on_from_its_checkpoint(
+    undisturbed: Path, digits_dir: Path, tmp_path: Path
+) -> None:
+    backend = _backend(tmp_path, digits_dir)
+    run = tmp_path / "out" / "sus" / "train"
+    suspended: dict = {}
+    suspender = threading.Thread(
+        target=_suspend_after_checkpoint, args=(backend, "sus-train", run / "state.json", 8, suspended)
+    )
+    suspender.start()
+    try:
+        status = backend.submit(_job("sus"))
+    finally:
+        suspender.join()
+    assert "step" in suspended, "the job ended before it could be suspended"
+    assert status.phase == JobPhase.ABORTED
+    assert any("suspended by `vitjob suspend`" in r for r in status.reasons), status.reasons
+    # Nothing of the job runs while it is suspended: no process works on its run directory.
+    cmdlines = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+    left = [line for line in cmdlines if str(run) in line]
+    assert not left, left
+    at_suspend = json.loads((run / "state.json").read_text())["step"]
+
+    resumed = backend.resume("sus-train")
+    _completed(backend, resumed)
+    assert resumed.retry_count == 1 and resumed.reasons[-1] == "resumed by `vitjob resume`"
+    (pod,) = [p.name for p in resumed.pods]
+    after = _progress(backend.job_dir("sus-train") / "logs" / f"{pod}.log")
+    # The resumed run starts at the checkpoint it had when suspended, and trains the steps after it.
+    assert after[0] == ("resume", at_suspend), after[:3]
+    assert [s for e, s in after if e == "step"] == list(range(at_suspend + 1, STEPS + 1))
+    # Its result is the undisturbed job's (CPU training is deterministic: bit-identical weights).
+    worst = max(
+        relative_differences(
+            ms.load_checkpoint(str(undisturbed / "rank-weights" / "rank-0.ckpt")),
+            ms.load_checkpoint(str(run / "rank-weights" / "rank-0.ckpt")),
+        ).values()
+    )
+    assert worst <= 1e-5
+    with pytest.raises(UsageError, match="not suspended"):
+        backend.resume("sus-train")

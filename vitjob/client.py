@@ -237,6 +237,16 @@ class Client:
         """Abort the job (Volcano AbortJob); it stays listed with its history."""
         self.backend.cancel(name)
 
+    def suspend(self, name: str) -> None:
+        """Stop the running job's pods, keeping the job (Volcano AbortJob, marked as a suspension);
+        ``resume`` runs it again and training continues from its last checkpoint."""
+        self.backend.suspend(name)
+
+    def resume(self, name: str) -> JobStatus:
+        """Run a suspended job again (Volcano ResumeJob; the local backend runs it in the foreground to
+        its end); its status afterwards."""
+        return self.backend.resume(name)
+
     def delete(self, name: str) -> None:
         """Delete the job and the objects submit created for it."""
         self.backend.delete(name)

@@ -72,6 +72,13 @@ def running_on_node(kube: Kube, namespace: str, job: str, count: int) -> list[di
     return pods if len(pods) == count else []
 
 
+def last_checkpoint(kube: Kube, namespace: str) -> dict | None:
+    """Rank 0's vitjob.io/last-checkpoint annotation, parsed (None before it published one)."""
+    pod = kube.get_or_none("pod", "rt-train-worker-0", namespace) or {"metadata": {}}
+    text = (pod["metadata"].get("annotations") or {}).get("vitjob.io/last-checkpoint")
+    return json.loads(text) if text else None
+
+
 def checkpoints(run: Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in (run / "ckpt").glob("step-*.ckpt"))
 
@@ -98,6 +105,7 @@ def test_two_pods_train_restart_from_their_checkpoint_and_complete(
     vitjob(
         *("submit", "--hw", "cpu", "--cards", "2", "--cards-per-pod", "1", "--preset", "vit-tiny"),
         *("--name", "rt", "--epochs", str(EPOCHS), "--batch-size", "32", *SMALL, "-f", str(values)),
+        "--publish-checkpoints",
         check=True,
     )
     follower = vitjob.popen("logs", "-f", "rt-train")
@@ -120,6 +128,9 @@ def test_two_pods_train_restart_from_their_checkpoint_and_complete(
     rank1 = pod_log(kube, namespace, "rt-train-worker-1")
     assert f"rt-train-worker-0.rt-train resolves to {ips['rt-train-worker-0']}" in rank1, rank1[-2000:]
     seen = checkpoints(run)[-1]
+    # Rank 0 published a checkpoint on its pod, through the job's own Role (get/patch of that pod only).
+    published = wait_for(lambda: last_checkpoint(kube, namespace), 120, "rank 0's last-checkpoint annotation")
+    assert published["step"] in checkpoints(run) or published["step"] > seen, (published, checkpoints(run))
     uids = {p["metadata"]["uid"] for p in first}
     kube.kubectl("delete", "pod", "rt-train-worker-1", "-n", namespace, "--wait=false")
 
@@ -151,6 +162,25 @@ def test_two_pods_train_restart_from_their_checkpoint_and_complete(
     acc_straight = independent_test_accuracy(straight_run / "ckpt" / f"step-{STEPS:08d}.ckpt", digits_dir)
     assert abs(acc_job - acc_straight) <= 0.01, (acc_job, acc_straight)
     assert len(recorded) == 1 and abs(recorded[0] - acc_job) < 1e-6, (recorded, acc_job)
+
+    # The annotation names the newest checkpoint file, and `vitjob status` says so.
+    assert last_checkpoint(kube, namespace)["step"] == checkpoints(run)[-1] == STEPS
+    assert f"checkpoint: step {STEPS} (epoch {EPOCHS}), written " in status_text(vitjob, "rt-train")
+
+    # The first run of the deleted pod kept its log on the output volume: what `kubectl logs` showed of
+    # it before the delete is there, in order, and `vitjob logs --attempt 1` (a reader pod) prints it.
+    kept_dir = output / "rt" / "logs" / "rt-train"
+    attempts = sorted(p.name for p in (kept_dir / "rt-train-worker-1").iterdir())
+    assert attempts == ["attempt-1.log", "attempt-2.log"], attempts
+    kept = vitjob("logs", "rt-train", "--attempt", "1", "--rank", "1", check=True).stdout.splitlines()
+    assert kept == [f"[rt-train-worker-1] {ln}" for ln in (kept_dir / "rt-train-worker-1" / "attempt-1.log")
+                    .read_text().splitlines()]
+    shown_before = [ln for ln in rank1.splitlines() if ln.startswith("[rank 1] ")]
+    kept_rank1 = [ln.removeprefix("[rt-train-worker-1] ") for ln in kept]
+    kept_rank1 = [ln for ln in kept_rank1 if ln.startswith("[rank 1] ")]
+    assert shown_before and kept_rank1[: len(shown_before)] == shown_before, (shown_before[-3:], kept_rank1)
+    readers = "app.kubernetes.io/component=log-reader"
+    wait_for(lambda: not kube.pods(namespace, readers), 60, "the log reader pod deleted")
 
     # `vitjob logs -f` followed the kubelet's logs of both runs (it ends when the job does).
     out, err = follower.communicate(timeout=120)
@@ -437,3 +467,45 @@ def test_an_ascend_pods_rank_table_comes_from_a_real_kubelet_allocation(
     assert by_device == {"0": "0", "1": "1", "2": "2", "3": "3"}, by_device
     if held == [0, 1, 2, 3]:  # the kubelet's usual pick: the job then holds chips 4-7 as DEVICE_ID 0-3
         assert allocated == [4, 5, 6, 7]
+
+
+def test_a_suspended_job_has_no_pods_and_resumes_from_its_checkpoint(
+    kube: Kube, namespace: str, real_node: str, vitjob: Vitjob, digits_dir: Path, tmp_path: Path
+) -> None:
+    _, output = host_dirs(kube, namespace, digits_dir)
+    args = ["--seed", str(SEED), "--num-workers", "1", "--save-steps", "4", "--log-steps", "1"]
+    values = values_file(tmp_path, extra_args=args)
+    vitjob(
+        *("submit", "--hw", "cpu", "--cards", "1", "--preset", "vit-tiny", "--name", "sus"),
+        *("--epochs", "1", "--batch-size", "64", *SMALL, "-f", str(values)),
+        check=True,
+    )
+    run = output / "sus" / "train"
+    wait_for(lambda: checkpoints(run), 300, f"a checkpoint in {run}/ckpt")
+    vitjob("suspend", "sus-train", check=True)
+
+    # Volcano aborted the job: no pod of it is left, and `vitjob status` says it is suspended.
+    wait_for(lambda: not kube.pods(namespace, "volcano.sh/job-name=sus-train"), 120, "the job's pods gone")
+    job = wait_for(
+        lambda: (j := kube.get("vcjob", "sus-train", namespace))["status"]["state"]["phase"] == "Aborted"
+        and j,
+        60,
+        "the job Aborted",
+    )
+    assert "vitjob.io/suspended" in job["metadata"]["annotations"]
+    assert "suspended by `vitjob suspend` at " in status_text(vitjob, "sus-train")
+    at_suspend = json.loads((run / "state.json").read_text())["step"]
+    assert checkpoints(run)[-1] == at_suspend
+
+    vitjob("resume", "sus-train", check=True)
+    done = vitjob("wait", "sus-train", "--timeout", "600", timeout=660)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job = kube.get("vcjob", "sus-train", namespace)
+    state = job["status"]
+    assert (state["state"]["phase"], state.get("retryCount")) == ("Completed", 1), state
+    assert "vitjob.io/suspended" not in (job["metadata"].get("annotations") or {})
+    # The run after the resume, from the kubelet's log: it starts at the suspended checkpoint's step.
+    after = progress(pod_log(kube, namespace, "sus-train-worker-0"))
+    assert after and after[0].event == "resume" and after[0].step == at_suspend, after[:3]
+    steps = [p.step for p in after if p.event == "step"]
+    assert steps[0] == at_suspend + 1 and steps[-1] == after[0].total_steps, steps

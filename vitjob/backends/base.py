@@ -130,6 +130,14 @@ class Backend(ABC):
     ) -> Iterator[str]:
         """Yield log lines of the job's pods, each prefixed with its pod/rank."""
 
+    def suspend(self, name: str) -> None:
+        """Stop the running job's pods so that ``resume`` can run it again (no pods left meanwhile)."""
+        raise UsageError(f"the {self.name} backend cannot suspend jobs")
+
+    def resume(self, name: str) -> JobStatus:
+        """Run a job ``suspend`` stopped again; training continues from its last checkpoint."""
+        raise UsageError(f"the {self.name} backend cannot resume jobs")
+
     def kept_logs(self, name: str, attempt: int, *, pod: str | None = None) -> Iterator[str]:
         """Yield the lines of attempt ``attempt`` (1 = each pod's first run) that the job's pods kept on the
         output volume (``vitjob.keptlogs``), prefixed with the pod; they outlive the pods."""

@@ -1,5 +1,5 @@
 """Commands that run and observe jobs on a backend: ``submit``, ``status``, ``logs``, ``wait``,
-``cancel``, ``delete`` and ``list``.
+``cancel``, ``suspend``, ``resume``, ``delete`` and ``list``.
 
 Each handler is thin: parse, make one ``vitjob.Client`` call (``client_from_args``), print.
 Results go to stdout; warnings and reasons for failure go to stderr. Exit codes: 0 success,
@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("logs", "print (or follow with -f) the logs of a job's pods, merged", _add_logs),
         ("wait", "wait until a job ends: exit 0 Completed, 1 Failed/Aborted, 2 timeout", _add_wait),
         ("cancel", "abort a running job (Volcano AbortJob); the job and its history stay", _add_name_only),
+        ("suspend", "stop a running job's pods and keep the job, to resume it later (Volcano AbortJob)",
+         _add_name_only),
+        ("resume", "run a suspended job again: training continues from its last checkpoint (Volcano "
+         "ResumeJob, counted as one of its --max-retry restarts)", _add_name_only),
         ("delete", "delete a job and the objects submit created for it", _add_name_only),
         ("list", "list the jobs vitjob manages", _add_list),
     ):
@@ -298,6 +302,18 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_suspend(args: argparse.Namespace) -> int:
+    client_from_args(args).suspend(args.name)
+    print(f"suspending job {args.name}: its pods stop, the job stays; `vitjob resume {args.name}` goes on")
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    status = client_from_args(args).resume(args.name)
+    print(f"job {status.name} {status.phase} (resumed; retries: {status.retry_count})")
+    return 0 if status.phase != JobPhase.FAILED else 1
+
+
 def _cmd_delete(args: argparse.Namespace) -> int:
     client_from_args(args).delete(args.name)
     print(f"deleted job {args.name} and the objects submit created for it")
@@ -333,6 +349,8 @@ _HANDLERS = {
     "logs": _cmd_logs,
     "wait": _cmd_wait,
     "cancel": _cmd_cancel,
+    "suspend": _cmd_suspend,
+    "resume": _cmd_resume,
     "delete": _cmd_delete,
     "list": _cmd_list,
 }

@@ -515,6 +515,7 @@ def object_file_name(obj: dict[str, Any]) -> str:
 VITJOB_TEMPLATE = "vitjob.yaml.j2"
 EVENT_TEMPLATE = "event.yaml.j2"
 LOG_READER_TEMPLATE = "log-reader-pod.yaml.j2"
+VOLCANO_COMMAND_TEMPLATE = "volcano-command.yaml.j2"
 # The controller's objects in creation order (`vitjob controller --render`).
 CONTROLLER_TEMPLATES: tuple[str, ...] = (
     "controller-serviceaccount.yaml.j2",
@@ -576,6 +577,23 @@ def render_event(
         "now": now,
     }
     (obj,) = [parse_document(text) for text in render_templates((EVENT_TEMPLATE,), context)]
+    return obj
+
+
+def render_volcano_command(job: Mapping[str, Any], action: str, reason: str, message: str) -> dict[str, Any]:
+    """A Volcano bus Command running ``action`` (AbortJob, ResumeJob) on Volcano Job ``job``."""
+    meta = job["metadata"]
+    context = {
+        "api_version": f"{c.VOLCANO_BUS_GROUP}/{c.VOLCANO_BUS_VERSION}",
+        "generate_name": f"{meta['name'][:40]}-{action.lower()}-",
+        "namespace": meta["namespace"],
+        "owner": {"apiVersion": c.VOLCANO_API_VERSION, "kind": c.VOLCANO_KIND, "name": meta["name"],
+                  "uid": meta["uid"]},
+        "action": action,
+        "reason": reason,
+        "message": message,
+    }
+    (obj,) = [parse_document(text) for text in render_templates((VOLCANO_COMMAND_TEMPLATE,), context)]
     return obj
 
 

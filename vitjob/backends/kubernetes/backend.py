@@ -57,6 +57,7 @@ from vitjob.errors import (
     JobNotFoundError,
     PreflightError,
     ResourceNotFoundError,
+    UsageError,
     VitjobError,
     WaitTimeoutError,
 )
@@ -80,14 +81,17 @@ from vitjob.kube.kinds import (
     quantity,
 )
 from vitjob.kube.logs import FollowOptions, JobFollower, log_prefix, read_log, split_ts
+from vitjob.kube.times import time_text
 from vitjob.kube.watch import StreamHolder, watch_named
 from vitjob.pipeline.model import PipelineDefinition
 from vitjob.progress import TrainProgress, last_progress
+from vitjob.render.manifests import render_volcano_command
 
 log = logging.getLogger(__name__)
 
 # The annotation submit adds to the Job
 SUPPORTING_ANNOTATION = LABEL_PREFIX + "supporting-objects"  # JSON list of what submit created beside the Job
+SUSPENDED_ANNOTATION = LABEL_PREFIX + "suspended"  # when `vitjob suspend` aborted the job (resume clears it)
 # Extended resources that count as accelerators in preflight
 DEVICE_PREFIXES = ("huawei.com/", "nvidia.com/")
 
@@ -477,6 +481,13 @@ class KubernetesBackend(Backend):
             if rank0 is not None:
                 st.progress = self.train_progress(name, ns, job=job)
         st.last_checkpoint = last_checkpoint(pods)
+        suspended = (job["metadata"].get("annotations") or {}).get(SUSPENDED_ANNOTATION)
+        if suspended and st.phase in (JobPhase.ABORTING, JobPhase.ABORTED):
+            st.reasons.insert(
+                0,
+                f"suspended by `vitjob suspend` at {suspended}: `vitjob resume {name}` runs it again and "
+                "training continues from its last checkpoint",
+            )
         if keeps_logs(job) and (
             st.retry_count or any(p.restarts or p.exit_code not in (None, 0) for p in st.pods)
         ):
@@ -755,23 +766,37 @@ class KubernetesBackend(Backend):
                 f"job {name!r} already finished ({phase}); nothing to cancel — "
                 f"`vitjob delete {name}` removes it"
             )
-        owner = {
-            "apiVersion": f"{VOLCANO_GROUP}/{VOLCANO_VERSION}",
-            "kind": "Job",
-            "name": name,
-            "uid": job["metadata"]["uid"],
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-        command = {
-            "apiVersion": f"{VOLCANO_BUS_GROUP}/{VOLCANO_BUS_VERSION}",
-            "kind": "Command",
-            "metadata": {"generateName": f"{name}-abortjob-", "namespace": ns, "ownerReferences": [owner]},
-            "action": "AbortJob",
-            "target": owner,
-            "reason": "vitjob cancel",
-            "message": "aborted with `vitjob cancel`",
-        }
+        self._command(job, "AbortJob", "vitjob cancel", "aborted with `vitjob cancel`")
+
+    def suspend(self, name: str) -> None:
+        """Volcano's AbortJob (its running pods are deleted; the job stays, Aborted), marked as a
+        suspension (``vitjob.io/suspended``) so that ``status`` and ``resume`` know it."""
+        ns = self._ns()
+        job = self._get_job(name, ns)
+        phase = job_phase(job)
+        if phase.is_terminal:
+            raise UsageError(f"job {name!r} already ended ({phase}); only a running job can be suspended")
+        self._annotate(job, {SUSPENDED_ANNOTATION: time_text()})
+        self._command(job, "AbortJob", "vitjob suspend", "suspended with `vitjob suspend`")
+
+    def resume(self, name: str) -> JobStatus:
+        """Volcano's ResumeJob on a suspended job: Aborted → Restarting → a new run that resumes from
+        the last checkpoint (Volcano counts it as a retry: a job at maxRetry fails instead)."""
+        ns = self._ns()
+        job = self._get_job(name, ns)
+        annotations = job["metadata"].get("annotations") or {}
+        phase = job_phase(job)
+        if SUSPENDED_ANNOTATION not in annotations or phase not in (JobPhase.ABORTED, JobPhase.ABORTING):
+            raise UsageError(
+                f"job {name!r} is {phase}, not suspended: only a job `vitjob suspend` stopped can be resumed"
+            )
+        self._command(job, "ResumeJob", "vitjob resume", "resumed with `vitjob resume`")
+        self._annotate(job, {SUSPENDED_ANNOTATION: None})
+        return self.status(name)
+
+    def _command(self, job: dict, action: str, reason: str, message: str) -> None:
+        """Create a Volcano bus Command (``action`` on ``job``); Volcano's job controller executes it."""
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
         self.api.call(
             Op("create", VOLCANO_COMMANDS_PLURAL, VOLCANO_BUS_GROUP, ns),
             self.api.custom.create_namespaced_custom_object,
@@ -779,9 +804,24 @@ class KubernetesBackend(Backend):
             VOLCANO_BUS_VERSION,
             ns,
             VOLCANO_COMMANDS_PLURAL,
-            command,
+            render_volcano_command(job, action, reason, message),
         )
-        log.debug("asked Volcano to abort job %s/%s", ns, name)
+        log.debug("asked Volcano to %s job %s/%s", action, ns, name)
+
+    def _annotate(self, job: dict, annotations: dict[str, str | None]) -> None:
+        """Merge-patch the Volcano Job's annotations (None removes one)."""
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        self.api.call(
+            Op("patch", VOLCANO_PLURAL, VOLCANO_GROUP, ns, name),
+            self.api.custom.patch_namespaced_custom_object,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
+            ns,
+            VOLCANO_PLURAL,
+            name,
+            {"metadata": {"annotations": annotations}},
+            _content_type="application/merge-patch+json",
+        )
 
     def delete(self, name: str) -> None:
         ns = self._ns()

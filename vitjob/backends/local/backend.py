@@ -44,7 +44,7 @@ from vitjob import constants as c
 from vitjob import keptlogs
 from vitjob.backends.base import Backend, JobPhase, JobStatus, LocalJobObserver, SubmitPlan, SubmitResult
 from vitjob.backends.local.runner import Runner
-from vitjob.backends.local.state import CANCEL_FILE, STATE_FILE, status_from_state
+from vitjob.backends.local.state import CANCEL_FILE, STATE_FILE, SUSPEND_FILE, status_from_state
 from vitjob.backends.local.store import LocalPipelineStore
 from vitjob.errors import ConflictError, JobNotFoundError, UsageError, WaitTimeoutError
 from vitjob.logsetup import quieted
@@ -262,6 +262,28 @@ class LocalBackend(Backend):
     def cancel(self, name: str) -> None:
         self._read_state(name)
         (self.job_dir(name) / CANCEL_FILE).touch()
+
+    def suspend(self, name: str) -> None:
+        status = status_from_state(self._read_state(name))
+        if status.phase.is_terminal:
+            raise UsageError(f"job {name} already ended ({status.phase}); only running jobs can be suspended")
+        (self.job_dir(name) / SUSPEND_FILE).touch()
+
+    def resume(self, name: str) -> JobStatus:
+        """Run the suspended job ``name`` again in the foreground (as its submit did), until it ends."""
+        state = self._read_state(name)
+        if not state.get("suspended") or state.get("phase") != JobPhase.ABORTED.value:
+            raise UsageError(
+                f"job {name} is {state.get('phase')}, not suspended: only a job `vitjob suspend` stopped "
+                "can be resumed"
+            )
+        jdir = self.job_dir(name)
+        job = json.loads((jdir / "job.json").read_text())
+        runner = Runner(self, job, jdir, resumed=state)
+        try:
+            return runner.run()
+        finally:
+            runner.network.close()
 
     def delete(self, name: str) -> None:
         status = self.status(name)

@@ -24,7 +24,7 @@ from vitjob.api.status import JobPhase, JobStatus, PodStatus
 from vitjob.backends.base import LocalJobObserver
 from vitjob.backends.local.network import NETNS, JobNetwork, open_network
 from vitjob.backends.local.pod import LocalPod, pod_phase
-from vitjob.backends.local.state import CANCEL_FILE, status_from_state, write_state
+from vitjob.backends.local.state import CANCEL_FILE, SUSPEND_FILE, status_from_state, write_state
 from vitjob.errors import UsageError
 from vitjob.launch.ranktable import format_downward_annotations
 from vitjob.logsetup import with_framework_log_env
@@ -89,7 +89,11 @@ class RunnerHost(Protocol):
 class Runner:
     """Runs one Volcano Job to a terminal phase, honouring its policies and maxRetry."""
 
-    def __init__(self, backend: RunnerHost, job: dict[str, Any], jdir: Path) -> None:
+    def __init__(
+        self, backend: RunnerHost, job: dict[str, Any], jdir: Path, resumed: dict[str, Any] | None = None
+    ) -> None:
+        """``resumed``: the state of a job ``vitjob suspend`` stopped, which this run continues (as
+        Volcano's ResumeJob: a restart, counted in the retry count)."""
         self.backend = backend
         self.job = job
         self.jdir = jdir
@@ -110,9 +114,17 @@ class Runner:
             "reasons": [],
             "runner_pid": os.getpid(),
         }
+        if resumed is not None:
+            self.state["created"] = resumed.get("created", self.state["created"])
+            self.state["retry_count"] = int(resumed.get("retry_count", 0)) + 1
+            self.state["reasons"] = [*resumed.get("reasons", []), "resumed by `vitjob resume`"]
         self.lock = threading.Lock()
         self._saved: tuple[Any, ...] | None = None
         self.pods = self._plan_pods()
+        if resumed is not None:
+            restarts = {p["name"]: int(p.get("restarts", 0)) for p in resumed.get("pods", [])}
+            for pod in self.pods:
+                pod.restarts = restarts.get(pod.name, 0) + 1
 
     # ---------------------------------------------------------------------------------- planning
     def _volume_dirs(self, spec: dict[str, Any], pod: str) -> dict[str, Path | None]:
@@ -323,6 +335,16 @@ class Runner:
                 if (self.jdir / CANCEL_FILE).exists():
                     self._stop_all()
                     self.state["reasons"].append("aborted by `vitjob cancel`")
+                    self._save(JobPhase.ABORTED)
+                    break
+                if (self.jdir / SUSPEND_FILE).exists():
+                    self._stop_all()
+                    (self.jdir / SUSPEND_FILE).unlink(missing_ok=True)
+                    self.state["suspended"] = True
+                    self.state["reasons"].append(
+                        f"suspended by `vitjob suspend`: `vitjob resume {self.name} --backend local` runs it "
+                        "again (training continues from its last checkpoint)"
+                    )
                     self._save(JobPhase.ABORTED)
                     break
                 codes = {p.name: p.proc.poll() if p.proc else None for p in self.pods}

@@ -1,5 +1,6 @@
-"""A local job's state file (``<local-root>/jobs/<job>/state.json``): its name, the cancel marker, and
-reading it as a ``JobStatus``. Written by the runner, read by every command from any shell."""
+"""A local job's state file (``<local-root>/jobs/<job>/state.json``): its name, the cancel and suspend
+markers, and reading it as a ``JobStatus``. Written by the runner, read by every command from any shell.
+A job ``vitjob suspend`` stopped is Aborted with ``suspended`` set (``vitjob resume`` runs it again)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from vitjob.backends.local.network import process_alive
 
 STATE_FILE = "state.json"
 CANCEL_FILE = "cancel"
+SUSPEND_FILE = "suspend"
 
 
 def write_state(job_dir: Path, state: dict[str, Any]) -> None:
