@@ -691,3 +691,31 @@ def test_publish_checkpoints_grants_rank_0_its_own_pod_only(stage: str) -> None:
     assert env["VITJOB_PUBLISH_CHECKPOINTS"] == "1"
     without = render_objects(JobSpec(name="vit", hw="cpu", cards=2, stage=stage))
     assert [o["kind"] for o in without] == ["Job"] and "serviceAccountName" not in pod_of(without[0])["spec"]
+
+
+def test_log_reader_pod_runs_as_the_job_and_reads_its_output_claim_only() -> None:
+    from vitjob.render.manifests import render_log_reader
+    from vitjob.render.validate import validate_objects
+
+    spec = JobSpec(name="vit", hw="cpu", cards=2, namespace="ml", output_pvc="results",
+                   node_selector={"pool": "cpu"})
+    job = render_objects(spec)[-1]
+    job["metadata"]["uid"] = "u-1"
+    reader = render_log_reader(job, 2, "vit-train-worker-1")
+    validate_objects([reader])
+    pod_spec, template = reader["spec"], pod_of(job)["spec"]
+    (container,) = pod_spec["containers"]
+    assert container["command"] == ["python", "-m", "vitjob.keptlogs", "/output/vit/logs", "vit-train",
+                                    "--attempt", "2", "--pod", "vit-train-worker-1"]
+    assert container["image"] == container_of(job)["image"]
+    # The job's placement and security contexts, so the reader is admitted and placed where the job's pods
+    # are; no token, nothing writable, never restarted.
+    assert pod_spec["nodeSelector"] == template["nodeSelector"] and pod_spec["nodeSelector"]["pool"] == "cpu"
+    assert pod_spec["securityContext"] == template["securityContext"]
+    assert container["securityContext"] == container_of(job)["securityContext"]
+    assert pod_spec["automountServiceAccountToken"] is False and pod_spec["restartPolicy"] == "Never"
+    assert pod_spec["volumes"] == [
+        {"name": "output", "persistentVolumeClaim": {"claimName": "results", "readOnly": True}}
+    ]
+    assert container["volumeMounts"] == [{"name": "output", "mountPath": "/output", "readOnly": True}]
+    assert reader["metadata"]["namespace"] == "ml" and reader["metadata"]["generateName"] == "vit-train-logs-"

@@ -37,6 +37,7 @@ CORE_KINDS = {
     "Service": "service",
     "ServiceAccount": "service_account",
     "PersistentVolumeClaim": "persistent_volume_claim",
+    "Pod": "pod",  # the short-lived reader of kept logs (vitjob.backends.kubernetes.keptlogs)
 }
 RBAC_GROUP = "rbac.authorization.k8s.io"
 # Custom kinds: (group, kind) → plural
@@ -92,7 +93,8 @@ def object_calls(api: Api, obj: dict[str, Any]) -> ObjectCalls:
     requests bypass ``Api.call``'s retries and error mapping. For six kinds that buys nothing.
     """
     group, plural, _ = kind_info(obj)
-    ns, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    # A generateName object has no name until created: only its create call is usable.
+    ns, name = obj["metadata"].get("namespace"), obj["metadata"].get("name", "")
     if not group:
         suffix = CORE_KINDS[obj["kind"]]
         core = api.core
