@@ -477,7 +477,7 @@ def test_a_suspended_job_has_no_pods_and_resumes_from_its_checkpoint(
     values = values_file(tmp_path, extra_args=args)
     vitjob(
         *("submit", "--hw", "cpu", "--cards", "1", "--preset", "vit-tiny", "--name", "sus"),
-        *("--epochs", "1", "--batch-size", "64", *SMALL, "-f", str(values)),
+        *("--epochs", "4", "--batch-size", "64", *SMALL, "-f", str(values)),
         check=True,
     )
     run = output / "sus" / "train"
@@ -495,7 +495,7 @@ def test_a_suspended_job_has_no_pods_and_resumes_from_its_checkpoint(
     assert "vitjob.io/suspended" in job["metadata"]["annotations"]
     assert "suspended by `vitjob suspend` at " in status_text(vitjob, "sus-train")
     at_suspend = json.loads((run / "state.json").read_text())["step"]
-    assert checkpoints(run)[-1] == at_suspend
+    assert checkpoints(run)[-1] == at_suspend, (at_suspend, checkpoints(run))
 
     vitjob("resume", "sus-train", check=True)
     done = vitjob("wait", "sus-train", "--timeout", "600", timeout=660)
@@ -507,5 +507,6 @@ def test_a_suspended_job_has_no_pods_and_resumes_from_its_checkpoint(
     # The run after the resume, from the kubelet's log: it starts at the suspended checkpoint's step.
     after = progress(pod_log(kube, namespace, "sus-train-worker-0"))
     assert after and after[0].event == "resume" and after[0].step == at_suspend, after[:3]
+    assert at_suspend < after[0].total_steps, "suspended after training had ended: nothing was resumed"
     steps = [p.step for p in after if p.event == "step"]
     assert steps[0] == at_suspend + 1 and steps[-1] == after[0].total_steps, steps
