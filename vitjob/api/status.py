@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from vitjob.progress import TrainProgress
+from vitjob.progress import ProgressReading
 
 
 class JobPhase(StrEnum):
@@ -64,8 +64,9 @@ class JobStatus:
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
     # Things the user should know that did not stop the action (e.g. preflight capacity warnings)
     warnings: list[str] = field(default_factory=list)
-    # A running train stage: the last progress line of rank 0 (``vitjob.progress``); None otherwise
-    progress: TrainProgress | None = None
+    # A running train stage: the last progress line of rank 0 (``vitjob.progress``) and when it was
+    # read; None otherwise
+    progress: ProgressReading | None = None
 
 
 class PipelinePhase(StrEnum):
