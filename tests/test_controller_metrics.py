@@ -11,11 +11,12 @@ from __future__ import annotations
 import collections
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from kube_testing import fake_cluster, pipeline_definition, seed_pipeline
 from prometheus_client.parser import text_string_to_metric_families
-from test_controller import Running, complete, controllers, handled_so_far, status, wait_recorded  # noqa: F401
+from test_controller import Running, complete, handled_so_far, status, wait_recorded
 
 from vitjob.backends.kubernetes.backend import KubernetesBackend
 from vitjob.backends.kubernetes.store import record_from_vitjob
@@ -33,6 +34,15 @@ def fake(tmp_path, monkeypatch):
         yield api
 
 
+@pytest.fixture
+def controllers() -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for ctl in started:
+        if ctl.thread.is_alive():
+            ctl.stop()
+
+
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """(sample name, sorted labels) → value, from Prometheus' text format."""
     out = {}
@@ -40,6 +50,10 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+def reconciles_total(got: dict) -> float:
+    return sum(v for (name, _), v in got.items() if name == "vitjob_controller_reconciles_total")
 
 
 def scrape(ctl: Running) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -85,7 +99,8 @@ def test_progress_is_recorded_rate_limited_and_final_at_the_end(fake, controller
     controllers.append(ctl := Running(progress_interval_s=interval))
     fake.wait_for(lambda: progress_of(fake).get("step") == 10, what="step 10 recorded")
     got = progress_of(fake)
-    assert (got["epoch"], got["epochs"], got["step"], got["totalSteps"], got["percent"]) == (1, 2, 10, 100, 10.0)
+    where = (got["epoch"], got["epochs"], got["step"], got["totalSteps"], got["percent"])
+    assert where == (1, 2, 10, 100, 10.0)
     assert got["loss"] == 0.1 and got["imgPerSecond"] == 64.0 and got["etaSeconds"] == 90.0
     assert got["eta"] == "1m30s" and got["final"] is False and "accuracy" not in got  # unknown: left out
     assert got["time"].endswith("Z")
@@ -204,20 +219,19 @@ def test_metrics_endpoint_phases_leader_and_requests(fake, controllers) -> None:
     fake.wait_for(lambda: status(fake, "a").get("phase") == "Completed", what="a Completed")
     fake.wait_for(lambda: status(fake, "b").get("phase") == "Failed", what="b Failed")
     handled_so_far(fake, "probe")  # probe: Running, its train stage done, eval created
-    on_server = collections.Counter(
-        (o.get("status") or {}).get("phase", "Pending") for o in fake.list(fake._resource("vitjob.io", "vitjobs"), "default")
-    )
+    vitjobs = fake.list(fake._resource("vitjob.io", "vitjobs"), "default")
+    on_server = collections.Counter((o.get("status") or {}).get("phase", "Pending") for o in vitjobs)
     got = scrape(ctl)
-    gauge = {dict(labels)["phase"]: value for (name, labels), value in got.items() if name == "vitjob_vitjobs"}
+    gauge = {dict(k)["phase"]: value for (name, k), value in got.items() if name == "vitjob_vitjobs"}
     assert gauge == {p: on_server.get(p, 0) for p in ("Pending", "Running", "Completed", "Failed")}
     assert gauge["Running"] == 2 and gauge["Completed"] == 1 and gauge["Failed"] == 1
     assert got[("vitjob_controller_leader", ())] == 1
-    reconciles = sum(v for (n, _), v in got.items() if n == "vitjob_controller_reconciles_total")
+    reconciles = reconciles_total(got)
     assert reconciles >= 3 and reconciles == got[("vitjob_controller_reconcile_duration_seconds_count", ())]
     complete(fake, "probe-eval")  # one more step: the counter rises
     wait_recorded(fake, "export", "Created", pipeline="probe")
     deadline = time.monotonic() + 10  # the status write is seen before the reconcile that made it ends
-    while sum(v for (n, _), v in scrape(ctl).items() if n == "vitjob_controller_reconciles_total") <= reconciles:
+    while reconciles_total(scrape(ctl)) <= reconciles:
         assert time.monotonic() < deadline, "the reconcile counter did not rise"
         time.sleep(0.05)
     got = scrape(ctl)  # that reconcile has ended: every request it made is answered and counted
