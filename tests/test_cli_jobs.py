@@ -8,8 +8,8 @@ what the client sent (paths, verbs, bodies).
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys

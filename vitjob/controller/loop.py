@@ -361,6 +361,7 @@ class Controller:
         elif event == "DELETED":
             meta = obj["metadata"]
             self.cache.drop_pipeline(meta.get("namespace", ""), meta["name"])
+            self._progress_due.pop((meta.get("namespace", ""), meta["name"]), None)
             keys = []
         else:
             keys = [self.cache.put_pipeline(record_from_vitjob(obj))]
