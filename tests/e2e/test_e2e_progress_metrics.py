@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def get_vitjobs(kube: Kube, namespace: str) -> tuple[str, dict[str, str]]:
     """`kubectl get vitjobs` as printed, and the row of pipeline pm by column name."""
     text = kube.kubectl("get", "vitjobs", "-n", namespace).stdout
     header, *rows = text.splitlines()
-    starts = [header.index(col) for col in header.split()]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]  # kubectl aligns cells under their header
     ends = [*starts[1:], None]
     for row in rows:
         cells = {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
@@ -133,7 +134,7 @@ def test_progress_columns_rise_and_end_final_and_metrics_count(
         assert final["accuracy"] == pytest.approx(last.accuracy) and final["event"] == "epoch"
         text, row = get_vitjobs(kube, namespace)
         (SAMPLES / "kubectl-get-vitjobs-final.txt").write_text(text)
-        assert float(row["PROGRESS"]) == 100 and row["ETA"] == "<none>", text
+        assert float(row["PROGRESS"]) == 100 and row["ETA"] == "", text  # no ETA once final
 
         # VitJobs by phase: what the API server holds, in every phase.
         wait_for(lambda: reconciles(metrics(port)) > reconciles(during), 60, "more reconciles")
