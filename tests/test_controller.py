@@ -448,6 +448,7 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         ("vitjob-controller", "vitjob.io", "vitjobs/finalizers", (), ("update",)),
         ("vitjob-controller", "batch.volcano.sh", "jobs", (), ("get", "list", "watch", "create")),
         ("vitjob-controller", "", "events", (), ("create",)),
+        ("vitjob-controller", "", "pods/log", (), ("get",)),  # the train stage's progress
         ("vitjob-controller-leader-election", "coordination.k8s.io", "leases", (), ("create",)),
         (
             "vitjob-controller-leader-election",
