@@ -8,7 +8,8 @@ VitJob is Completed. Unlike ``bench_controller.py`` (the fake API server, which 
 once), real Volcano moves each job through Pending → Running → Completed, and the controller records
 each phase it sees in the VitJob's status: this is what a cluster costs.
 
-Requests are counted at urllib3 (the kubernetes client's transport), by method and resource; CPU is
+Requests are counted at urllib3 (the kubernetes client's transport), by method and resource (``get
+pods/log``: the train stage's progress reads, ``vitjob.controller.loop``); CPU is
 the user+system time of the controller's threads (read from /proc before they stop), not the
 driver's (the main thread, which runs kubectl and parses its output).
 
@@ -40,7 +41,7 @@ from bench.common import counting_requests  # noqa: E402
 STAGES = ("train", "eval", "export", "infer310")
 _RESOURCE = re.compile(
     r"/(vitjobs|jobs|events|leases|pods|podgroups|namespaces|queues|nodes|customresourcedefinitions)"
-    r"(/[^/]+)?(/status)?$"
+    r"(/[^/]+)?(/status|/log)?$"
 )
 
 

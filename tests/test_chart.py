@@ -230,9 +230,9 @@ CONTROLLER_CASES = [
     ({}, {"namespace": "ml"}),
     (
         {"all_namespaces": True, "replicas": 1, "health_port": 9090, "image": "registry.example.com/c:dev",
-         "image_pull_policy": "Always"},
+         "image_pull_policy": "Always", "progress_interval_s": 7.5},
         {"namespace": "ml", "all_namespaces": True, "replicas": 1, "health_port": 9090,
-         "image": "registry.example.com/c:dev", "image_pull_policy": "Always"},
+         "image": "registry.example.com/c:dev", "image_pull_policy": "Always", "progress_interval_s": 7.5},
     ),
 ]
 
@@ -256,7 +256,7 @@ def test_controller_objects_are_what_vitjob_controller_render_prints(
 def test_controller_is_on_by_default_and_can_be_left_out(helm: Path, tmp_path: Path) -> None:
     assert DEFAULTS["controller"]["enabled"] is True
     kinds = {o["kind"] for o in objects_of(template(helm, tmp_path, "--skip-tests"))}
-    assert kinds == {"VitJob", "ServiceAccount", "Role", "RoleBinding", "Deployment"}
+    assert kinds == {"VitJob", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"}
     off = objects_of(template(helm, tmp_path, "--skip-tests", "--set", "controller.enabled=false"))
     assert [o["kind"] for o in off] == ["VitJob"]
 
@@ -268,8 +268,29 @@ def test_controller_defaults_are_the_render_defaults() -> None:
 
     params = inspect.signature(build_controller_context).parameters
     for key, value in DEFAULTS["controller"].items():
-        if key != "enabled":
+        if key not in ("enabled", "service_monitor"):  # chart-only keys
             assert params[key].default == value, key
+
+
+def test_service_monitor_only_when_enabled(helm: Path, tmp_path: Path) -> None:
+    """Off by default (the monitoring.coreos.com CRD may not exist); on, it is the rendered one, in the
+    release namespace, selecting the controller's Service, whose port is the health port."""
+    from vitjob.render.manifests import render_controller_service_monitor
+
+    assert DEFAULTS["controller"]["service_monitor"]["enabled"] is False
+    kinds = [o["kind"] for o in objects_of(template(helm, tmp_path, "--skip-tests"))]
+    assert "ServiceMonitor" not in kinds and kinds.count("Service") == 1
+    on = {"controller": {"service_monitor": {"enabled": True}, "health_port": 9090}}
+    objects = objects_of(template(helm, tmp_path, "--skip-tests", values=on, namespace="ml"))
+    [monitor] = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    [service] = [o for o in objects if o["kind"] == "Service"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert without_chart_label(monitor) == parse_document(render_controller_service_monitor(namespace="ml"))
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "health", "path": "/metrics", "interval": "30s"}]
+    assert service["spec"]["ports"][0]["port"] == 9090 and service["spec"]["ports"][0]["name"] == "health"
+    off = {"controller": {"enabled": False, "service_monitor": {"enabled": True}}}
+    assert [o["kind"] for o in objects_of(template(helm, tmp_path, "--skip-tests", values=off))] == ["VitJob"]
 
 
 # --- Helm's own schema validation ------------------------------------------------------------------

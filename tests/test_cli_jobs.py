@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -250,9 +251,12 @@ def test_status_of_a_running_train_job_reads_rank_0s_last_progress_line(fake, ca
     ]
 
     code, out, _ = run(capsys, "status", "t1", "-o", "json")
-    assert json.loads(out)["progress"] == {
-        "epoch": 2, "epochs": 10, "step": 46, "total_steps": 230, "loss": 0.55, "accuracy": 0.9,
-        "img_s": 128.5, "eta_s": 290.0, "event": "step",
+    shown = json.loads(out)["progress"]
+    read_at = shown.pop("time")  # when it was read: a UTC time, now
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", read_at), read_at
+    assert shown == {
+        "epoch": 2, "epochs": 10, "step": 46, "total_steps": 230, "percent": 20.0, "loss": 0.55,
+        "accuracy": 0.9, "img_s": 128.5, "eta_s": 290.0, "eta": "4m50s", "event": "step", "final": False,
     }
 
     code, out, _ = run(capsys, "list")

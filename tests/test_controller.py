@@ -166,7 +166,8 @@ def test_stage_transitions_one_create_and_one_record_per_step(fake, controllers)
     assert ctl.get("/healthz")[0] == 200
     code, text = ctl.get("/readyz")
     assert code == 200 and text.startswith("ready: leader; 1 pipelines tracked")
-    assert ctl.get("/metrics")[0] == 404
+    assert ctl.get("/metrics")[0] == 200  # tests/test_controller_metrics.py reads it
+    assert ctl.get("/nothing") == (404, "not found: use /healthz, /readyz or /metrics\n")
 
 
 def test_a_failed_stage_stops_the_pipeline_with_its_reason(fake, controllers) -> None:
@@ -430,6 +431,7 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         ("RoleBinding", "vitjob-controller"),
         ("RoleBinding", "vitjob-controller-leader-election"),
         ("Deployment", "vitjob-controller"),
+        ("Service", "vitjob-controller"),  # its health port, where /metrics is served
     }
     rules = {
         (o["metadata"]["name"], g, r, tuple(rule.get("resourceNames", ())), tuple(rule["verbs"]))
@@ -452,6 +454,7 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         ("vitjob-controller", "rbac.authorization.k8s.io", "roles", (), ("create",)),
         ("vitjob-controller", "rbac.authorization.k8s.io", "rolebindings", (), ("create",)),
         ("vitjob-controller", "", "pods", (), ("get", "patch")),
+        ("vitjob-controller", "", "pods/log", (), ("get",)),  # the train stage's progress
         ("vitjob-controller-leader-election", "coordination.k8s.io", "leases", (), ("create",)),
         (
             "vitjob-controller-leader-election",
@@ -468,6 +471,8 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         "controller",
         "--health-port",
         "8080",
+        "--progress-interval",
+        "30",
         "--namespace",
         "ml",
         "--leader-elect",

@@ -51,9 +51,9 @@ ALLOWED: dict[str, set[str]] = {
     # the spec, rendering, pipelines: no backend, no client layer, no controller, no CLI
     "vitjob.api": BASE | {"vitjob.images", "vitjob.progress"},
     "vitjob.render": BASE | {"vitjob.api", "vitjob.images"},
-    "vitjob.pipeline": BASE | {"vitjob.api", "vitjob.render"},
+    "vitjob.pipeline": BASE | {"vitjob.api", "vitjob.render", "vitjob.progress"},
     # the Kubernetes client layer: nothing built on it
-    "vitjob.kube": BASE,
+    "vitjob.kube": BASE | {"vitjob.progress"},  # the progress-line format: rank 0's log is read here
     # backends: the interface, the two backends, the factory that picks one
     "vitjob.backends.base": {"vitjob.api", "vitjob.pipeline", "vitjob.errors"},
     "vitjob.backends.kubernetes": BASE | {
@@ -73,7 +73,7 @@ ALLOWED: dict[str, set[str]] = {
         "vitjob.backends", "vitjob.backends.base", "vitjob.api", "vitjob.pipeline", "vitjob.render",
     },
     "vitjob.controller": BASE | {
-        "vitjob.backends.kubernetes", "vitjob.kube", "vitjob.pipeline", "vitjob.api",
+        "vitjob.backends.kubernetes", "vitjob.kube", "vitjob.pipeline", "vitjob.api", "vitjob.progress",
     },
     "vitjob.generate": BASE | {"vitjob.api", "vitjob.render"},
     # the command line: parses, calls the Client (or the controller, a generator, a pod command), prints

@@ -233,3 +233,37 @@ def test_checkpoint_annotation_reads_back_and_describes_its_age():
     assert text == '{"step":120,"epoch":3,"time":"2027-01-15T08:00:00Z"}'
     parsed = parse_checkpoint_annotation(text)
     assert describe_checkpoint(parsed, now=written + 125) == "step 120 (epoch 3), written 2m05s ago"
+
+
+# --- a reading: what `vitjob status -o json` prints and what the controller records in the VitJob ------
+def test_a_reading_has_the_same_fields_in_json_and_in_the_vitjob_status() -> None:
+    from vitjob.progress import ProgressReading
+
+    line = "vitjob-progress epoch=3/10 step=69/230 loss=0.4321 acc=0.9567 img_s=140.2 eta_s=95 event=step"
+    reading = ProgressReading(parse_line(line), time="2026-01-02T03:04:05Z")
+    assert reading.to_dict() == {
+        "epoch": 3, "epochs": 10, "step": 69, "total_steps": 230, "percent": 30.0, "loss": 0.4321,
+        "accuracy": 0.9567, "img_s": 140.2, "eta_s": 95.0, "eta": "1m35s", "event": "step",
+        "time": "2026-01-02T03:04:05Z", "final": False,
+    }
+    status = reading.to_status()
+    assert status == {
+        "epoch": 3, "epochs": 10, "step": 69, "totalSteps": 230, "percent": 30.0, "loss": 0.4321,
+        "accuracy": 0.9567, "imgPerSecond": 140.2, "etaSeconds": 95.0, "eta": "1m35s", "event": "step",
+        "time": "2026-01-02T03:04:05Z", "final": False,
+    }
+    assert list(status.values()) == list(reading.to_dict().values())  # the same fields, in order
+    assert ProgressReading.from_status(status) == reading
+
+
+def test_a_final_reading_has_no_eta_and_unknown_values_are_left_out_of_the_status() -> None:
+    from vitjob.progress import ProgressReading
+
+    first = parse_line("vitjob-progress epoch=1/2 step=5/40 loss=nan acc=- img_s=- eta_s=- event=step")
+    status = ProgressReading(first, time="t").to_status()
+    assert set(status) == {"epoch", "epochs", "step", "totalSteps", "percent", "event", "time", "final"}
+    assert status["percent"] == 12.5  # a diverged loss (nan) is not JSON: left out like an unknown one
+    ended = parse_line("vitjob-progress epoch=1/2 step=30/40 loss=0.5 acc=0.8 img_s=10 eta_s=100 event=epoch")
+    final = ProgressReading(ended, time="t", final=True)
+    assert final.eta == "" and "eta" not in final.to_status() and final.to_status()["final"] is True
+    assert ProgressReading.from_status({"epoch": 1}) is None and ProgressReading.from_status(None) is None

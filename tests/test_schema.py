@@ -81,6 +81,8 @@ def test_crd_names_and_version_are_the_design_note_s() -> None:
         "Phase": ("string", ".status.phase"),
         "Cards": ("integer", ".spec.cards"),
         "Hardware": ("string", ".spec.hw"),
+        "Progress": ("number", ".status.progress.percent"),
+        "ETA": ("string", ".status.progress.eta"),
         "Age": ("date", ".metadata.creationTimestamp"),
     }
 
@@ -204,7 +206,9 @@ def test_spec_has_every_jobspec_field_but_name_and_namespace_plus_then() -> None
 def test_status_has_phase_stages_and_conditions() -> None:
     status = version_of(crd())["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["phase"]["enum"] == ["Pending", "Running", "Completed", "Failed"]
-    assert set(status) == {"phase", "stage", "reason", "observedGeneration", "stages", "conditions"}
+    assert set(status) == {
+        "phase", "stage", "reason", "observedGeneration", "stages", "conditions", "progress"
+    }
     stage = status["stages"]["items"]["properties"]
     assert set(stage) == {"name", "job", "state", "phase", "reason", "startTime", "completionTime"}
     assert stage["state"]["enum"] == ["Created", "Completed", "Failed"]
@@ -370,7 +374,7 @@ def test_controller_values_are_the_render_options_and_their_defaults() -> None:
 
     controller = values_validator().schema["properties"]["controller"]["properties"]
     params = inspect.signature(build_controller_context).parameters
-    assert set(controller) == {"enabled"} | set(params) - {"namespace"}
+    assert set(controller) == {"enabled", "service_monitor"} | set(params) - {"namespace"}
     for name in set(params) - {"namespace"}:
         assert controller[name]["default"] == params[name].default
 

@@ -188,6 +188,9 @@ DEFAULT_RENEW_DEADLINE_S: Final = 10.0
 DEFAULT_RETRY_PERIOD_S: Final = 2.0
 # Every pipeline is re-reconciled this often even without watch events (level-based safety net).
 DEFAULT_RESYNC_S: Final = 60.0
+# The controller reads a running train stage's progress (one GET of rank 0's log tail) and writes it to
+# the VitJob's status.progress at most this often per pipeline.
+DEFAULT_PROGRESS_INTERVAL_S: Final = 30.0
 LEASE_GROUP: Final = "coordination.k8s.io"
 LEASE_VERSION: Final = "v1"
 # The controller's identity in the Lease (the Deployment sets it to the pod name).

@@ -30,6 +30,7 @@ from vitjob.render.manifests import (
     client_pod_security_context,
     parse_document,
     render_controller_documents,
+    render_controller_service_monitor,
     render_templates,
 )
 
@@ -68,6 +69,13 @@ def controller_schema() -> dict[str, Any]:
     properties["image_pull_policy"]["enum"] = list(CHOICES["image_pull_policy"])
     properties["replicas"]["minimum"] = 0
     properties["health_port"].update(minimum=1, maximum=c.MAX_PORT)
+    properties["progress_interval_s"]["exclusiveMinimum"] = 0
+    properties["service_monitor"] = {
+        "type": "object",
+        "description": "A Prometheus Operator ServiceMonitor for the controller's /metrics.",
+        "properties": {"enabled": {"type": "boolean", "default": False,
+                                   "description": "Render it (needs the monitoring.coreos.com CRDs)."}},
+    }
     return {"type": "object", "properties": properties}
 
 
@@ -120,13 +128,19 @@ def controller_objects_template() -> str:
         for scope, cluster in (("namespaced", False), ("cluster", True))
     }
     objects = json.dumps(variants, ensure_ascii=True, sort_keys=True)
+    monitor = json.dumps(
+        parse_document(render_controller_service_monitor(namespace=NAMESPACE_PLACEHOLDER)),
+        ensure_ascii=True, sort_keys=True,
+    )
     security = {"pod": client_pod_security_context(), "container": client_container_security_context()}
     security_json = json.dumps(security, ensure_ascii=True, sort_keys=True)
     return (
         template_header("manifests/controller-*.yaml.j2", "The controller's objects "
-                        "(templates/controller/objects.yaml) and the security contexts of the helm test pod "
-                        "(templates/tests/pipeline-status.yaml).")
+                        "(templates/controller/objects.yaml), its ServiceMonitor "
+                        "(templates/controller/servicemonitor.yaml) and the security contexts of the helm "
+                        "test pod (templates/tests/pipeline-status.yaml).")
         + f'{{{{- define "vitjob.controllerObjects" -}}}}{objects}{{{{- end -}}}}\n'
+        f'{{{{- define "vitjob.controllerServiceMonitor" -}}}}{monitor}{{{{- end -}}}}\n'
         f'{{{{- define "vitjob.clientPodSecurity" -}}}}{security_json}{{{{- end -}}}}\n'
     )
 

@@ -28,12 +28,18 @@ The ``vitjob.io/last-checkpoint`` pod annotation (``vitjob.launch.checkpoints`` 
 ``parse_checkpoint_annotation`` reads it (``{"step": S, "epoch": E, "time": "<UTC, RFC 3339>"}``).
 
 ``ProgressWriter`` writes the lines (``vitjob.vit.train``); ``parse_line``, ``last_progress`` and
-``last_progress_in_file`` read them; ``describe`` and ``TrainProgress.to_dict`` are the views that
-``vitjob status`` and ``vitjob list`` print (table and ``-o json``).
+``last_progress_in_file`` read them; ``describe`` and ``ProgressReading.to_dict`` are the views that
+``vitjob status``, ``vitjob list`` and ``vitjob pipeline status`` print (table and ``-o json``).
+
+A ``ProgressReading`` is one line as read, with when it was read and whether it is final (the train
+stage has ended; the values are its last ones). The controller records it in the VitJob's
+``status.progress`` (``to_status``: the same fields, camelCase as Kubernetes objects have them);
+``from_status`` reads it back.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import time
@@ -67,6 +73,92 @@ class TrainProgress:
         number (a diverged loss) becomes None, which JSON can carry."""
         data = asdict(self)
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
+
+
+# The fields of a reading: (attribute, key in vitjob's -o json, key in the VitJob's status.progress).
+READING_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("epoch", "epoch", "epoch"),
+    ("epochs", "epochs", "epochs"),
+    ("step", "step", "step"),
+    ("total_steps", "total_steps", "totalSteps"),
+    ("percent", "percent", "percent"),
+    ("loss", "loss", "loss"),
+    ("accuracy", "accuracy", "accuracy"),
+    ("img_s", "img_s", "imgPerSecond"),
+    ("eta_s", "eta_s", "etaSeconds"),
+    ("eta", "eta", "eta"),
+    ("event", "event", "event"),
+    ("time", "time", "time"),
+    ("final", "final", "final"),
+)
+
+
+@dataclass(frozen=True)
+class ProgressReading:
+    """A progress line as read: ``progress``, when it was read (``time``, RFC 3339 UTC) and whether it
+    is ``final`` (training has ended: the last values, kept)."""
+
+    progress: TrainProgress
+    time: str = ""
+    final: bool = False
+
+    @classmethod
+    def now(cls, progress: TrainProgress | None, *, final: bool = False) -> ProgressReading | None:
+        """``progress`` read now (None stays None)."""
+        if progress is None:
+            return None
+        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return cls(progress, time=when, final=final)
+
+    @property
+    def percent(self) -> float:
+        """Steps done of the total, in percent (one decimal)."""
+        p = self.progress
+        return round(100.0 * p.step / p.total_steps, 1) if p.total_steps > 0 else 0.0
+
+    @property
+    def eta(self) -> str:
+        """The time left as people write it (``1m35s``); "" when unknown or training has ended."""
+        p = self.progress
+        if self.final or p.eta_s is None or not math.isfinite(p.eta_s) or p.step >= p.total_steps:
+            return ""
+        return format_duration(p.eta_s)
+
+    def _values(self) -> dict[str, Any]:
+        line = self.progress.to_dict()
+        extra = {"percent": self.percent, "eta": self.eta, "time": self.time, "final": self.final}
+        return {attr: line[attr] if attr in line else extra[attr] for attr, _, _ in READING_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``-o json`` view (snake_case, as the rest of vitjob's JSON)."""
+        values = self._values()
+        return {key: values[attr] for attr, key, _ in READING_FIELDS}
+
+    def to_status(self) -> dict[str, Any]:
+        """The VitJob's ``status.progress`` (camelCase); unknown numbers and an empty ETA are left out."""
+        values = self._values()
+        return {key: values[attr] for attr, _, key in READING_FIELDS if values[attr] not in (None, "")}
+
+    @classmethod
+    def from_status(cls, data: Any) -> ProgressReading | None:
+        """A reading from a VitJob's ``status.progress`` (None when absent or not one)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            progress = TrainProgress(
+                epoch=int(data["epoch"]),
+                epochs=int(data["epochs"]),
+                step=int(data["step"]),
+                total_steps=int(data["totalSteps"]),
+                loss=_maybe_float(data.get("loss")),
+                accuracy=_maybe_float(data.get("accuracy")),
+                img_s=_maybe_float(data.get("imgPerSecond")),
+                eta_s=_maybe_float(data.get("etaSeconds")),
+                event=str(data.get("event") or "step"),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(progress, time=str(data.get("time") or ""), final=bool(data.get("final")))
 
 
 def format_line(progress: TrainProgress) -> str:
@@ -282,6 +374,10 @@ class ProgressWriter:
 
 def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)  # a diverged loss stays visible as nan
+
+
+def _maybe_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _optional(text: str | None) -> float | None:

@@ -39,6 +39,7 @@ from vitjob.api.rules import (
     TextRule,
 )
 from vitjob.api.spec import JobSpec
+from vitjob.progress import EVENTS, READING_FIELDS
 
 # Stages `then` may list (the stages after train; vitjob.pipeline.define.parse_then checks their order).
 THEN_STAGES: tuple[str, ...] = c.STAGES[1:]
@@ -48,6 +49,9 @@ PRINTER_COLUMNS: tuple[dict[str, str], ...] = (
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Cards", "type": "integer", "jsonPath": ".spec.cards"},
     {"name": "Hardware", "type": "string", "jsonPath": ".spec.hw"},
+    # the train stage: percent of its steps done and the time left (status.progress, the controller's)
+    {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent"},
+    {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 )
 
@@ -177,6 +181,39 @@ def _time() -> dict[str, Any]:
     return {"type": "string", "format": "date-time", "nullable": True}
 
 
+def progress_schema() -> dict[str, Any]:
+    """``status.progress``: the train stage's progress as rank 0 last reported it
+    (``vitjob.progress.ProgressReading.to_status``, written by the controller)."""
+    number = {"type": "number"}
+    count = {"type": "integer", "minimum": 0}
+    fields: dict[str, dict[str, Any]] = {
+        "epoch": {**count, "description": "The epoch being trained (1-based)."},
+        "epochs": {**count, "description": "Epochs planned."},
+        "step": {**count, "description": "Global steps done."},
+        "totalSteps": {**count, "description": "Global steps planned."},
+        "percent": {**number, "minimum": 0, "description": "Steps done of the total, in percent."},
+        "loss": {**number, "description": "Mean training loss since the previous report."},
+        "accuracy": {**number, "description": "The last validation accuracy (0 to 1)."},
+        "imgPerSecond": {**number, "description": "Training images per second, every rank together."},
+        "etaSeconds": {**number, "description": "Seconds of training left at that speed."},
+        "eta": {"type": "string", "description": "The same as people write it (1m35s); absent once final."},
+        "event": {"type": "string", "enum": list(EVENTS),
+                  "description": "What rank 0 reported: a periodic step, an epoch end or a resume."},
+        "time": {**_time(), "description": "When the controller read it."},
+        "final": {"type": "boolean", "description": "The train stage has ended: these are its last values."},
+    }
+    missing = {key for _, _, key in READING_FIELDS} ^ set(fields)
+    if missing:
+        raise AssertionError(f"status.progress schema and vitjob.progress.READING_FIELDS differ: {missing}")
+    return {
+        "type": "object",
+        "description": "The train stage's progress, read from rank 0's log by the controller at most once "
+        "per --progress-interval while it runs, and once more (final) when it ends.",
+        "required": ["epoch", "epochs", "step", "totalSteps"],
+        "properties": fields,
+    }
+
+
 def status_schema() -> dict[str, Any]:
     """The VitJob ``status``, written by the controller and the CLI through the status subresource."""
     from vitjob.api.status import PipelinePhase, StageState
@@ -211,6 +248,7 @@ def status_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "phase": {"type": "string", "enum": [m.value for m in PipelinePhase]},
+            "progress": progress_schema(),
             "stage": {"type": "string", "description": "The current stage."},
             "reason": {"type": "string"},
             "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},

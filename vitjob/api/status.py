@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from vitjob.progress import TrainProgress
+from vitjob.progress import ProgressReading
 
 
 class JobPhase(StrEnum):
@@ -65,8 +65,9 @@ class JobStatus:
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
     # Things the user should know that did not stop the action (e.g. preflight capacity warnings)
     warnings: list[str] = field(default_factory=list)
-    # A running train stage: the last progress line of rank 0 (``vitjob.progress``); None otherwise
-    progress: TrainProgress | None = None
+    # A running train stage: the last progress line of rank 0 (``vitjob.progress``) and when it was
+    # read; None otherwise
+    progress: ProgressReading | None = None
     # A train job with publish_checkpoints: rank 0's pod's vitjob.io/last-checkpoint (step, epoch, time)
     last_checkpoint: dict[str, Any] | None = None
 

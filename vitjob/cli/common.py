@@ -16,6 +16,7 @@ from vitjob.cli.console import RunConsole
 from vitjob.client import Client
 from vitjob.pipeline.model import Observed
 from vitjob.pipeline.view import pipeline_dict, stage_rows
+from vitjob.progress import describe
 
 
 # ------------------------------------------------------------------------------------------- backend
@@ -92,5 +93,9 @@ def format_pipeline(observed: Observed) -> str:
     lines = [f"pipeline: {record.name}{where}", f"phase:    {record.phase}"]
     if record.reason:
         lines.append(f"reason:   {record.reason}")
+    if record.training is not None:
+        reading = record.training
+        when = "final" if reading.final else f"read {reading.time}"
+        lines.append(f"training: {describe(reading.progress)}  ({reading.percent:g}%, {when})")
     lines += ["", format_table(["STAGE", "JOB", "PHASE"], stage_rows(observed))]
     return "\n".join(lines)

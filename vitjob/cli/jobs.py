@@ -333,7 +333,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     header = ["NAME", "STAGE", "HW", "CARDS", "PHASE", "AGE"]
     if any(j.progress for j in jobs):  # running train jobs: where they are
         header.append("PROGRESS")
-        rows = [[*row, describe(j.progress) if j.progress else ""] for j, row in zip(jobs, rows, strict=True)]
+        shown = [describe(j.progress.progress) if j.progress else "" for j in jobs]
+        rows = [[*row, text] for row, text in zip(rows, shown, strict=True)]
     if args.all_namespaces:
         header.insert(0, "NAMESPACE")
         rows = [[j.namespace, *row] for j, row in zip(jobs, rows, strict=True)]
@@ -375,7 +376,7 @@ def format_status(status: JobStatus) -> str:
     if what:
         lines.append(f"job is:   {what}" + (f"   queue: {status.queue}" if status.queue else ""))
     if status.progress is not None:
-        lines.append(f"progress: {describe(status.progress)}")
+        lines.append(f"progress: {describe(status.progress.progress)}")
     if status.last_checkpoint:
         lines.append(f"checkpoint: {describe_checkpoint(status.last_checkpoint)}")
     for task, counts in sorted(status.tasks.items()):

@@ -158,6 +158,14 @@ def _register_controller(sub: argparse._SubParsersAction) -> None:
         help="reconcile every pipeline at least this often",
     )
     p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=c.DEFAULT_PROGRESS_INTERVAL_S,
+        metavar="S",
+        help="read a running train stage's progress (one request) and write it to the VitJob's "
+        f"status.progress at most this often per pipeline (default {c.DEFAULT_PROGRESS_INTERVAL_S:g})",
+    )
+    p.add_argument(
         "--render",
         action="store_true",
         help="print the VitJob CRD and the controller's Deployment, ServiceAccount and RBAC as YAML; "
@@ -190,6 +198,7 @@ def _cmd_controller(args: argparse.Namespace) -> int:
             image=args.image,
             replicas=args.replicas,
             health_port=args.health_port,
+            progress_interval_s=args.progress_interval,
         )
         sys.stdout.write("".join(f"---\n{d}" for d in docs))
         return 0
@@ -209,6 +218,7 @@ def _cmd_controller(args: argparse.Namespace) -> int:
         resync_s=args.resync,
         health_host=args.health_host,
         health_port=args.health_port,
+        progress_interval_s=args.progress_interval,
     )
     api, namespace = connect(args.kubeconfig, args.context, args.namespace, RetryPolicy(), REQUEST_TIMEOUT_S)
     stop = threading.Event()

@@ -18,7 +18,12 @@ With ``leader_elect`` several replicas may run: a ``coordination.k8s.io/v1`` Lea
 only one that watches and acts. A leader that cannot renew the Lease for ``renew_deadline_s`` stops
 acting (before ``lease_duration_s`` lets another take over) and stands by again. A health endpoint
 answers ``/healthz`` (its loops are alive) and ``/readyz`` (it reached the API server and, as
-leader, has listed everything).
+leader, has listed everything), and ``/metrics`` its Prometheus metrics (``metrics``).
+
+While a pipeline's train stage job runs, the controller reads rank 0's training progress (one GET of
+the last lines of its log, ``vitjob.kube.logs.pod_progress``) at most once per ``progress_interval_s``
+and records it in the VitJob's ``status.progress`` when it changed (so at most one such write per
+interval); when the train job ends it reads it once more and records it as final.
 """
 
 from __future__ import annotations
@@ -34,19 +39,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vitjob import constants as c
+from vitjob.api.status import JobPhase
 from vitjob.backends.kubernetes.store import record_from_vitjob
 from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.controller.cache import CachedPipelineStore, PipelineCache
 from vitjob.controller.health import HealthServer
+from vitjob.controller.metrics import ControllerMetrics
 from vitjob.errors import ConflictError, UsageError, VitjobError
 from vitjob.kube.client import Api
 from vitjob.kube.errors import Op
 from vitjob.kube.leases import LeaseElector
+from vitjob.kube.logs import pod_progress
 from vitjob.kube.watch import DEFAULT_WATCH_TIMEOUT_S, StreamHolder, list_watch
 from vitjob.kube.workqueue import Key, WorkQueue
-from vitjob.pipeline.model import Observed
-from vitjob.pipeline.reconcile import reconcile
+from vitjob.pipeline.model import Observed, PipelineRecord, StageJob
+from vitjob.pipeline.reconcile import FAILED_JOB_PHASES, reconcile
 from vitjob.pipeline.runner import apply
+from vitjob.progress import ProgressReading
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,8 @@ class ControllerOptions:
         watch_timeout_s: each watch request ends after this long and is made again (from the last
             resourceVersion seen).
         watch_pause_s: the pause before a watch is made again after it broke.
+        progress_interval_s: a running train stage's progress is read (and, when it changed, written
+            to the VitJob's status.progress) at most this often per pipeline.
     """
 
     namespace: str | None = None
@@ -93,8 +104,14 @@ class ControllerOptions:
     max_backoff_s: float = 60.0
     watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S
     watch_pause_s: float = 0.5
+    progress_interval_s: float = c.DEFAULT_PROGRESS_INTERVAL_S
 
     def __post_init__(self) -> None:
+        if not self.progress_interval_s > 0:
+            raise UsageError(
+                f"the progress interval must be more than 0 s, got {self.progress_interval_s:g} s; "
+                f"the default is {c.DEFAULT_PROGRESS_INTERVAL_S:g}"
+            )
         if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
             raise UsageError(
                 "leader election needs 0 < retry period < renew deadline < lease duration, got "
@@ -118,6 +135,8 @@ class ControllerStats:
     reconciles: int = 0
     actions: int = 0
     errors: int = 0
+    progress_reads: int = 0
+    progress_writes: int = 0
     leader_sessions: int = 0
     last_error: str = ""
 
@@ -142,7 +161,12 @@ class Controller:
     """
 
     def __init__(self, api: Api, namespace: str, options: ControllerOptions | None = None):
-        self.api = api
+        self.metrics = ControllerMetrics(
+            queue_depth=lambda: len(self.queue),
+            is_leader=lambda: self.is_leader,
+            phases=self._phases,
+        )
+        self.api = api.observed(self.metrics.observe_request)  # its requests are counted
         self.namespace = namespace
         self.options = options or ControllerOptions()
         self.cache = PipelineCache()
@@ -153,6 +177,7 @@ class Controller:
         self._ready = False
         self._heartbeat = time.monotonic()
         self._failures: dict[Key, int] = {}
+        self._progress_due: dict[Key, float] = {}  # pipeline → when its progress may be read again
         self._stores: dict[str, CachedPipelineStore] = {}
         self._health: HealthServer | None = None
         self.elector: LeaseElector | None = None
@@ -179,13 +204,22 @@ class Controller:
     def _tick(self) -> None:
         self._heartbeat = time.monotonic()
 
+    def _phases(self) -> list[tuple[str, str]]:
+        """(namespace, phase) of each VitJob in the cache (none while not leading)."""
+        if not self.is_leader:
+            return []
+        with self.cache.lock:
+            return [(ns, str(r.phase)) for (ns, _), r in self.cache.pipelines.items()]
+
     # --------------------------------------------------------------------------------- run
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set: campaign for leadership (if asked), then lead."""
         opts = self.options
         ns = opts.namespace or self.namespace
         if opts.health_port is not None:
-            self._health = HealthServer(self.healthy, self.ready, opts.health_host, opts.health_port)
+            self._health = HealthServer(
+                self.healthy, self.ready, opts.health_host, opts.health_port, metrics=self.metrics.exposition
+            )
             self._health.start()
         scope = "all namespaces" if opts.all_namespaces else f"namespace {ns}"
         log.info("vitjob controller %s watching %s", opts.identity, scope)
@@ -226,6 +260,7 @@ class Controller:
         self.cache = PipelineCache()
         self.queue = WorkQueue()
         self._failures.clear()
+        self._progress_due.clear()
         self._stores.clear()
         self.is_leader, self.role, self._ready = True, "leader (syncing)", False
         self.stats.leader_sessions += 1
@@ -326,6 +361,7 @@ class Controller:
         elif event == "DELETED":
             meta = obj["metadata"]
             self.cache.drop_pipeline(meta.get("namespace", ""), meta["name"])
+            self._progress_due.pop((meta.get("namespace", ""), meta["name"]), None)
             keys = []
         else:
             keys = [self.cache.put_pipeline(record_from_vitjob(obj))]
@@ -348,13 +384,18 @@ class Controller:
             return
         store = self._store(key[0])
         self.stats.reconciles += 1
+        started = time.perf_counter()
+        result = "error"
         try:
             observed = Observed(record, store.list_stage_jobs(record))
             actions = reconcile(observed)
             if actions:
                 self.stats.actions += len(actions)
                 apply(store, record, actions)
+            self._track_training(key, store, observed.jobs.get(c.STAGES[0]))
+            result = "success"
         except ConflictError as exc:
+            result = "conflict"
             log.debug("pipeline %s/%s: stale (%s); reading it again", *key, exc)
             self._retry(key, lambda: store.refresh(key[1]))
             return
@@ -365,9 +406,58 @@ class Controller:
             log.exception("pipeline %s/%s: unexpected error", *key)
             self._fail(key, exc)
             return
+        finally:
+            self.metrics.reconciles.labels(result).inc()
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         self._failures.pop(key, None)
 
+    # ------------------------------------------------------------------------------- progress
+    def _track_training(self, key: Key, store: CachedPipelineStore, job: StageJob | None) -> None:
+        """Record the train stage's progress in the VitJob: while its job runs, read it at most once
+        per ``progress_interval_s`` (a wake-up is queued for the next read) and write it when it
+        changed; once the job has ended, read it a last time and write it as final."""
+        record = self.cache.pipeline(key)
+        if record is None or job is None or job.part_of != record.part_of or not job.rank0_pod:
+            return
+        if record.training is not None and record.training.final:
+            return
+        ended = job.phase == JobPhase.COMPLETED or job.phase in FAILED_JOB_PHASES
+        if not ended and job.phase != JobPhase.RUNNING:
+            return
+        now = time.monotonic()
+        if not ended:
+            due = self._progress_due.get(key)
+            if due is not None and now < due:
+                return  # read recently; the wake-up queued then comes at ``due``
+            self._progress_due[key] = now + self.options.progress_interval_s
+            self.queue.add_after(key, self.options.progress_interval_s)
+        elif key in self._progress_due and self._progress_due[key] == float("inf"):
+            return  # ended with nothing to record: read once already
+        progress = pod_progress(self.api, key[0], job.rank0_pod, job.rank0_container)
+        self.stats.progress_reads += 1
+        self.metrics.progress_reads.labels("none" if progress is None else "found").inc()
+        if progress is None and ended and record.training is not None:
+            progress = record.training.progress  # the pod is gone: the last values recorded are final
+        reading = ProgressReading.now(progress, final=ended)
+        if reading is None:
+            if ended:
+                self._progress_due[key] = float("inf")
+            return
+        if _same_reading(record, reading):
+            return
+        self._write_training(store, record, reading)
+
+    def _write_training(
+        self, store: CachedPipelineStore, record: PipelineRecord, reading: ProgressReading
+    ) -> None:
+        stored = store.record_training(record, reading)
+        self.cache.put_pipeline(stored)
+        self.stats.progress_writes += 1
+        log.debug("pipeline %s/%s: progress %s%s", record.namespace, record.name,
+                  reading.to_status(), " (final)" if reading.final else "")
+
     def _retry(self, key: Key, refresh: Callable[[], None]) -> None:
+        self.metrics.retries.inc()
         try:
             refresh()
         except VitjobError as exc:
@@ -376,6 +466,7 @@ class Controller:
         self.queue.add(key)
 
     def _fail(self, key: Key, exc: Exception) -> None:
+        self.metrics.retries.inc()
         count = self._failures.get(key, 0)
         self._failures[key] = count + 1
         delay = min(self.options.error_backoff_s * 2**count, self.options.max_backoff_s)
@@ -383,3 +474,11 @@ class Controller:
         self.stats.last_error = f"{key[0]}/{key[1]}: {exc}"
         log.error("pipeline %s/%s: %s (retrying in %.1f s)", key[0], key[1], exc, delay)
         self.queue.add_after(key, delay)
+
+
+def _same_reading(record: PipelineRecord, reading: ProgressReading) -> bool:
+    """Whether ``reading`` says what the VitJob records already (its time aside)."""
+    if record.training is None:
+        return False
+    before = {**record.training.to_status(), "time": ""}
+    return before == {**reading.to_status(), "time": ""}

@@ -9,6 +9,8 @@ model classes are never built).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +26,9 @@ from vitjob.kube.errors import RETRYABLE_STATUS, Expired, Op, api_error, transpo
 log = logging.getLogger(__name__)
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+# Told of each answer an ``Api`` gets: the request and its HTTP status code as text.
+Observer = Callable[[Op, str], None]
 
 
 @dataclass
@@ -46,6 +51,19 @@ class Api:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.ext = client.ApiextensionsV1Api(api_client)
+        self.observer: Observer | None = None
+
+    def observed(self, observer: Observer) -> Api:
+        """A copy of this client (same connection pool) that tells ``observer`` of each answer it gets:
+        the request's ``Op`` and the HTTP status code as text (``<error>`` when no answer came). The
+        controller's metrics count its requests so; this client itself is left as it was."""
+        copied = copy.copy(self)
+        copied.observer = observer
+        return copied
+
+    def _observe(self, op: Op, code: str) -> None:
+        if self.observer is not None:
+            self.observer(op, code)
 
     def call(
         self,
@@ -67,9 +85,11 @@ class Api:
         kwargs["_preload_content"] = False
         kwargs.setdefault("_request_timeout", (self.timeout[0], read_timeout or self.timeout[1]))
         delay = self.retry.backoff_s
+        seen = dataclasses.replace(op, verb="watch") if kwargs.get("watch") else op
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 resp = fn(*args, **kwargs)
+                self._observe(seen, str(getattr(resp, "status", 200)))
                 if stream:
                     return resp
                 try:
@@ -78,6 +98,7 @@ class Api:
                     resp.release_conn()
                 return json.loads(data) if data else {}
             except ApiException as exc:
+                self._observe(seen, str(exc.status or "<error>"))
                 if exc.status == 410 and kwargs.get("watch"):
                     # The watch request itself refused as Gone (resourceVersion older than the API
                     # server's watch cache): the caller re-lists, as after an ERROR 410 event.
@@ -86,6 +107,7 @@ class Api:
                     raise api_error(op, exc.status or 0, exc.body, self.server, attempt) from None
                 log.debug("%s: HTTP %s, retrying in %.1fs", op.what(), exc.status, delay)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
+                self._observe(seen, "<error>")
                 if attempt == self.retry.attempts:
                     raise transport_error(op, exc, self.server, attempt) from None
                 log.debug("%s: %s, retrying in %.1fs", op.what(), type(exc).__name__, delay)

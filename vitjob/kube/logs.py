@@ -1,6 +1,8 @@
-"""Pod logs: the kubelet's timestamps (``parse_ts``, ``split_ts``, ``since_time_param``), ``read_log`` (one
-pod's lines, not followed), and ``JobFollower`` (``logs -f``: every pod of a Volcano Job, merged as the
-lines arrive, with nothing lost or repeated across reconnects, container restarts and job retries).
+"""Pod logs: the kubelet's timestamps (``parse_ts``, ``split_ts``, ``since_time_param``), ``read_log``
+(one pod's lines, not followed), ``train_progress`` (the last progress line of a train job's rank 0:
+one request, shared by ``vitjob status`` and the controller), and ``JobFollower`` (``logs -f``: every
+pod of a Volcano Job, merged as the lines arrive, with nothing lost or repeated across reconnects,
+container restarts and job retries).
 
 ``FollowOptions`` tunes following and its watches (tests shorten them).
 """
@@ -21,6 +23,7 @@ from vitjob.constants import (
     VOLCANO_GROUP,
     VOLCANO_JOB_NAME_LABEL,
     VOLCANO_PLURAL,
+    VOLCANO_POD_NAME_FORMAT,
     VOLCANO_TASK_INDEX_LABEL,
     VOLCANO_VERSION,
 )
@@ -44,8 +47,12 @@ from vitjob.kube.kinds import (
 )
 from vitjob.kube.times import time_text
 from vitjob.kube.watch import DEFAULT_WATCH_TIMEOUT_S, StreamHolder, list_watch, watch_named
+from vitjob.progress import TrainProgress, last_progress
 
 log = logging.getLogger(__name__)
+
+# How many of the last lines of rank 0's log ``train_progress`` reads (progress lines come every few steps).
+PROGRESS_TAIL_LINES = 40
 
 
 @dataclass
@@ -109,6 +116,48 @@ def read_log(
         since_seconds=since_s,
     )
     return [split_ts(raw) for raw in iter_lines(resp)]
+
+
+def rank0_pod(job: dict[str, Any]) -> tuple[str, str] | None:
+    """(pod, container) of rank 0 of the Volcano Job ``job``: index 0 of its first task (Volcano names
+    pods ``<job>-<task>-<index>``); None when ``job`` is not one vitjob rendered."""
+    try:
+        task = job["spec"]["tasks"][0]
+        container = task["template"]["spec"]["containers"][0]["name"]
+        name = job["metadata"]["name"]
+        return VOLCANO_POD_NAME_FORMAT.format(job=name, task=task["name"], index=0), str(container)
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def pod_progress(
+    api: Api, namespace: str, pod: str, container: str, *, tail_lines: int = PROGRESS_TAIL_LINES
+) -> TrainProgress | None:
+    """The last progress line (``vitjob.progress``) among the last ``tail_lines`` lines of ``pod``.
+
+    One request: ``GET pods/<pod>/log?tailLines=N``, not a stream. None when there is no progress
+    line in those lines, or the pod does not exist or has not started (the API's 400/404 are not
+    errors here).
+    """
+    try:
+        op = Op("get", "pods/log", "", namespace, pod)
+        resp = api.pod_log(op, pod, namespace, container=container, tail_lines=tail_lines)
+        return last_progress(split_ts(raw)[1] for raw in iter_lines(resp))
+    except VitjobError as exc:
+        log.debug("no training progress from %s: %s", pod, exc)
+        return None
+
+
+def train_progress(
+    api: Api, job: dict[str, Any], *, tail_lines: int = PROGRESS_TAIL_LINES
+) -> TrainProgress | None:
+    """The last progress line that rank 0 of the Volcano Job ``job`` wrote (``pod_progress`` of
+    ``rank0_pod``: one request)."""
+    where = rank0_pod(job)
+    if where is None:
+        return None
+    namespace = (job.get("metadata") or {}).get("namespace", "")
+    return pod_progress(api, namespace, *where, tail_lines=tail_lines)
 
 
 # --------------------------------------------------------------------------------------- following

@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from vitjob import constants as c
 from vitjob.api.status import JobPhase, JobStatus, PipelinePhase, StageState
+from vitjob.progress import ProgressReading
 
 
 def job_name(pipeline: str, stage: str) -> str:
@@ -65,6 +66,8 @@ class PipelineRecord:
         submitting: ``vitjob submit`` is creating the first stage itself; nobody else does meanwhile.
         stored_status: the backend's stored status as read (a store merges its times into writes).
         generation: the spec's generation (Kubernetes: metadata.generation; 0 if none).
+        training: the train stage's progress as last recorded (Kubernetes: ``status.progress``, which
+            the controller writes); None when none was.
     """
 
     name: str
@@ -82,16 +85,20 @@ class PipelineRecord:
     submitting: bool = False
     stored_status: Mapping[str, Any] = field(default_factory=dict, repr=False)
     generation: int = 0
+    training: ProgressReading | None = None
 
 
 @dataclass(frozen=True)
 class StageJob:
-    """A stage job as observed: its phase, its part-of label and Volcano's reason/message."""
+    """A stage job as observed: its phase, its part-of label and Volcano's reason/message, and where
+    rank 0 writes its log (pod and container; "" when unknown)."""
 
     name: str
     phase: JobPhase
     part_of: str = ""
     reason: str = ""
+    rank0_pod: str = ""
+    rank0_container: str = ""
 
 
 @dataclass(frozen=True)

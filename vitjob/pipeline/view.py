@@ -36,4 +36,6 @@ def pipeline_dict(observed: Observed) -> dict[str, Any]:
         "stages": [
             {"stage": stage, "job": job, "phase": phase} for stage, job, phase in stage_rows(observed)
         ],
+        # the train stage's progress as the controller recorded it (vitjob.progress.ProgressReading)
+        "progress": record.training.to_dict() if record.training else None,
     }

@@ -522,7 +522,10 @@ CONTROLLER_TEMPLATES: tuple[str, ...] = (
     "controller-role.yaml.j2",
     "controller-rolebinding.yaml.j2",
     "controller-deployment.yaml.j2",
+    "controller-service.yaml.j2",
 )
+# Rendered only where Prometheus Operator's CRD exists: the chart's controller.service_monitor.
+CONTROLLER_SERVICE_MONITOR_TEMPLATE = "controller-servicemonitor.yaml.j2"
 
 
 def render_vitjob(
@@ -653,11 +656,13 @@ def build_controller_context(
     image_pull_policy: str = "IfNotPresent",
     replicas: int = 2,
     health_port: int = c.DEFAULT_HEALTH_PORT,
+    progress_interval_s: float = c.DEFAULT_PROGRESS_INTERVAL_S,
 ) -> dict[str, Any]:
     """Values of the controller templates. ``replicas`` > 1 turns on leader election."""
     from vitjob.images import default_image
 
     command = ["vitjob", "controller", "--health-port", str(health_port)]
+    command += ["--progress-interval", f"{progress_interval_s:g}"]
     command += ["--all-namespaces"] if all_namespaces else ["--namespace", namespace]
     if replicas > 1:
         command.append("--leader-elect")
@@ -679,6 +684,7 @@ def build_controller_context(
         "command": command,
         "identity_env": c.ENV_CONTROLLER_ID,
         "health_port": health_port,
+        "metrics_path": "/metrics",
         # vitjob's own image, as its user: not a render option.
         "pod_security_context": client_pod_security_context(),
         "container_security_context": client_container_security_context(),
@@ -688,6 +694,13 @@ def build_controller_context(
 def render_controller_documents(**options: Any) -> list[str]:
     """The YAML text of the controller's objects (``build_controller_context`` options)."""
     return render_templates(CONTROLLER_TEMPLATES, build_controller_context(**options))
+
+
+def render_controller_service_monitor(**options: Any) -> str:
+    """The YAML text of the controller's ServiceMonitor (``monitoring.coreos.com/v1``, Prometheus
+    Operator's), which scrapes its Service's ``/metrics`` (``build_controller_context`` options)."""
+    [document] = render_templates((CONTROLLER_SERVICE_MONITOR_TEMPLATE,), build_controller_context(**options))
+    return document
 
 
 def render_templates(names: tuple[str, ...], context: dict[str, Any]) -> list[str]:

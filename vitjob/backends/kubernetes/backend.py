@@ -45,7 +45,6 @@ from vitjob.constants import (
     VOLCANO_GROUP,
     VOLCANO_JOB_NAME_LABEL,
     VOLCANO_PLURAL,
-    VOLCANO_POD_NAME_FORMAT,
     VOLCANO_SCHEDULING_GROUP,
     VOLCANO_SCHEDULING_VERSION,
     VOLCANO_VERSION,
@@ -65,7 +64,6 @@ from vitjob.kube.client import (
     Api,
     RetryPolicy,
     connect,
-    iter_lines,
 )
 from vitjob.kube.diagnosis import fit_problems, image_problem, oom_note
 from vitjob.kube.errors import Op
@@ -80,11 +78,18 @@ from vitjob.kube.kinds import (
     pod_rank,
     quantity,
 )
-from vitjob.kube.logs import FollowOptions, JobFollower, log_prefix, read_log, split_ts
+from vitjob.kube.logs import (
+    PROGRESS_TAIL_LINES,
+    FollowOptions,
+    JobFollower,
+    log_prefix,
+    read_log,
+    train_progress,
+)
 from vitjob.kube.times import time_text
 from vitjob.kube.watch import StreamHolder, watch_named
 from vitjob.pipeline.model import PipelineDefinition
-from vitjob.progress import TrainProgress, last_progress
+from vitjob.progress import ProgressReading, TrainProgress
 from vitjob.render.manifests import render_volcano_command
 
 log = logging.getLogger(__name__)
@@ -95,8 +100,6 @@ SUSPENDED_ANNOTATION = LABEL_PREFIX + "suspended"  # when `vitjob suspend` abort
 # Extended resources that count as accelerators in preflight
 DEVICE_PREFIXES = ("huawei.com/", "nvidia.com/")
 
-# Lines of rank 0's log that `vitjob status` reads for training progress (a line comes every few steps)
-PROGRESS_TAIL_LINES = 40
 # Normal events that explain a wait: Volcano's capacity/proportion/overcommit plugins record a waiting
 # PodGroup as Normal "Unschedulable"; "Evict" is the scheduler cache's note on a preempted PodGroup.
 PENDING_EVENT_REASONS = frozenset({"Unschedulable", "FailedScheduling", "Evict"})
@@ -479,7 +482,7 @@ class KubernetesBackend(Backend):
         if st.phase == JobPhase.RUNNING and st.stage == "train":
             rank0 = next((p for p in pods if pod_rank(p) == 0 and container_started(p)), None)
             if rank0 is not None:
-                st.progress = self.train_progress(name, ns, job=job)
+                st.progress = ProgressReading.now(self.train_progress(name, ns, job=job))
         st.last_checkpoint = last_checkpoint(pods)
         suspended = (job["metadata"].get("annotations") or {}).get(SUSPENDED_ANNOTATION)
         if suspended and st.phase in (JobPhase.ABORTING, JobPhase.ABORTED):
@@ -505,29 +508,12 @@ class KubernetesBackend(Backend):
         job: dict | None = None,
         tail_lines: int = PROGRESS_TAIL_LINES,
     ) -> TrainProgress | None:
-        """The last progress line (``vitjob.progress``) that rank 0 of train job ``name`` wrote.
-
-        One request: ``GET pods/<job>-<task>-0/log?tailLines=N`` (rank 0 is index 0 of the first
-        task; Volcano names pods ``<job>-<task>-<index>``), not a stream. Pass the Volcano Job object
-        as ``job`` to save reading it first. None when the pod has no progress line in those lines,
-        does not exist or has not started (the API's 400/404 are not errors here).
-        """
+        """The last progress line (``vitjob.progress``) that rank 0 of train job ``name`` wrote
+        (``vitjob.kube.logs.train_progress``: one request). Pass the Volcano Job object as ``job`` to
+        save reading it first."""
         ns = self._ns(namespace)
         job = job if job is not None else self._get_job(name, ns)
-        try:
-            task = job["spec"]["tasks"][0]
-            container = task["template"]["spec"]["containers"][0]["name"]
-        except (KeyError, IndexError, TypeError):
-            return None  # not a job vitjob rendered
-        pod = VOLCANO_POD_NAME_FORMAT.format(job=name, task=task["name"], index=0)
-        try:
-            resp = self.api.pod_log(
-                Op("get", "pods/log", "", ns, pod), pod, ns, container=container, tail_lines=tail_lines
-            )
-            return last_progress(split_ts(raw)[1] for raw in iter_lines(resp))
-        except VitjobError as exc:
-            log.debug("no training progress from %s: %s", pod, exc)
-            return None
+        return train_progress(self.api, job, tail_lines=tail_lines)
 
     def _pending_reasons(self, job: dict, pods: list[dict], ns: str) -> list[str]:
         """Why the job waits, from what Volcano really records.
@@ -884,7 +870,8 @@ class KubernetesBackend(Backend):
         by_key = {(j["metadata"].get("namespace", ""), j["metadata"]["name"]): j for j in items}
         for st in statuses:
             if st.phase == JobPhase.RUNNING and st.stage == "train":
-                st.progress = self.train_progress(st.name, st.namespace, job=by_key[(st.namespace, st.name)])
+                job = by_key[(st.namespace, st.name)]
+                st.progress = ProgressReading.now(self.train_progress(st.name, st.namespace, job=job))
         return statuses
 
 

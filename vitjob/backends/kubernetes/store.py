@@ -6,7 +6,8 @@ values (the keys of a values file plus ``then``); each stage's objects are rende
 ``vitjob.render.manifests`` when the stage starts. Progress is written only through the ``status``
 subresource, with the resourceVersion read as precondition (a stale write gets 409 and is read
 again): phase, reason, the current stage, each stage's job, state, job phase and times, and
-conditions. Stage jobs carry a controller ownerReference to the VitJob, so deleting it
+conditions; the train stage's progress (``status.progress``) is written on its own
+(``record_training``). Stage jobs carry a controller ownerReference to the VitJob, so deleting it
 garbage-collects them; every recorded step is also an Event on the VitJob (best effort).
 
 Every request goes through the client layer (``vitjob.kube.client.Api.call``: one error mapping,
@@ -35,9 +36,11 @@ from vitjob.errors import (
 from vitjob.kube.client import Api
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import create_object, get_volcano_job, is_volcano_job
+from vitjob.kube.logs import rank0_pod
 from vitjob.kube.times import time_text
 from vitjob.pipeline.define import stage_objects
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline, stages_of
+from vitjob.progress import READING_FIELDS, ProgressReading
 from vitjob.render.manifests import render_event, render_vitjob
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ def record_from_vitjob(obj: Mapping[str, Any]) -> PipelineRecord:
         submitting=annotations.get(c.ANNOTATION_SUBMITTING) == "true",
         stored_status=status,
         generation=int(meta.get("generation") or 0),
+        training=ProgressReading.from_status(status.get("progress")),
     )
 
 
@@ -93,11 +97,14 @@ def stage_job_from_object(job: dict[str, Any]) -> StageJob:
     meta = job["metadata"]
     state = (job.get("status") or {}).get("state") or {}
     reason = ": ".join(x for x in (state.get("reason"), state.get("message")) if x)
+    pod, container = rank0_pod(job) or ("", "")
     return StageJob(
         name=meta["name"],
         phase=job_phase(job),
         part_of=(meta.get("labels") or {}).get(c.LABEL_PART_OF, ""),
         reason=reason,
+        rank0_pod=pod,
+        rank0_container=container,
     )
 
 
@@ -387,6 +394,24 @@ class KubernetesPipelineStore:
         event = event_for(pipeline, update)
         if event is not None:
             self.emit(pipeline, *event)
+        return record_from_vitjob(stored)
+
+    def record_training(self, pipeline: PipelineRecord, reading: ProgressReading) -> PipelineRecord:
+        """Write ``status.progress`` (the train stage's progress) in one merge patch of the status
+        subresource; return the record as stored. Only that key changes, so no resourceVersion
+        precondition: a concurrent write of the stages cannot be lost. Keys the reading leaves out
+        (unknown) are removed."""
+        api, ns, name = self.api, pipeline.namespace, pipeline.name
+        progress: dict[str, Any] = {key: None for _, _, key in READING_FIELDS}
+        patch = {"status": {"progress": progress | reading.to_status()}}
+        stored = api.call(
+            Op("patch", c.VITJOB_PLURAL + "/status", c.VITJOB_GROUP, ns, name),
+            api.custom.patch_namespaced_custom_object_status,
+            *self._coords(ns),
+            name,
+            patch,
+            _content_type=MERGE_PATCH,
+        )
         return record_from_vitjob(stored)
 
     def delete_pipeline(self, pipeline: PipelineRecord) -> None:

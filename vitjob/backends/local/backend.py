@@ -50,7 +50,7 @@ from vitjob.errors import ConflictError, JobNotFoundError, UsageError, WaitTimeo
 from vitjob.logsetup import quieted
 from vitjob.pipeline.model import PipelineDefinition
 from vitjob.pipeline.runner import run_pipeline
-from vitjob.progress import last_progress_in_file
+from vitjob.progress import ProgressReading, last_progress_in_file
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class LocalBackend(Backend):
         """A running train job gets the last progress line of its first pod (rank 0's)."""
         if status.phase == JobPhase.RUNNING and status.stage == "train" and status.pods:
             log_file = self.job_dir(status.name) / "logs" / f"{status.pods[0].name}.log"
-            status.progress = last_progress_in_file(log_file)
+            status.progress = ProgressReading.now(last_progress_in_file(log_file))
         return status
 
     def kept_logs(self, name: str, attempt: int, *, pod: str | None = None) -> Iterator[str]:
