@@ -537,7 +537,8 @@ class KubernetesBackend(Backend):
     def _pending_reasons(self, job: dict, pods: list[dict], ns: str) -> tuple[list[str], list[str]]:
         """Why the job waits: the root cause first (``vitjob.kube.diagnosis.root_causes``: a missing
         claim, no node for the selector, not enough cards, pods larger than the nodes), then the pods'
-        waits, then the scheduler's notes with duplicates folded; and, second, every raw note.
+        waits, then the scheduler's notes with duplicates folded, then the PodGroup's phase; and, second,
+        every raw note (``vitjob status -v``).
 
         Volcano never writes ``status.state.reason``/``message`` (job_controller_actions.go), and its
         capacity/proportion/overcommit plugins record why a PodGroup waits as *Normal* events with reason
@@ -586,7 +587,8 @@ class KubernetesBackend(Backend):
             queue=self._queue_or_none((job.get("spec") or {}).get("queue") or "default"),
             event_messages=notes,
         )
-        return causes + waits + fold_notes(notes), phase_note + notes
+        # the PodGroup's phase last: whether the queue admitted the job at all
+        return causes + waits + fold_notes(notes) + phase_note, phase_note + notes
 
     def _list_or_none(self, op: Op, method: Any, *args: Any, **kwargs: Any) -> list[dict] | None:
         """The items of a list request, or None when we may not list them."""
