@@ -18,7 +18,7 @@ Owns the root-cause lines ``vitjob status`` puts first, computed from plain obje
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from vitjob.kube.kinds import quantity
@@ -75,7 +75,7 @@ def _words(resource: str) -> str:
     return FIT_RESOURCES.get(resource, resource)
 
 
-def fit_problems(job: Mapping[str, Any], nodes: list[Mapping[str, Any]]) -> list[str]:
+def fit_problems(job: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per resource a Volcano Job's pods can never get: a pod larger than every node it may run
     on, or a gang larger than all of them together. Empty when the job could fit the cluster as it is."""
     problems: list[str] = []
@@ -221,7 +221,7 @@ def _cordoned(node: Mapping[str, Any]) -> bool:
     return bool((node.get("spec") or {}).get("unschedulable"))
 
 
-def selector_problem(pod_spec: Mapping[str, Any], nodes: list[Mapping[str, Any]]) -> str | None:
+def selector_problem(pod_spec: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> str | None:
     """Why no node can take the pod by its labels: the selector's labels no node has, or the matching
     nodes all cordoned. None when some schedulable node matches."""
     selector: Mapping[str, str] = pod_spec.get("nodeSelector") or {}
@@ -267,7 +267,7 @@ def node_usage(pods: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]
 
 def card_problem(
     job: Mapping[str, Any],
-    nodes: list[Mapping[str, Any]],
+    nodes: Sequence[Mapping[str, Any]],
     used: Mapping[str, Mapping[str, float]],
     queue: Mapping[str, Any] | None,
 ) -> str | None:
@@ -309,7 +309,7 @@ def root_causes(
     job: Mapping[str, Any],
     namespace: str,
     *,
-    nodes: list[Mapping[str, Any]] | None,
+    nodes: Sequence[Mapping[str, Any]] | None,
     claims: Iterable[str] | None,
     node_pods: Iterable[Mapping[str, Any]] | None,
     queue: Mapping[str, Any] | None,

@@ -579,11 +579,12 @@ class KubernetesBackend(Backend):
             ns,
             nodes=self._list_or_none(Op("list", "nodes"), self.api.core.list_node),
             claims=self._claim_names(ns),
+            # what the nodes' cards are used by: only for a job that asks for cards (a cluster-wide list)
             node_pods=self._list_or_none(
                 Op("list", "pods"),
                 self.api.core.list_pod_for_all_namespaces,
                 field_selector="spec.nodeName!=",
-            ),
+            ) if _device_requests(job)[1] else None,
             queue=self._queue_or_none((job.get("spec") or {}).get("queue") or "default"),
             event_messages=notes,
         )
