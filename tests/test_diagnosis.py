@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from vitjob.api.values import load_spec
-from vitjob.kube.diagnosis import fit_problems, image_problem, oom_note
+from vitjob.kube.diagnosis import (
+    fit_problems,
+    fold_notes,
+    image_problem,
+    oom_note,
+    root_causes,
+)
 from vitjob.render.manifests import render_objects
 
 
@@ -105,3 +111,103 @@ def test_oom_note_names_the_memory_limit():
     )
     assert oom_note(limited, {"reason": "Error", "exitCode": 137}) == ""
     assert "no memory limit" in oom_note({"spec": {"containers": [{}]}}, {"reason": "OOMKilled"})
+
+
+# --- why a Pending job waits: root cause first. Event texts are what Volcano 1.15's scheduler and job
+# controller wrote on the dev cluster for a job whose data claim did not exist (`kubectl get events -o
+# yaml`), formatted as the backend's _event_reasons lists them (newest first).
+PG = "nopvc-train-d6599ccb-d71e-42ec-a018-a0f774f31de9"
+ORIGIN = (
+    "1/1 tasks in gang unschedulable: pod group is not ready, 1 Pending, 1 minAvailable; Pending: 1 "
+    'Unschedulable. Origin reason is nopvc-train-worker-0: 0/1 nodes are unavailable: 1 plugin VolumeZone '
+    'pre-predicates failed persistentvolumeclaim "vitjob-data" not found.'
+)
+NOTES = [
+    f"PodGroup Unschedulable: NotEnoughResources: {ORIGIN}",
+    f"Unschedulable (PodGroup {PG}): {ORIGIN}",
+    "FailedScheduling (Pod nopvc-train-worker-0): 0/1 nodes are unavailable: 1 plugin VolumeZone "
+    'pre-predicates failed persistentvolumeclaim "vitjob-data" not found.',
+    f"PodGroupPending (Job nopvc-train): PodGroup adm:nopvc-train unschedulable, reason: {ORIGIN}",
+    f"Unschedulable (PodGroup {PG}): 0/0 tasks in gang unschedulable: pod group is not ready, 1 minAvailable",
+]
+
+
+def cordoned(n: dict) -> dict:
+    n["spec"]["unschedulable"] = True
+    return n
+
+
+def bound_pod(node_name: str, **requests: str) -> dict:
+    return {
+        "metadata": {"name": f"on-{node_name}"},
+        "spec": {"nodeName": node_name, "containers": [{"resources": {"requests": requests}}]},
+        "status": {"phase": "Running"},
+    }
+
+
+def causes(j: dict, nodes: list[dict], claims=("vitjob-data", "vitjob-output"), pods=(), queue=None,
+           notes=()) -> list[str]:
+    return root_causes(j, "ml", nodes=nodes, claims=claims, node_pods=pods, queue=queue,
+                       event_messages=notes)
+
+
+def test_a_missing_claim_leads_with_its_flag_before_the_scheduler_notes():
+    found = causes(job(cpu="1", memory="1Gi"), [node("n", "4")], claims=["vitjob-output"], notes=NOTES)
+    assert found == [
+        'PersistentVolumeClaim "vitjob-data" does not exist in namespace ml: the pods cannot start without '
+        "it; create it (`kubectl get pvc -n ml` lists the claims) or pass --data-pvc NAME with an existing "
+        "claim"
+    ]
+    output = causes(job(cpu="1", memory="1Gi", output_pvc="out"), [node("n", "4")], claims=["vitjob-data"])
+    assert output[0].startswith('PersistentVolumeClaim "out" does not exist') and "--output-pvc" in output[0]
+
+
+def test_without_leave_to_list_claims_the_scheduler_events_name_the_missing_one():
+    found = causes(job(cpu="1", memory="1Gi"), [node("n", "4")], claims=None, notes=NOTES)
+    assert len(found) == 1 and found[0].startswith('PersistentVolumeClaim "vitjob-data" does not exist')
+
+
+def test_the_scheduler_notes_fold_to_one_line_per_cause():
+    assert fold_notes(NOTES) == [NOTES[0], NOTES[4]]
+
+
+def test_a_selector_no_node_matches_names_the_label():
+    nodes = [node("kwok-a", "64", "512Gi", **{"huawei.com/Ascend910": "8"})]  # no accelerator label
+    found = causes(job(hw="ascend", cards=8), nodes)
+    assert found[0] == (
+        "no node has the label accelerator=huawei-Ascend910 of the pods' node selector (1 node(s) checked): "
+        "label a node (`kubectl label node NODE accelerator=huawei-Ascend910`) or change the selector "
+        "(--set node_selector.KEY=VALUE; accelerator)"
+    )
+    # labels that exist on different nodes but never together
+    split = [node("a", "8", labels={"disk": "ssd"}), node("b", "8", labels={"zone": "z1"})]
+    found = causes(job(cpu="1", memory="1Gi", node_selector={"disk": "ssd", "zone": "z1"}), split)
+    assert found[0].startswith("no node has all the labels disk=ssd, zone=z1")
+    # the matching node exists but is cordoned
+    found = causes(job(cpu="1", memory="1Gi"), [cordoned(node("vitjob-node", "2"))])
+    assert found == [
+        "every node is cordoned (unschedulable: vitjob-node): `kubectl uncordon NODE`, or add a node"
+    ]
+
+
+ASCEND = {"accelerator": "huawei-Ascend910"}
+
+
+def test_not_enough_cards_gives_asked_and_free_on_the_largest_node_and_in_the_queue():
+    nodes = [node(f"npu-{i}", "256", "2Ti", ASCEND, **{"huawei.com/Ascend910": "8"}) for i in range(2)]
+    busy = [bound_pod("npu-0", **{"huawei.com/Ascend910": "8"}),
+            bound_pod("npu-1", **{"huawei.com/Ascend910": "4"})]
+    found = causes(job(hw="ascend", cards=16), nodes, pods=busy)
+    assert found == [
+        "not enough huawei.com/Ascend910: the job asks for 16 (8 per pod, all pods at once), 4 free on the "
+        "largest node it may run on (npu-1), 4 on the 2 node(s) it may run on, and queue default sets no "
+        "limit on it: lower --cards, free cards, or add nodes"
+    ]
+    # the nodes are free, the queue is not
+    queue = {"metadata": {"name": "team"}, "spec": {"capability": {"huawei.com/Ascend910": "8"}},
+             "status": {"allocated": {"huawei.com/Ascend910": "0"}}}
+    found = causes(job(hw="ascend", cards=16), nodes, queue=queue)
+    assert found[0].startswith("not enough huawei.com/Ascend910: the job asks for 16") and (
+        "queue team has 8 free of its capability" in found[0]
+    )
+    assert causes(job(hw="ascend", cards=16), nodes) == []  # 2 free nodes, no queue limit: it fits

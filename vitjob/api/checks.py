@@ -36,6 +36,11 @@ from vitjob.api.rules import (
     TOLERATION_FIELDS,
     TOLERATION_KEYS,
     TOLERATION_OPERATORS,
+    ascend_cards_message,
+    cards_per_pod_divides_message,
+    cards_per_pod_hw_message,
+    gpu_cards_message,
+    ports_message,
 )
 from vitjob.errors import SpecError
 from vitjob.images import USER_ID
@@ -217,12 +222,7 @@ def cards_problems(spec: SpecModel) -> list[str]:
     if spec.hw == "ascend" and not (
         cards in c.ASCEND_SINGLE_POD_CARDS or cards % c.ASCEND_CARDS_PER_NODE == 0
     ):
-        allowed = ", ".join(map(str, c.ASCEND_SINGLE_POD_CARDS))
-        problems.append(
-            f"cards: {cards} is not allowed for hw ascend; use {allowed} (one pod) or a multiple of "
-            f"{c.ASCEND_CARDS_PER_NODE} such as {c.ASCEND_CARDS_PER_NODE * 2} "
-            f"({c.ASCEND_CARDS_PER_NODE} cards per pod, one pod per node)"
-        )
+        problems.append(ascend_cards_message(str(cards)))
     low, high = INT_RANGES["gpus_per_pod"]
     if spec.gpus_per_pod < low or spec.gpus_per_pod > high:
         problems.append(
@@ -231,21 +231,12 @@ def cards_problems(spec: SpecModel) -> list[str]:
         )
     elif spec.hw == "gpu" and cards > spec.gpus_per_pod and cards % spec.gpus_per_pod:
         g = spec.gpus_per_pod
-        problems.append(
-            f"cards: {cards} is not allowed for hw gpu with {g} GPUs per pod; use at most {g} (one pod) "
-            f"or a multiple of {g} such as {g * (cards // g + 1)}, or set gpus_per_pod"
-        )
+        problems.append(gpu_cards_message(str(cards), str(g), str(g * (cards // g + 1))))
     if spec.cards_per_pod is not None:
         if spec.hw != "cpu":
-            problems.append(
-                "cards_per_pod: applies to hw cpu only; ascend uses up to 8 cards per pod and gpu uses "
-                "gpus_per_pod; remove it"
-            )
+            problems.append(cards_per_pod_hw_message())
         elif spec.cards_per_pod < INT_RANGES["cards_per_pod"][0] or cards % spec.cards_per_pod:
-            problems.append(
-                f"cards_per_pod: {spec.cards_per_pod} does not divide cards={cards}; use a divisor of "
-                f"{cards} such as {cards} (one pod)"
-            )
+            problems.append(cards_per_pod_divides_message(str(spec.cards_per_pod), str(cards)))
     return problems
 
 
@@ -384,7 +375,7 @@ def container_problems(spec: SpecModel) -> list[str]:
         if not low <= port <= high:
             problems.append(f"{key}: {port} is not allowed; use a port from {low} to {high}")
     if spec.sched_port == spec.rdzv_port:
-        problems.append(f"rdzv_port: {spec.rdzv_port} is also sched_port; use two different ports")
+        problems.append(ports_message(str(spec.rdzv_port)))
     for key in spec.env:
         if not ENV_NAME.fullmatch(key):
             problems.append(f"env: {key!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")

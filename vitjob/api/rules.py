@@ -5,8 +5,11 @@ read the same tables, so a schema can never allow less than the spec accepts."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from vitjob import constants as c
 
@@ -175,3 +178,160 @@ FIELD_DOCS: dict[str, str] = {
     "each time it writes a checkpoint; submit then also creates the job's ServiceAccount, and a Role "
     "that may get and patch only rank 0's pod, and their RoleBinding.",
 }
+
+
+# --- rules across fields, as the API server and Helm check them ------------------------------------
+# The spec's checks (vitjob.api.checks, vitjob.pipeline.define.stage_spec) stay code, but their messages
+# come from the functions below, and each rule that CEL can say is published here: the VitJob CRD carries
+# it as an x-kubernetes-validations rule whose messageExpression builds the same text (so `kubectl apply`
+# is refused with the words `vitjob render` prints), and values.schema.json carries its if/then form where
+# JSON Schema can say it. tests/e2e/test_e2e_admission.py shows the API server and the checks agree on a
+# table of specs; tests/test_admission.py does the same for helm and values.schema.json.
+STAGE_ORDER = " → ".join(c.STAGES)
+
+
+def ascend_cards_message(cards: str) -> str:
+    allowed = ", ".join(map(str, c.ASCEND_SINGLE_POD_CARDS))
+    return (
+        f"cards: {cards} is not allowed for hw ascend; use {allowed} (one pod) or a multiple of "
+        f"{c.ASCEND_CARDS_PER_NODE} such as {c.ASCEND_CARDS_PER_NODE * 2} "
+        f"({c.ASCEND_CARDS_PER_NODE} cards per pod, one pod per node)"
+    )
+
+
+def gpu_cards_message(cards: str, gpus_per_pod: str, suggestion: str) -> str:
+    g = gpus_per_pod
+    return (
+        f"cards: {cards} is not allowed for hw gpu with {g} GPUs per pod; use at most {g} (one pod) "
+        f"or a multiple of {g} such as {suggestion}, or set gpus_per_pod"
+    )
+
+
+def cards_per_pod_hw_message() -> str:
+    return (
+        "cards_per_pod: applies to hw cpu only; ascend uses up to 8 cards per pod and gpu uses "
+        "gpus_per_pod; remove it"
+    )
+
+
+def cards_per_pod_divides_message(cards_per_pod: str, cards: str) -> str:
+    return (
+        f"cards_per_pod: {cards_per_pod} does not divide cards={cards}; use a divisor of "
+        f"{cards} such as {cards} (one pod)"
+    )
+
+
+def ports_message(rdzv_port: str) -> str:
+    return f"rdzv_port: {rdzv_port} is also sched_port; use two different ports"
+
+
+def stage_order_message(stages: str) -> str:
+    return f"then: stages {stages} must follow the order {STAGE_ORDER}, each once"
+
+
+@dataclass(frozen=True)
+class CrossRule:
+    """One rule across spec fields in the forms the cluster and Helm check.
+
+    ``cel`` holds for a valid VitJob ``spec`` (``self``); ``message`` is the function the spec's own check
+    words its problem with, and ``cel_args`` gives, for each of its parameters, a CEL expression (its
+    value printed with ``%s``), so that the CRD's messageExpression is that same text. ``field`` is the
+    key the message is about (the error's fieldPath). ``json_schema``: the rule as a draft-07 subschema
+    of the chart's values (an ``if``/``then``), or None where JSON Schema cannot compare two fields."""
+
+    name: str
+    field: str
+    cel: str
+    message: Callable[..., str]
+    cel_args: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    json_schema: Mapping[str, Any] | None = None
+
+
+def _cel_list(values: Sequence[object]) -> str:
+    return "[" + ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in values) + "]"
+
+
+def _ordered_then(first: str) -> list[list[str]]:
+    """Every ``then`` allowed after stage ``first``: the later stages, in order, each at most once."""
+    later = c.STAGES[c.STAGES.index(first) + 1:]
+    return [[s for i, s in enumerate(later) if mask >> i & 1] for mask in range(2 ** len(later))]
+
+
+_STAGE_INDEX = "{" + ", ".join(f"'{s}': {i}" for i, s in enumerate(c.STAGES)) + "}"
+_HAS_CARDS_PER_POD = "has(self.cards_per_pod)"
+
+CROSS_RULES: tuple[CrossRule, ...] = (
+    CrossRule(
+        "ascend-cards",
+        "cards",
+        f"self.hw != 'ascend' || self.cards in {_cel_list(c.ASCEND_SINGLE_POD_CARDS)} || "
+        f"self.cards % {c.ASCEND_CARDS_PER_NODE} == 0",
+        ascend_cards_message,
+        {"cards": "self.cards"},
+        {
+            "if": {"properties": {"hw": {"const": "ascend"}}, "required": ["hw"]},
+            "then": {"properties": {"cards": {"anyOf": [
+                {"enum": list(c.ASCEND_SINGLE_POD_CARDS)},
+                {"multipleOf": c.ASCEND_CARDS_PER_NODE},
+            ]}}},
+        },
+    ),
+    CrossRule(
+        "gpu-cards",
+        "cards",
+        "self.hw != 'gpu' || self.gpus_per_pod < 1 || self.cards <= self.gpus_per_pod || "
+        "self.cards % self.gpus_per_pod == 0",
+        gpu_cards_message,
+        {
+            "cards": "self.cards",
+            "gpus_per_pod": "self.gpus_per_pod",
+            "suggestion": "self.gpus_per_pod * (self.cards / self.gpus_per_pod + 1)",
+        },
+    ),
+    CrossRule(
+        "cards-per-pod-cpu-only",
+        "cards_per_pod",
+        f"!({_HAS_CARDS_PER_POD}) || self.hw == 'cpu'",
+        cards_per_pod_hw_message,
+        {},
+        {
+            "if": {"properties": {"cards_per_pod": {"type": "integer"}}, "required": ["cards_per_pod"]},
+            "then": {"properties": {"hw": {"const": "cpu"}}},
+        },
+    ),
+    CrossRule(
+        "cards-per-pod-divides-cards",
+        "cards_per_pod",
+        f"!({_HAS_CARDS_PER_POD}) || self.hw != 'cpu' || (self.cards_per_pod >= 1 && "
+        "self.cards % self.cards_per_pod == 0)",
+        cards_per_pod_divides_message,
+        {"cards_per_pod": "self.cards_per_pod", "cards": "self.cards"},
+    ),
+    CrossRule(
+        "distinct-ports",
+        "rdzv_port",
+        "self.sched_port != self.rdzv_port",
+        ports_message,
+        {"rdzv_port": "self.rdzv_port"},
+    ),
+    CrossRule(
+        "stage-order",
+        "then",
+        f"!has(self.then) || (self.then.all(s, {_STAGE_INDEX}[s] > {_STAGE_INDEX}[self.stage]) && "
+        f"{list(range(len(c.STAGES) - 2))}.all(i, i + 1 >= size(self.then) || "
+        f"{_STAGE_INDEX}[self.then[i]] < {_STAGE_INDEX}[self.then[i + 1]]))",
+        stage_order_message,
+        # [stage, *then].join(' → ') in CEL terms: join's cost estimate is unbounded, indexing is not
+        {"stages": "'" + "%s" * len(c.STAGES) + "'.format([self.stage, " + ", ".join(
+            f"has(self.then) && size(self.then) > {i} ? ' → ' + self.then[{i}] : ''"
+            for i in range(len(c.STAGES) - 1)
+        ) + "])"},
+        {"allOf": [
+            {
+                "if": {"properties": {"stage": {"const": stage}}, "required": ["stage"]},
+                "then": {"properties": {"then": {"enum": _ordered_then(stage)}}},
+            }
+            for stage in c.STAGES
+        ]},
+    ),
+)

@@ -8,8 +8,11 @@ field: the types come from ``JobSpec``'s type hints (``str``/``int``/``float``/`
 nullable, ``list[...]``, ``dict[str, ...]``), the defaults from its dataclass fields, and the
 constraints from the tables next to the spec (``CHOICES``, ``INT_RANGES``, ``NUMBER_EXCLUSIVE_MINIMUMS``,
 ``TEXT_RULES``, ``TOLERATION_*``, ``FIELD_DOCS``), which the spec's own checks use. A schema therefore
-never refuses a value the spec accepts; the rules across fields (Ascend card counts, ``cards_per_pod``
-dividing ``cards``, pod-name length…) stay in the spec alone, and the controller reports them.
+never refuses a value the spec accepts. The rules across fields that CEL can say (``CROSS_RULES``: Ascend
+and GPU card counts, ``cards_per_pod``, distinct ports, the stage order) are the CRD's
+``x-kubernetes-validations``, with the spec's own messages (``cel_validation``), and those JSON Schema
+can say are ``if``/``then`` subschemas of the values' schema; the others (pod-name length, limits below
+requests, tolerations, annotation size) stay in the spec alone, and the controller reports them.
 
 The committed files built from these schemas (the CRD, ``values.schema.json``, the chart's generated
 templates) are written by ``vitjob.generate`` (``python -m vitjob.generate --write``).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from typing import Any
@@ -28,6 +32,7 @@ from vitjob.api.checks import field_types
 from vitjob.api.model import METADATA_KEYS
 from vitjob.api.rules import (
     CHOICES,
+    CROSS_RULES,
     FIELD_DOCS,
     INT_RANGES,
     NAME_RULE,
@@ -36,6 +41,7 @@ from vitjob.api.rules import (
     TOLERATION_EFFECTS,
     TOLERATION_FIELDS,
     TOLERATION_OPERATORS,
+    CrossRule,
     TextRule,
 )
 from vitjob.api.spec import JobSpec
@@ -126,8 +132,9 @@ def field_schema(name: str) -> dict[str, Any]:
         schema = type_schema(hint, name)
     if name in FIELD_DOCS:
         schema["description"] = FIELD_DOCS[name]
-    if name in CHOICES:
+    if name in CHOICES:  # maxLength too: the CEL rules' cost estimate needs a bound on every string
         schema["enum"] = list(CHOICES[name])
+        schema["maxLength"] = max(map(len, CHOICES[name]))
     if name in INT_RANGES:  # a list of integers: each item's range
         ranged = schema["items"] if schema["type"] == "array" else schema
         ranged["minimum"], ranged["maximum"] = INT_RANGES[name]
@@ -151,7 +158,8 @@ def then_schema() -> dict[str, Any]:
     return {
         "type": "array",
         "description": "Stages run after `stage` completes, in the order train, eval, export, infer310.",
-        "items": {"type": "string", "enum": list(THEN_STAGES)},
+        "items": {"type": "string", "enum": list(THEN_STAGES), "maxLength": max(map(len, THEN_STAGES))},
+        "maxItems": len(THEN_STAGES),
         "x-kubernetes-list-type": "set",
         "default": [],
     }
@@ -174,7 +182,36 @@ def spec_schema() -> dict[str, Any]:
         "(the VitJob's metadata), plus `then`.",
         "required": required,
         "properties": properties,
+        "x-kubernetes-validations": [cel_validation(rule) for rule in CROSS_RULES],
     }
+
+
+def _cel_string(text: str) -> str:
+    """``text`` as a CEL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def cel_message(rule: CrossRule) -> str:
+    """The CEL messageExpression of ``rule``: its Python message as a ``format`` string whose ``%s`` are
+    ``rule.cel_args`` (``rule.message`` is called with markers where the arguments go), so the API
+    server's text is the spec check's. ``format``, not ``+``: the API server estimates a concatenation
+    with ``string()`` as unbounded and refuses the CRD."""
+    names = list(rule.cel_args)
+    marks = {name: f"\x00{i}\x00" for i, name in enumerate(names)}
+    parts = re.split(r"\x00(\d+)\x00", rule.message(**marks))
+    text = "".join(part.replace("%", "%%") if i % 2 == 0 else "%s" for i, part in enumerate(parts))
+    args = ", ".join(rule.cel_args[names[int(part)]] for part in parts[1::2])
+    return f"{_cel_string(text)}.format([{args}])"
+
+
+def cel_validation(rule: CrossRule) -> dict[str, Any]:
+    """One ``x-kubernetes-validations`` entry of the VitJob spec."""
+    out: dict[str, Any] = {"rule": rule.cel, "fieldPath": f".{rule.field}", "reason": "FieldValueInvalid"}
+    if rule.cel_args:
+        out["messageExpression"] = cel_message(rule)
+    else:
+        out["message"] = rule.message()
+    return out
 
 
 def _time() -> dict[str, Any]:
@@ -332,10 +369,13 @@ def values_schema(controller: dict[str, Any]) -> dict[str, Any]:
                       "description": "Image of the `helm test` pod; empty: the vitjob cpu image."}}},
     }
     out = _draft7({"type": "object", "properties": properties})
+    out["allOf"] = [dict(rule.json_schema) for rule in CROSS_RULES if rule.json_schema is not None]
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "vitjob chart values: the VitJob spec (from vitjob.api.spec)",
-        "description": "Rules across fields are checked by the controller (the VitJob's status says "
+        "description": "Rules across fields: those JSON Schema can say are in allOf (Ascend card counts, "
+        "cards_per_pod for hw cpu only, the stage order); the API server checks every rule CEL can say "
+        "(the VitJob CRD's x-kubernetes-validations), the controller the rest (the VitJob's status says "
         "what to fix).",
         **out,
     }

@@ -60,6 +60,8 @@ class JobStatus:
     pods: list[PodStatus] = field(default_factory=list)
     # Human-readable explanations: why Pending, why Failed (scheduling events, termination messages…)
     reasons: list[str] = field(default_factory=list)
+    # A Pending job's raw scheduler notes (PodGroup phase and conditions, events), before folding
+    scheduler_notes: list[str] = field(default_factory=list)
     queue: str = ""
     # Volcano's status.taskStatusCount: task name → {pod phase: count}
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)

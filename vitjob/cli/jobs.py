@@ -103,6 +103,14 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
 def _add_status(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="job name")
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        dest="raw_notes",  # not the global -v (debug logging), which shows them too
+        help="also the scheduler's raw notes about a Pending job (PodGroup state and events, unfolded); "
+        "`why:` always leads with the root cause and its fix",
+    )
 
 
 def _add_logs(p: argparse.ArgumentParser) -> None:
@@ -253,7 +261,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     elif args.output == "yaml":
         print(yaml.safe_dump(_status_dict(status), sort_keys=False), end="")
     else:
-        print(format_status(status))
+        print(format_status(status, verbose=args.raw_notes or args.verbose))
     return 0
 
 
@@ -366,7 +374,8 @@ def _status_dict(status: JobStatus) -> dict[str, Any]:
     return data
 
 
-def format_status(status: JobStatus) -> str:
+def format_status(status: JobStatus, *, verbose: bool = False) -> str:
+    """The table form of ``vitjob status``; ``verbose`` adds the scheduler's raw notes."""
     lines = [
         f"job:      {status.name}" + (f"  (namespace {status.namespace})" if status.namespace else ""),
         f"phase:    {status.phase}   retries: {status.retry_count}   age: {format_age(status.age_s)}",
@@ -399,4 +408,6 @@ def format_status(status: JobStatus) -> str:
         lines.append("pods:     none yet")
     if status.reasons:
         lines += ["", "why:"] + [f"  - {r}" for r in status.reasons]
+    if verbose and status.scheduler_notes:
+        lines += ["", "scheduler notes (raw, newest first):"] + [f"  - {n}" for n in status.scheduler_notes]
     return "\n".join(lines)

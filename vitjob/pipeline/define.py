@@ -13,6 +13,7 @@ from typing import Any
 from vitjob import constants as c
 from vitjob.api.checks import spec_error
 from vitjob.api.model import METADATA_KEYS, SPEC_KEYS
+from vitjob.api.rules import stage_order_message
 from vitjob.api.spec import JobSpec
 from vitjob.errors import UsageError
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, stages_of
@@ -73,9 +74,7 @@ def stage_spec(values: Mapping[str, Any], name: str, namespace: str, stage: str)
         raise spec_error([f"unknown key {k!r}" for k in unknown])
     stages = stages_of(values)
     if not in_order(stages):
-        raise spec_error(
-            [f"then: stages {' → '.join(stages)} must follow the order {' → '.join(c.STAGES)}, each once"]
-        )
+        raise spec_error([stage_order_message(" → ".join(stages))])
     fields = {k: v for k, v in values.items() if k not in ("then", "stage", *METADATA_KEYS)}
     return JobSpec(**fields, name=name, namespace=namespace, stage=stage)
 

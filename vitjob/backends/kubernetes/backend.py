@@ -65,7 +65,14 @@ from vitjob.kube.client import (
     RetryPolicy,
     connect,
 )
-from vitjob.kube.diagnosis import fit_problems, image_problem, oom_note
+from vitjob.kube.diagnosis import (
+    fold_notes,
+    image_problem,
+    missing_claim_problems,
+    oom_note,
+    root_causes,
+    selector_problem,
+)
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import (
     container_started,
@@ -371,7 +378,23 @@ class KubernetesBackend(Backend):
                 f"Volcano queue {queue_name!r} is {state}: jobs are only accepted by Open queues; "
                 "ask the cluster admin to open it or pick another --queue"
             )
-        return self._device_warnings(job)
+        return self._placement_warnings(job, ns) + self._device_warnings(job)
+
+    def _placement_warnings(self, job: dict, ns: str) -> list[str]:
+        """Claims the pods mount that do not exist, and no node for their node selector: the job would
+        wait Pending (a claim may be created after submitting, so these warn and do not fail)."""
+        warnings = []
+        claims = self._claim_names(ns)
+        if claims is not None:
+            warnings += missing_claim_problems(job, claims, ns)
+        nodes = self._list_or_none(Op("list", "nodes"), self.api.core.list_node)
+        if nodes is not None:
+            for task in (job.get("spec") or {}).get("tasks") or []:
+                problem = selector_problem((task.get("template") or {}).get("spec") or {}, nodes)
+                if problem:
+                    warnings.append(problem)
+                    break
+        return [f"{w} (the job will stay Pending until then)" for w in warnings]
 
     def _device_warnings(self, job: dict) -> list[str]:
         per_pod, total = _device_requests(job)
@@ -474,7 +497,9 @@ class KubernetesBackend(Backend):
         pods = self._job_pods(name, ns)
         st = job_status(job, pods)
         if st.phase in (JobPhase.PENDING, JobPhase.UNKNOWN) or any(p.phase == "Pending" for p in st.pods):
-            st.reasons += self._pending_reasons(job, pods, ns)
+            reasons, notes = self._pending_reasons(job, pods, ns)
+            st.reasons += reasons
+            st.scheduler_notes += notes
         if st.phase in (JobPhase.FAILED, JobPhase.TERMINATED, JobPhase.ABORTED) or any(
             p.phase == "Failed" or p.exit_code not in (None, 0) for p in st.pods
         ):  # a container that exited non-zero says why even while its pod still runs or restarts
@@ -515,51 +540,92 @@ class KubernetesBackend(Backend):
         job = job if job is not None else self._get_job(name, ns)
         return train_progress(self.api, job, tail_lines=tail_lines)
 
-    def _pending_reasons(self, job: dict, pods: list[dict], ns: str) -> list[str]:
-        """Why the job waits, from what Volcano really records.
+    def _pending_reasons(self, job: dict, pods: list[dict], ns: str) -> tuple[list[str], list[str]]:
+        """Why the job waits: the root cause first (``vitjob.kube.diagnosis.root_causes``: a missing
+        claim, no node for the selector, not enough cards, pods larger than the nodes), then the pods'
+        waits, then the scheduler's notes with duplicates folded, then the PodGroup's phase; and, second,
+        every raw note (``vitjob status -v``).
 
         Volcano never writes ``status.state.reason``/``message`` (job_controller_actions.go), and its
         capacity/proportion/overcommit plugins record why a PodGroup waits as *Normal* events with reason
         ``Unschedulable`` (only the scheduler cache's per-pod notes are Warnings), so both event types count;
         the PodGroup's phase and conditions say whether it was admitted to its queue at all.
         """
-        reasons: list[str] = self._fit_reasons(job)
+        notes: list[str] = []
         if not job.get("status"):
-            reasons.append(
+            notes.append(
                 "the Volcano controller has not processed the job yet (no status): check that the "
                 "volcano-controllers and volcano-scheduler pods are running"
             )
-        pg_name, pg = self._podgroup(job, ns, reasons)
+        pg_name, pg = self._podgroup(job, ns, notes)
+        phase_note = []
         if pg is not None:
             pg_status = pg.get("status") or {}
             phase = pg_status.get("phase") or "Pending"
             if phase in ("Pending", "Inqueue"):
                 what = ("not admitted to its queue yet" if phase == "Pending"
                         else "admitted to its queue; waiting for all its pods to fit at once (gang)")
-                reasons.append(f"PodGroup {pg_name} {phase}: {what}")
+                phase_note.append(f"PodGroup {pg_name} {phase}: {what}")
             for cond in pg_status.get("conditions") or []:
                 if cond.get("status") == "True" and cond.get("type") != "Scheduled":
                     text = f"PodGroup {cond.get('type')}: {cond.get('reason', '')}: {cond.get('message', '')}"
-                    reasons.append(text.rstrip(": "))
+                    notes.append(text.rstrip(": "))
         names = {job["metadata"]["name"], pg_name} | {p["metadata"]["name"] for p in pods}
-        reasons += self._event_reasons(ns, names, normal_reasons=PENDING_EVENT_REASONS)
+        notes += self._event_reasons(ns, names, normal_reasons=PENDING_EVENT_REASONS)
+        waits = []
         for pod in pods:
             waiting = (container_status(pod).get("state") or {}).get("waiting") or {}
             if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
                 text = image_problem(pod, waiting) or (
                     f"pod {pod['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')}"
                 )
-                reasons.append(text.rstrip(": "))
-        return reasons
+                waits.append(text.rstrip(": "))
+        causes = root_causes(
+            job,
+            ns,
+            nodes=self._list_or_none(Op("list", "nodes"), self.api.core.list_node),
+            claims=self._claim_names(ns),
+            # what the nodes' cards are used by: only for a job that asks for cards (a cluster-wide list)
+            node_pods=self._list_or_none(
+                Op("list", "pods"),
+                self.api.core.list_pod_for_all_namespaces,
+                field_selector="spec.nodeName!=",
+            ) if _device_requests(job)[1] else None,
+            queue=self._queue_or_none((job.get("spec") or {}).get("queue") or "default"),
+            event_messages=notes,
+        )
+        # the PodGroup's phase last: whether the queue admitted the job at all
+        return causes + waits + fold_notes(notes) + phase_note, phase_note + notes
 
-    def _fit_reasons(self, job: dict) -> list[str]:
-        """Root cause first: pods that can never fit the nodes (requests vs allocatable)."""
+    def _list_or_none(self, op: Op, method: Any, *args: Any, **kwargs: Any) -> list[dict] | None:
+        """The items of a list request, or None when we may not list them."""
         try:
-            nodes = self.api.call(Op("list", "nodes"), self.api.core.list_node)["items"]
+            items: list[dict] = self.api.call(op, method, *args, **kwargs)["items"]
         except AuthError:
-            log.debug("may not list nodes; skipping the fit check")
-            return []
-        return fit_problems(job, nodes)
+            log.debug("may not %s %s; skipping what needs them", op.verb, op.resource)
+            return None
+        return items
+
+    def _claim_names(self, ns: str) -> list[str] | None:
+        claims = self._list_or_none(
+            Op("list", "persistentvolumeclaims", "", ns),
+            self.api.core.list_namespaced_persistent_volume_claim,
+            ns,
+        )
+        return None if claims is None else [c["metadata"]["name"] for c in claims]
+
+    def _queue_or_none(self, name: str) -> dict | None:
+        try:
+            return self.api.get_or_none(
+                Op("get", "queues", VOLCANO_SCHEDULING_GROUP, None, name),
+                self.api.custom.get_cluster_custom_object,
+                VOLCANO_SCHEDULING_GROUP,
+                VOLCANO_SCHEDULING_VERSION,
+                "queues",
+                name,
+            )
+        except AuthError:
+            return None
 
     def _podgroup(self, job: dict, ns: str, reasons: list[str]) -> tuple[str, dict | None]:
         """The job's PodGroup (``<job>-<uid>``, or ``<job>`` for jobs from before Volcano 1.5)."""
