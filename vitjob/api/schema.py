@@ -25,7 +25,7 @@ from typing import Any
 
 from vitjob import constants as c
 from vitjob.api.checks import field_types
-from vitjob.api.model import METADATA_KEYS
+from vitjob.api.model import ATTEMPT_KEYS, METADATA_KEYS
 from vitjob.api.rules import (
     CHOICES,
     FIELD_DOCS,
@@ -155,7 +155,9 @@ def then_schema() -> dict[str, Any]:
 
 def spec_fields() -> tuple[str, ...]:
     """The VitJob spec keys: every JobSpec field but name and namespace, in the dataclass's order."""
-    return tuple(f.name for f in dataclasses.fields(JobSpec) if f.name not in METADATA_KEYS)
+    return tuple(
+        f.name for f in dataclasses.fields(JobSpec) if f.name not in (*METADATA_KEYS, *ATTEMPT_KEYS)
+    )
 
 
 def spec_schema() -> dict[str, Any]:

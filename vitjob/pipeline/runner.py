@@ -66,7 +66,7 @@ def observe(store: PipelineStore, name: str, *, finished_too: bool = False) -> O
     ``finished_too`` (to show them: reconcile needs none)."""
     record = store.get_pipeline(name)
     jobs = store.list_stage_jobs(record) if finished_too or not record.phase.is_terminal else {}
-    return Observed(record, jobs)
+    return Observed(record, jobs, time.time())
 
 
 def step(store: PipelineStore, name: str) -> PipelineRecord:
