@@ -446,6 +446,8 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         ("vitjob-controller", "vitjob.io", "vitjobs/finalizers", (), ("update",)),
         ("vitjob-controller", "batch.volcano.sh", "jobs", (), ("get", "list", "watch", "create")),
         ("vitjob-controller", "", "events", (), ("create",)),
+        # a completed stage's outputs: its pod's termination message
+        ("vitjob-controller", "", "pods", (), ("list",)),
         ("vitjob-controller-leader-election", "coordination.k8s.io", "leases", (), ("create",)),
         (
             "vitjob-controller-leader-election",

@@ -94,7 +94,8 @@ def reconcile(observed: Observed) -> list[Action]:
             return [_fail(recorded, stage, _foreign_reason(record, stage, job), seen, outputs)]
         if job.phase == JobPhase.COMPLETED:
             recorded[stage] = StageState.COMPLETED
-            outputs[stage] = dict(job.outputs or {})
+            if job.outputs is not None:
+                outputs[stage] = dict(job.outputs)
             continue
         if job.phase in FAILED_JOB_PHASES:
             if _auto_retries_left(record, stage):
