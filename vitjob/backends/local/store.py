@@ -26,6 +26,8 @@ class LocalJobs(Protocol):
     holds a store: a protocol keeps the two modules from importing each other)."""
 
     root: Path
+    data_dir: Path | None
+    output_dir: Path | None
 
     def job_dir(self, name: str) -> Path: ...
 
@@ -108,6 +110,11 @@ class LocalPipelineStore:
             "reason": "",
             "progress": {},
             "version": 1,
+            # the directories of the data and output PVCs (--data, --output) every later stage uses too
+            "volumes": {
+                "data_dir": str(self.backend.data_dir) if self.backend.data_dir else None,
+                "output_dir": str(self.backend.output_dir) if self.backend.output_dir else None,
+            },
         }
         self._write(data)
         first = definition.stages[0]
@@ -163,7 +170,18 @@ class LocalPipelineStore:
         name = pipeline.job_names[stage]
         if (self.backend.job_dir(name) / STATE_FILE).exists():
             return
+        self._use_volumes(pipeline.name)
         self.backend.submit(self.render_stage(pipeline, stage))
+
+    def _use_volumes(self, name: str) -> None:
+        """A stage started by a later command (`pipeline run`, `pipeline retry`) reads and writes the
+        directories the pipeline was submitted with, unless that command names its own (--data,
+        --output): the backend is set to them for this command."""
+        volumes = json.loads(self._path(name).read_text()).get("volumes") or {}
+        if self.backend.data_dir is None and volumes.get("data_dir"):
+            self.backend.data_dir = Path(volumes["data_dir"])
+        if self.backend.output_dir is None and volumes.get("output_dir"):
+            self.backend.output_dir = Path(volumes["output_dir"])
 
     def update_pipeline(self, pipeline: PipelineRecord, update: UpdatePipeline) -> PipelineRecord:
         data = json.loads(self._path(pipeline.name).read_text())
