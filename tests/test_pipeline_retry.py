@@ -283,7 +283,7 @@ def test_a_stage_reports_one_json_line_to_its_termination_log_and_nothing_withou
     }
     assert parse(text, "eval") == {"accuracy": 0.5, "samples": 10}
     assert parse(text, "export") is None  # another stage's line
-    assert parse("Traceback (most recent call last):\n ...", "eval") is None  # FallbackToLogsOnError
+    assert parse("Traceback (most recent call last):\n ...", "eval") is None  # not an outputs line
     assert report("eval", {}, env={c.ENV_TERMINATION_LOG: str(tmp_path / "no" / "dir")}) is None
 
 

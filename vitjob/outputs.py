@@ -100,7 +100,7 @@ def report(stage: str, outputs: Mapping[str, Any], env: Mapping[str, str] | None
 
 def parse(message: str, stage: str) -> dict[str, Any] | None:
     """The outputs in a termination message written by ``report`` for ``stage``; None when the message
-    is not such a line (a crash's log tail, another stage's line, empty)."""
+    is not such a line (another stage's line, something else, empty)."""
     first = message.strip().splitlines()[0] if message.strip() else ""
     try:
         data = json.loads(first)
