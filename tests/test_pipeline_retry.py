@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_testing import volcano_job
 
 from vitjob import constants as c
 from vitjob.api.schema import crd_schema
@@ -22,13 +26,14 @@ from vitjob.pipeline.define import stage_spec
 from vitjob.pipeline.model import (
     CreateStage,
     Observed,
+    PipelineDefinition,
     PipelineRecord,
     StageJob,
     UpdatePipeline,
     job_name,
 )
 from vitjob.pipeline.reconcile import reconcile, retry_pending
-from vitjob.pipeline.runner import retry_pipeline
+from vitjob.pipeline.runner import retry_pipeline, run_pipeline
 
 STAGES = ("train", "eval", "export")
 C, D, F = StageState.CREATED, StageState.COMPLETED, StageState.FAILED
@@ -370,3 +375,62 @@ def test_apply_of_a_retry_renders_the_new_attempt_with_the_same_inputs_and_outpu
     first = stage_objects(record(train=D), "eval")[-1]
     args = job_obj["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["args"]
     assert args == first["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["args"]
+
+
+# ------------------------------------------------------- the local store, with real processes
+def _scripted_stage(marker: Path) -> Callable[[PipelineRecord, str], list[dict]]:
+    """Stage objects whose one process reports outputs through ``vitjob.outputs.report`` (train: a test
+    accuracy; eval: fails on its first attempt, reports an accuracy on the next)."""
+    code = {
+        "train": "from vitjob.outputs import report; report('train', {'test_accuracy': 0.5, 'steps': 3})",
+        "eval": (
+            "import pathlib, sys; from vitjob.outputs import report; m = pathlib.Path(sys.argv[1])\n"
+            "if not m.exists(): m.write_text('failed once'); sys.exit(1)\n"
+            "report('eval', {'accuracy': 0.8, 'top1_correct': 8, 'samples': 10})"
+        ),
+    }
+
+    def render(rec: PipelineRecord, stage: str) -> list[dict]:
+        job_obj = volcano_job(rec.job_names[stage], replicas=1, cards=0, hw="cpu", stage=stage)
+        job_obj["metadata"]["labels"]["app.kubernetes.io/part-of"] = rec.part_of
+        job_obj["spec"]["maxRetry"] = 1
+        container = job_obj["spec"]["tasks"][0]["template"]["spec"]["containers"][0]
+        container["command"] = [sys.executable, "-c", code[stage], str(marker)]
+        container["env"] = [{"name": c.ENV_TERMINATION_LOG, "value": c.TERMINATION_LOG_PATH}]
+        return [job_obj]
+
+    return render
+
+
+def test_a_local_stage_is_retried_automatically_and_its_outputs_pass_the_gate(tmp_path: Path) -> None:
+    from vitjob.backends.local.backend import LocalBackend
+    from vitjob.backends.local.store import LocalPipelineStore
+
+    backend = LocalBackend(local_root=tmp_path / "local", stream=False, poll_s=0.05)
+    store = LocalPipelineStore(backend, render_stage=_scripted_stage(tmp_path / "marker"))
+    spec = {
+        "stage": "train",
+        "then": ["eval"],
+        "stage_retries": 1,
+        "stage_retry_backoff_s": 0,
+        "gates": ["eval.accuracy>=0.7", "train.test_accuracy>=0.5"],
+    }
+    store.create_pipeline(PipelineDefinition("la", "", "la", spec))
+    done = run_pipeline(store, "la", poll_s=0.05, timeout_s=60)
+    assert done.phase == PipelinePhase.COMPLETED, done.reason
+    assert done.job_names == {"train": "la-train", "eval": "la-eval-r2"}
+    assert done.outputs == {
+        "train": {"test_accuracy": 0.5, "steps": 3},
+        "eval": {"accuracy": 0.8, "top1_correct": 8, "samples": 10},
+    }
+    (first,) = done.history["eval"]
+    assert (first["job"], first["attempt"], first["state"], first["phase"]) == (
+        "la-eval",
+        1,
+        "Failed",
+        "Failed",
+    )
+    assert "automatic retry 1 of 1 follows" in first["reason"]
+    assert first["startTime"] <= first["completionTime"]
+    assert done.auto_retries == {"eval": 1} and "train" not in done.history
+    assert backend.status("la-eval").phase == JobPhase.FAILED  # the first attempt's job is kept
