@@ -356,18 +356,37 @@ def import_image(paths: NodePaths, archive: Path) -> None:
     )
 
 
+def archive_image(archive: Path) -> tuple[str, str]:
+    """(image name, manifest digest) of an OCI archive's first manifest ("" when it names none)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        index = json.load(member) if member else {}
+    manifests = index.get("manifests") or [{}]
+    name = (manifests[0].get("annotations") or {}).get("org.opencontainers.image.ref.name", "")
+    return name, manifests[0].get("digest", "")
+
+
+def node_image_digest(paths: NodePaths, name: str) -> str:
+    """The digest containerd holds under ``name`` now ("" when none)."""
+    out = run(
+        "ctr", "--address", str(paths.containerd_socket), "-n", "k8s.io", "images", "ls", f"name=={name}",
+        check=False,
+    ).stdout
+    rows = [line.split() for line in out.splitlines()[1:] if line.split()]
+    return next((row[2] for row in rows if row[0] == name and len(row) > 2), "")
+
+
 def load_images(paths: NodePaths, archives: Iterable[Path]) -> None:
-    """Import each OCI archive not imported before (their paths are recorded in ``images.txt``)."""
-    record = paths.root / "images.txt"
-    done = set(record.read_text().split("\n")) if record.is_file() else set()
+    """Import each OCI archive whose image containerd does not hold under its name now. Every checkout's
+    CPU image has the same name, so an archive imported earlier may have been replaced by another one
+    since: the digest under the name decides, not whether this archive was imported once."""
     for archive in archives:
-        if str(archive) in done:
+        name, digest = archive_image(archive)
+        if name and digest and node_image_digest(paths, name) == digest:
             continue
         t = time.monotonic()
         import_image(paths, archive)
         log(f"imported {archive.name} into the node's containerd in {time.monotonic() - t:.1f}s")
-        done.add(str(archive))
-        record.write_text("\n".join(sorted(d for d in done if d)) + "\n")
 
 
 # ------------------------------------------------------------------------------------------ configs

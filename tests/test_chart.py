@@ -33,6 +33,7 @@ from vitjob import constants as c
 from vitjob.api.spec import JobSpec
 from vitjob.generate import render_crd
 from vitjob.images import default_image
+from vitjob.pipeline.model import RUN_KEYS
 from vitjob.render.manifests import (
     client_container_security_context,
     client_pod_security_context,
@@ -112,7 +113,7 @@ def expected_spec(given: dict[str, Any]) -> dict[str, Any]:
 
 def job_spec_of(vitjob: dict[str, Any]) -> JobSpec:
     """The stage-1 JobSpec the controller builds from a VitJob (design note): spec + metadata."""
-    spec = {k: v for k, v in vitjob["spec"].items() if k != "then"}
+    spec = {k: v for k, v in vitjob["spec"].items() if k not in RUN_KEYS}
     return JobSpec(name=vitjob["metadata"]["name"], namespace=vitjob["metadata"]["namespace"], **spec)
 
 

@@ -453,7 +453,8 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         ("vitjob-controller", "", "serviceaccounts", (), ("create",)),
         ("vitjob-controller", "rbac.authorization.k8s.io", "roles", (), ("create",)),
         ("vitjob-controller", "rbac.authorization.k8s.io", "rolebindings", (), ("create",)),
-        ("vitjob-controller", "", "pods", (), ("get", "patch")),
+        # pods: also list, for a completed stage's outputs (its pod's termination message)
+        ("vitjob-controller", "", "pods", (), ("get", "list", "patch")),
         ("vitjob-controller", "", "pods/log", (), ("get",)),  # the train stage's progress
         ("vitjob-controller-leader-election", "coordination.k8s.io", "leases", (), ("create",)),
         (

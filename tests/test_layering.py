@@ -43,26 +43,28 @@ ALLOWED: dict[str, set[str]] = {
     # the kept logs' layout on the output volume: written in the pod, read by both backends
     "vitjob.keptlogs": {"vitjob.constants"},
     "vitjob.images": {"vitjob.version"},
+    # what a stage reports it produced (written in the pod, read by the pipeline) and gates on it
+    "vitjob.outputs": BASE,
     # what runs inside a pod: start-up, the training code, the Ascend 310 stage, training curves
     "vitjob.launch": BASE | {"vitjob.cputhreads", "vitjob.progress", "vitjob.kube"},
     "vitjob.plot": BASE,
-    "vitjob.vit": BASE | {"vitjob.progress", "vitjob.plot", "vitjob.cputhreads"},
-    "vitjob.infer310": BASE | {"vitjob.vit"},
+    "vitjob.vit": BASE | {"vitjob.progress", "vitjob.plot", "vitjob.cputhreads", "vitjob.outputs"},
+    "vitjob.infer310": BASE | {"vitjob.vit", "vitjob.outputs"},
     # the spec, rendering, pipelines: no backend, no client layer, no controller, no CLI
-    "vitjob.api": BASE | {"vitjob.images", "vitjob.progress"},
+    "vitjob.api": BASE | {"vitjob.images", "vitjob.progress", "vitjob.outputs"},
     "vitjob.render": BASE | {"vitjob.api", "vitjob.images"},
-    "vitjob.pipeline": BASE | {"vitjob.api", "vitjob.render", "vitjob.progress"},
+    "vitjob.pipeline": BASE | {"vitjob.api", "vitjob.render", "vitjob.progress", "vitjob.outputs"},
     # the Kubernetes client layer: nothing built on it
     "vitjob.kube": BASE | {"vitjob.progress"},  # the progress-line format: rank 0's log is read here
     # backends: the interface, the two backends, the factory that picks one
     "vitjob.backends.base": {"vitjob.api", "vitjob.pipeline", "vitjob.errors"},
     "vitjob.backends.kubernetes": BASE | {
         "vitjob.backends.base", "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube",
-        "vitjob.progress",
+        "vitjob.progress", "vitjob.outputs",
     },
     "vitjob.backends.local": BASE | {
         "vitjob.backends.base", "vitjob.api", "vitjob.pipeline", "vitjob.launch", "vitjob.logsetup",
-        "vitjob.progress", "vitjob.keptlogs",
+        "vitjob.progress", "vitjob.keptlogs", "vitjob.outputs",
     },
     "vitjob.backends": BASE | {
         "vitjob.backends.base", "vitjob.backends.kubernetes", "vitjob.backends.local", "vitjob.kube",
@@ -81,7 +83,7 @@ ALLOWED: dict[str, set[str]] = {
         "vitjob.version", "vitjob.logsetup", "vitjob.progress", "vitjob.client", "vitjob.backends",
         "vitjob.backends.base", "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube",
         "vitjob.controller", "vitjob.generate", "vitjob.launch", "vitjob.vit", "vitjob.infer310",
-        "vitjob.plot", "vitjob.keptlogs",
+        "vitjob.plot", "vitjob.keptlogs", "vitjob.outputs",
     },
     "vitjob.__main__": {"vitjob.cli"},
     "vitjob": {"vitjob.version", "vitjob.client"},  # the package: __version__ and vitjob.Client

@@ -352,12 +352,13 @@ def test_pipeline_status_json_shows_each_stage(fake, capsys) -> None:
     assert main(["pipeline", "status", "vit", "-o", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["phase"] == "Running"
-    assert shown["stages"] == [
-        {"stage": "train", "job": "vit-train", "phase": "Completed"},
-        {"stage": "eval", "job": "vit-eval", "phase": "Pending"},
-        {"stage": "export", "job": "vit-export", "phase": "not started"},
-        {"stage": "infer310", "job": "vit-infer310", "phase": "not started"},
+    assert shown["stages"] == [  # the fake's train pod left no outputs line: {} recorded
+        {"stage": "train", "job": "vit-train", "phase": "Completed", "attempt": 1, "outputs": {}},
+        {"stage": "eval", "job": "vit-eval", "phase": "Pending", "attempt": 1},
+        {"stage": "export", "job": "vit-export", "phase": "not started", "attempt": 1},
+        {"stage": "infer310", "job": "vit-infer310", "phase": "not started", "attempt": 1},
     ]
+    assert (shown["gates"], shown["retries"]) == ([], 0)
 
 
 def test_a_stage_the_cluster_refuses_fails_the_pipeline_with_the_cluster_message(fake) -> None:

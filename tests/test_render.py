@@ -232,7 +232,10 @@ def test_launch_command_env_ports_and_volumes(stage, hw, cards):
         "VITJOB_RDZV_PORT": "29400",
         "PYTHONUNBUFFERED": "1",
         "HOME": "/home/vitjob",  # the images' user's home, an emptyDir (below)
+        # the stage's outputs line goes to the container's termination message (vitjob.outputs)
+        "VITJOB_TERMINATION_LOG": "/dev/termination-log",
     }
+    assert container["terminationMessagePath"] == "/dev/termination-log"
     # The downward API gives launch IP literals for MindSpore (MS_SCHED_HOST) and the rank table, and
     # the pod's name and namespace (its kept log's file; the pod rank 0 annotates with its checkpoint).
     assert field_env_of(job) == {

@@ -192,10 +192,13 @@ def test_every_default_in_the_crd_is_valid_for_its_node() -> None:
 def test_spec_has_every_jobspec_field_but_name_and_namespace_plus_then() -> None:
     properties = version_of(crd())["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     fields = [f.name for f in dataclasses.fields(JobSpec)]
-    assert set(properties) == set(fields) - {"name", "namespace"} | {"then"}
+    # attempt is set by a pipeline per stage attempt, never stored; the run keys are the pipeline's
+    assert set(properties) == set(fields) - {"name", "namespace", "attempt"} | {
+        "then", "gates", "retry", "stage_retries", "stage_retry_backoff_s",
+    }
     nullable = {key for key, prop in properties.items() if prop.get("nullable")}
     assert nullable == {"epochs", "batch_size", "lr", "ttl_seconds_after_finished", "cards_per_pod",
-                        "run_as_user", "run_as_group", "fs_group"}
+                        "run_as_user", "run_as_group", "fs_group", "stage_retry_backoff_s"}
     assert properties["then"]["items"]["enum"] == ["eval", "export", "infer310"]
     assert properties["node_selector"]["additionalProperties"] == {"type": "string", "nullable": True}
     assert set(properties["tolerations"]["items"]["properties"]) == {
@@ -207,10 +210,12 @@ def test_status_has_phase_stages_and_conditions() -> None:
     status = version_of(crd())["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["phase"]["enum"] == ["Pending", "Running", "Completed", "Failed"]
     assert set(status) == {
-        "phase", "stage", "reason", "observedGeneration", "stages", "conditions", "progress"
+        "phase", "stage", "reason", "observedGeneration", "retries", "stages", "conditions", "progress",
     }
     stage = status["stages"]["items"]["properties"]
-    assert set(stage) == {"name", "job", "state", "phase", "reason", "startTime", "completionTime"}
+    attempt = {"attempt", "job", "state", "phase", "reason", "startTime", "completionTime", "outputs"}
+    assert set(stage) == attempt | {"name", "autoRetries", "earlierAttempts"}
+    assert set(stage["earlierAttempts"]["items"]["properties"]) == attempt
     assert stage["state"]["enum"] == ["Created", "Completed", "Failed"]
     assert stage["startTime"]["format"] == "date-time"
     condition = status["conditions"]["items"]["properties"]
@@ -272,7 +277,7 @@ VALUES_FILES = [
 def spec_dict(spec: JobSpec) -> dict[str, Any]:
     """The VitJob spec of a JobSpec: every field but name and namespace."""
     out = dataclasses.asdict(spec)
-    del out["name"], out["namespace"]
+    del out["name"], out["namespace"], out["attempt"]
     return out
 
 

@@ -371,9 +371,11 @@ def test_spec_defaults_are_the_helm_charts_defaults():
     # every default the chart documents to its users is the spec's own.
     values = yaml.safe_load(CHART_VALUES.read_text(encoding="utf-8"))
     spec = JobSpec(name="v", hw="cpu")
-    fields = {f.name for f in dataclasses.fields(JobSpec)}
+    fields = {f.name for f in dataclasses.fields(JobSpec)} - {"attempt"}  # a pipeline sets attempt
     # name and namespace are the VitJob's metadata (name: the release name; namespace: helm -n).
-    assert set(values) == fields - {"namespace"} | {"then", "controller", "tests"}
+    run_keys = {"then", "gates", "retry", "stage_retries", "stage_retry_backoff_s"}
+    assert set(values) == fields - {"namespace"} | run_keys | {"controller", "tests"}
+    assert (values["gates"], values["retry"], values["stage_retries"]) == ([], 0, 0)
     assert values["name"] == "" and values["then"] == []
     # hw is required by the spec; the chart defaults it to the platform the workflow targets.
     assert values["hw"] == "ascend"

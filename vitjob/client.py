@@ -31,7 +31,13 @@ from vitjob.constants import DEFAULT_NAMESPACE, STAGES, TASK_NAME, VOLCANO_POD_N
 from vitjob.errors import BackendError, PipelineNotFoundError, UsageError
 from vitjob.pipeline.define import define_pipeline, in_order, parse_then
 from vitjob.pipeline.model import Observed, PipelineRecord, PipelineStore
-from vitjob.pipeline.runner import cancel_pipeline, delete_pipeline, observe, run_pipeline
+from vitjob.pipeline.runner import (
+    cancel_pipeline,
+    delete_pipeline,
+    observe,
+    retry_pipeline,
+    run_pipeline,
+)
 from vitjob.render.manifests import render_objects
 
 if TYPE_CHECKING:
@@ -97,9 +103,13 @@ class Client:
         validate: bool = True,
         crd: str | Path | None = None,
         offline_check: bool = True,
+        gates: Sequence[str] = (),
+        stage_retries: int = 0,
     ) -> SubmitPlan:
         """What ``submit`` would do, without a request to anything: the backend's plan for the job of
-        ``spec`` (or the rendered ``objects``), a pipeline when ``then`` names later stages.
+        ``spec`` (or the rendered ``objects``), a pipeline when ``then`` names later stages (with
+        ``gates`` on stage outputs, e.g. ``eval.accuracy>=0.95``, and ``stage_retries`` automatic
+        retries of a failed stage).
 
         With ``validate``, every object (later stages' too) is first checked offline against the
         Kubernetes schemas and, given ``crd``, the Volcano CRD: always for a dry run (where the cluster
@@ -122,6 +132,8 @@ class Client:
         # a spec left in the default namespace goes to the backend's: the client's namespace, else the
         # kubeconfig context's (the CLI's -n sets both, so -n X means X either way)
         backend_namespace = spec is not None and spec.namespace == DEFAULT_NAMESPACE
+        if (gates or stage_retries) and not stages:
+            raise UsageError("--gate and --stage-retries apply to pipelines; add --then (e.g. --then eval)")
         if objects is not None:
             if stages:
                 raise UsageError(
@@ -133,7 +145,7 @@ class Client:
             assert spec is not None
             first = self._objects(spec, backend_namespace)
             if stages:
-                definition = define_pipeline(spec, stages)
+                definition = define_pipeline(spec, stages, gates, stage_retries)
                 if backend_namespace:
                     definition = dataclasses.replace(definition, namespace="")  # the backend's
                 later: dict[str, tuple[dict[str, Any], ...]] = {
@@ -162,6 +174,8 @@ class Client:
         dry_run: Literal[True],
         validate: bool = ...,
         crd: str | Path | None = ...,
+        gates: Sequence[str] = ...,
+        stage_retries: int = ...,
     ) -> SubmitPlan: ...
 
     @overload
@@ -175,6 +189,8 @@ class Client:
         dry_run: Literal[False] = ...,
         validate: bool = ...,
         crd: str | Path | None = ...,
+        gates: Sequence[str] = ...,
+        stage_retries: int = ...,
     ) -> SubmitResult: ...
 
     def submit(
@@ -187,12 +203,14 @@ class Client:
         dry_run: bool = False,
         validate: bool = True,
         crd: str | Path | None = None,
+        gates: Sequence[str] = (),
+        stage_retries: int = 0,
     ) -> SubmitPlan | SubmitResult:
         """Submit the job of ``spec`` (or ``objects``), a pipeline with the stages ``then``; with
         ``dry_run`` only plan it (``plan``) and return the plan. On the local backend the job (every
         stage) runs to its end before this returns; on a cluster it returns once the job is created."""
         plan = self.plan(spec, objects=objects, then=then, replace=replace, validate=validate, crd=crd,
-                         offline_check=dry_run)
+                         offline_check=dry_run, gates=gates, stage_retries=stage_retries)
         if dry_run:
             return plan
         return self.backend.execute(plan)
@@ -284,6 +302,14 @@ class Client:
         return run_pipeline(
             self.pipeline_store(), name, wait=wait, timeout_s=timeout_s, on_step=on_step, **options
         )
+
+    def retry_pipeline(
+        self, name: str, *, gates: Sequence[str] | None = None, stage_retries: int | None = None
+    ) -> PipelineRecord:
+        """Ask for a retry of the Failed pipeline (``spec.retry`` + 1; optionally new ``gates`` or
+        ``stage_retries``): its first stage not Completed runs again as a new job once the controller
+        (or ``run_pipeline``) acts. Returns the record as stored."""
+        return retry_pipeline(self.pipeline_store(), name, gates=gates, stage_retries=stage_retries)
 
     def cancel_pipeline(self, name: str) -> list[str]:
         """Stop the pipeline (no further stage starts); returns the stage jobs asked to abort."""

@@ -107,6 +107,9 @@ ENV_OUTPUT_DIR: Final = "VITJOB_OUTPUT_DIR"
 ENV_SCHED_PORT: Final = "MS_SCHED_PORT"
 ENV_RDZV_PORT: Final = "VITJOB_RDZV_PORT"
 ENV_PYTHONUNBUFFERED: Final = "PYTHONUNBUFFERED"
+# Where a stage's command writes its outputs line (vitjob.outputs): the container's terminationMessagePath.
+ENV_TERMINATION_LOG: Final = "VITJOB_TERMINATION_LOG"
+TERMINATION_LOG_PATH: Final = "/dev/termination-log"
 # Read by `vitjob render`/`submit` on this machine: default for --crd (a Volcano CRD file or directory).
 ENV_CRD_PATH: Final = "VITJOB_CRD"
 # Set by Volcano's env plugin (pod index within the task) and svc plugin (peer host names).

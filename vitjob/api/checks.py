@@ -192,6 +192,8 @@ def name_problems(spec: SpecModel) -> list[str]:
 
 def pod_name_problems(spec: SpecModel) -> list[str]:
     """The longest name Kubernetes will see is the last pod's: ``<name>-<stage>-worker-<n-1>``."""
+    if isinstance(spec.attempt, int) and spec.attempt < 1:
+        return [f"attempt: {spec.attempt} is not a stage attempt (1, 2, …)"]
     last = spec.pod_name(spec.num_pods - 1)
     if len(last) <= c.MAX_NAME_LENGTH:
         return []

@@ -42,6 +42,7 @@ class SpecModel:
     name: str
     hw: str
     stage: str = "train"
+    attempt: int = 1  # set by a pipeline: attempt n > 1 of a stage is the job <name>-<stage>-r<n>
     cards: int = 1
     namespace: str = c.DEFAULT_NAMESPACE
     image: str = ""  # "" -> vitjob.images.default_image for the hardware
@@ -85,8 +86,9 @@ class SpecModel:
     # --- derived shape ------------------------------------------------------------------------
     @property
     def job_name(self) -> str:
-        """The Volcano Job's name: ``<name>-<stage>``."""
-        return f"{self.name}-{self.stage}"
+        """The Volcano Job's name: ``<name>-<stage>``, ``<name>-<stage>-r<n>`` for a pipeline's attempt n > 1
+        of the stage (``vitjob pipeline retry``)."""
+        return f"{self.name}-{self.stage}" + (f"-r{self.attempt}" if self.attempt > 1 else "")
 
     @property
     def pipeline_name(self) -> str:
@@ -172,5 +174,9 @@ def default_node_selector(spec: SpecModel) -> dict[str, str]:
 
 # Every spec key (a JobSpec field), and those a VitJob keeps in its metadata instead of its spec
 # (vitjob.api.schema, vitjob.pipeline).
-SPEC_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SpecModel))
+# ``attempt`` is no spec key: a pipeline sets it for each attempt of a stage (vitjob.pipeline.define).
+ATTEMPT_KEYS: tuple[str, ...] = ("attempt",)
+SPEC_KEYS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(SpecModel) if f.name not in ATTEMPT_KEYS
+)
 METADATA_KEYS: tuple[str, ...] = ("name", "namespace")

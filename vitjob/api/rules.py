@@ -129,6 +129,7 @@ FIELD_DOCS: dict[str, str] = {
     "name": "Pipeline base name: the job of stage S is <name>-<S>, its pods <name>-<S>-worker-<i>.",
     "hw": "Hardware: ascend (Ascend 910 NPUs), gpu (NVIDIA) or cpu (CPU processes).",
     "stage": "The first stage: train, eval, export or infer310.",
+    "attempt": "Set by a pipeline, not in a spec: attempt n > 1 of a stage is the job <name>-<stage>-r<n>.",
     "cards": "Training cards (ascend: 1, 2, 4, 8 or a multiple of 8; gpu: at most gpus_per_pod or a "
     "multiple of it); eval, export and infer310 use 1.",
     "namespace": "Namespace of the jobs.",

@@ -29,7 +29,7 @@ from typing import Any
 
 from vitjob import constants as c
 from vitjob.api.checks import field_types
-from vitjob.api.model import METADATA_KEYS
+from vitjob.api.model import ATTEMPT_KEYS, METADATA_KEYS
 from vitjob.api.rules import (
     CHOICES,
     CROSS_RULES,
@@ -165,21 +165,65 @@ def then_schema() -> dict[str, Any]:
     }
 
 
+def run_schemas() -> dict[str, Any]:
+    """The VitJob spec keys about the run as a whole (``vitjob.pipeline.model.RUN_KEYS`` but ``then``):
+    gates on stage outputs (``vitjob.outputs``), the retry counter, automatic stage retries."""
+    from vitjob.outputs import GATE_PATTERN, STAGE_OUTPUTS
+
+    outputs = "; ".join(f"{stage}: {', '.join(names)}" for stage, names in STAGE_OUTPUTS.items())
+    return {
+        "gates": {
+            "type": "array",
+            "description": "A stage starts only if each gate on an earlier stage's outputs holds, e.g. "
+            f"eval.accuracy>=0.95 (STAGE.OUTPUT OP NUMBER, OP one of >= <= > < == !=; outputs: {outputs}); "
+            "a gate that fails ends the run Failed with the measured value.",
+            "items": {"type": "string", "pattern": GATE_PATTERN, "maxLength": 256},
+            "default": [],
+        },
+        "retry": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 0,
+            "description": "Retry counter: set it one above status.retries (`vitjob pipeline retry NAME` "
+            "does it) "
+            "and a Failed run reruns its first stage not Completed as a new job <name>-<stage>-r<n>, then "
+            "goes on; Completed stages are not rerun.",
+        },
+        "stage_retries": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 0,
+            "description": "Automatic retries of a failed stage, each as a new job <name>-<stage>-r<n>.",
+        },
+        "stage_retry_backoff_s": {
+            "type": "number",
+            "minimum": 0,
+            "nullable": True,
+            "description": "Seconds before the first automatic retry of a stage, doubled for each further "
+            "one (null: 10).",
+        },
+    }
+
+
 def spec_fields() -> tuple[str, ...]:
     """The VitJob spec keys: every JobSpec field but name and namespace, in the dataclass's order."""
-    return tuple(f.name for f in dataclasses.fields(JobSpec) if f.name not in METADATA_KEYS)
+    return tuple(
+        f.name for f in dataclasses.fields(JobSpec) if f.name not in (*METADATA_KEYS, *ATTEMPT_KEYS)
+    )
 
 
 def spec_schema() -> dict[str, Any]:
     """The VitJob ``spec``: structural OpenAPI v3 (every node typed, no $ref, nullable, no anyOf)."""
     properties = {name: field_schema(name) for name in spec_fields()}
     properties["then"] = then_schema()
+    properties.update(run_schemas())
     required = [f.name for f in dataclasses.fields(JobSpec)
                 if f.name not in METADATA_KEYS and _default(f) is dataclasses.MISSING]
     return {
         "type": "object",
         "description": "The run: the keys of a values file (`vitjob render -f`), without name and namespace "
-        "(the VitJob's metadata), plus `then`.",
+        "(the VitJob's metadata), plus `then`, `gates`, `retry`, `stage_retries` and "
+        "`stage_retry_backoff_s`.",
         "required": required,
         "properties": properties,
         "x-kubernetes-validations": [cel_validation(rule) for rule in CROSS_RULES],
@@ -255,18 +299,29 @@ def status_schema() -> dict[str, Any]:
     """The VitJob ``status``, written by the controller and the CLI through the status subresource."""
     from vitjob.api.status import PipelinePhase, StageState
 
+    attempt = {
+        "attempt": {"type": "integer", "minimum": 1,
+                    "description": "Which attempt of the stage this is (1; n > 1 after a retry)."},
+        "job": {"type": "string", "description": "Its Volcano Job (<name>-<stage>, <name>-<stage>-r<n>)."},
+        "state": {"type": "string", "enum": [m.value for m in StageState],
+                  "description": "What the run recorded: the job was Created, Completed or Failed."},
+        "phase": {"type": "string", "description": "The Volcano Job's phase."},
+        "reason": {"type": "string"},
+        "startTime": _time(),
+        "completionTime": _time(),
+        "outputs": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                    "description": "What the stage reported it produced (its pod's termination message)."},
+    }
     stage = {
         "type": "object",
         "required": ["name"],
         "properties": {
             "name": {"type": "string", "description": "The stage (train, eval, export, infer310)."},
-            "job": {"type": "string", "description": "Its Volcano Job (<name>-<stage>)."},
-            "state": {"type": "string", "enum": [m.value for m in StageState],
-                      "description": "What the run recorded: the job was Created, Completed or Failed."},
-            "phase": {"type": "string", "description": "The Volcano Job's phase."},
-            "reason": {"type": "string"},
-            "startTime": _time(),
-            "completionTime": _time(),
+            **attempt,
+            "autoRetries": {"type": "integer", "minimum": 0,
+                            "description": "Automatic retries (stage_retries) since the last retry by hand."},
+            "earlierAttempts": {"type": "array", "description": "The stage's earlier attempts, oldest first.",
+                                "items": {"type": "object", "properties": dict(attempt)}},
         },
     }
     condition = {
@@ -289,6 +344,8 @@ def status_schema() -> dict[str, Any]:
             "stage": {"type": "string", "description": "The current stage."},
             "reason": {"type": "string"},
             "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+            "retries": {"type": "integer", "minimum": 0,
+                        "description": "Retries asked for by spec.retry and carried out."},
             "stages": {"type": "array", "items": stage, "x-kubernetes-list-type": "map",
                        "x-kubernetes-list-map-keys": ["name"]},
             "conditions": {"type": "array", "items": condition, "x-kubernetes-list-type": "map",

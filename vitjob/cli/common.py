@@ -15,7 +15,7 @@ from vitjob.backends import BACKEND_NAMES
 from vitjob.cli.console import RunConsole
 from vitjob.client import Client
 from vitjob.pipeline.model import Observed
-from vitjob.pipeline.view import pipeline_dict, stage_rows
+from vitjob.pipeline.view import attempt_rows, format_outputs, pipeline_dict, stage_rows
 from vitjob.progress import describe
 
 
@@ -97,5 +97,15 @@ def format_pipeline(observed: Observed) -> str:
         reading = record.training
         when = "final" if reading.final else f"read {reading.time}"
         lines.append(f"training: {describe(reading.progress)}  ({reading.percent:g}%, {when})")
-    lines += ["", format_table(["STAGE", "JOB", "PHASE"], stage_rows(observed))]
+    if record.spec.get("gates"):
+        lines.append(f"gates:    {', '.join(record.spec['gates'])}")
+    rows = [
+        [*row, str(record.attempt(row[0])), format_outputs(dict(record.outputs.get(row[0], {})))]
+        for row in stage_rows(observed)
+    ]
+    lines += ["", format_table(["STAGE", "JOB", "PHASE", "ATTEMPT", "OUTPUTS"], rows)]
+    earlier = attempt_rows(observed)
+    if earlier:
+        header = ["STAGE", "ATTEMPT", "JOB", "STATE", "REASON"]
+        lines += ["", "earlier attempts:", format_table(header, earlier)]
     return "\n".join(lines)

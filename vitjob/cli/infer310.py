@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitjob import infer310
+from vitjob import infer310, outputs
 
 
 def _positive_int(text: str) -> int:
@@ -126,4 +126,14 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(result.timing.line())
     print(result.accuracy.line())
+    outputs.report(
+        "infer310",
+        {
+            "accuracy": result.accuracy.acc,
+            "top1_correct": result.accuracy.top1_correct,
+            "total": result.accuracy.total,
+            "mean_ms": result.timing.mean_ms,
+            "timed_images": result.timing.count,
+        },
+    )
     return 0

@@ -91,6 +91,25 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
         "(e.g. --then eval,export,infer310); stored on the cluster, advanced by `vitjob controller` "
         "or `vitjob pipeline run NAME --wait`",
     )
+    p.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="STAGE.OUTPUT>=N",
+        help="with --then: a stage starts only if this holds on an earlier stage's outputs, e.g. "
+        "--gate 'eval.accuracy>=0.95' (operators >= <= > < == !=; repeatable; outputs: train "
+        "best_step, val_accuracy, best_val_accuracy, test_accuracy, steps; eval accuracy, top1_correct, "
+        "samples; export mindir_bytes; infer310 accuracy, top1_correct, total, mean_ms, timed_images). "
+        "A gate that fails ends the pipeline Failed with the measured value",
+    )
+    p.add_argument(
+        "--stage-retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --then: rerun a failed stage up to N times as a new job (<name>-<stage>-r<n>), "
+        "after 10 s, 20 s, … (spec.stage_retry_backoff_s)",
+    )
     add_backend_arguments(p)
     local = p.add_argument_group("local backend")
     local.add_argument("--data", dest="data_dir", type=Path, default=None, metavar="DIR",
@@ -180,7 +199,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         spec, objects = spec_cli.spec_from_args(args), None
     client = client_from_args(args)
     options = {"objects": objects, "then": args.then or (), "replace": args.replace,
-               "validate": args.validate, "crd": args.crd}
+               "validate": args.validate, "crd": args.crd, "gates": args.gate,
+               "stage_retries": args.stage_retries}
     if args.dry_run:
         print_plan(client.submit(spec, dry_run=True, **options))
         return 0

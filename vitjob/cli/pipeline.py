@@ -1,5 +1,5 @@
 """Commands for pipelines (``vitjob submit … --then``): ``pipeline run``, ``pipeline status``,
-``pipeline cancel``, ``pipeline delete`` and ``controller``.
+``pipeline retry``, ``pipeline cancel``, ``pipeline delete`` and ``controller``.
 
 ``pipeline run NAME --wait`` drives a pipeline from this machine with the same reconcile loop the
 in-cluster controller runs; ``controller`` is that controller (``--render`` prints its Deployment
@@ -19,6 +19,8 @@ from typing import Any
 from vitjob import constants as c
 from vitjob.api.status import PipelinePhase
 from vitjob.cli.common import add_backend_arguments, client_from_args, format_pipeline, print_pipeline
+from vitjob.client import Client
+from vitjob.errors import UsageError
 from vitjob.pipeline.model import PipelineRecord
 
 log = logging.getLogger("vitjob")
@@ -53,6 +55,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     status = psub.add_parser("status", help="show a pipeline's phase and each stage's job and phase")
     status.add_argument("name", help="pipeline name")
     status.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    retry = psub.add_parser(
+        "retry",
+        help="rerun a Failed pipeline from its failed stage (earlier stages are not rerun)",
+        description="Ask for a retry: the pipeline's spec.retry is increased by one (on a cluster "
+        "`kubectl patch vitjob NAME --type merge -p '{\"spec\":{\"retry\":N}}'` does the same, N one "
+        "more than status.retries). The controller (or `vitjob pipeline run NAME --wait`) then reruns "
+        "the first stage not Completed as a new job <name>-<stage>-r<n> with the same inputs and "
+        "outputs and goes on with the chain; status.stages keeps every attempt. When a gate stopped "
+        "the pipeline, the next stage starts if the gates (changed with --gate) now hold.",
+    )
+    retry.add_argument("name", help="pipeline name")
+    retry.add_argument(
+        "--gate",
+        action="append",
+        default=None,
+        metavar="STAGE.OUTPUT>=N",
+        help="replace the pipeline's gates with these (repeatable; see `vitjob submit --help`)",
+    )
+    retry.add_argument("--no-gates", action="store_true", help="remove the pipeline's gates")
+    retry.add_argument("--stage-retries", type=int, default=None, metavar="N",
+                       help="replace the number of automatic retries of a failed stage")
+    retry.add_argument(
+        "--wait",
+        action="store_true",
+        help="then advance the pipeline from here until it ends (the local backend always does)",
+    )
+    retry.add_argument(
+        "--timeout", type=float, default=None, help="with --wait: give up after SECONDS (exit 2)"
+    )
+    retry.add_argument(
+        "--poll", type=float, default=c.DEFAULT_PIPELINE_POLL_S, help="seconds between checks (--wait)"
+    )
     cancel = psub.add_parser(
         "cancel",
         help="stop a pipeline: no further stage starts, its running stage job is aborted",
@@ -68,9 +102,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for them), then the stored pipeline.",
     )
     delete.add_argument("name", help="pipeline name")
-    for q in (run, status, cancel, delete):
+    for q in (run, status, retry, cancel, delete):
         add_backend_arguments(q)
     run.set_defaults(func=_cmd_run)
+    retry.set_defaults(func=_cmd_retry)
     status.set_defaults(func=_cmd_status)
     cancel.set_defaults(func=_cmd_cancel)
     delete.set_defaults(func=_cmd_delete)
@@ -79,22 +114,39 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------- pipeline
 def _cmd_run(args: argparse.Namespace) -> int:
-    client = client_from_args(args)
+    return _run(client_from_args(args), args.name, args.wait, args.poll, args.timeout)
+
+
+def _run(client: Client, name: str, wait: bool, poll: float, timeout: float | None) -> int:
     seen: dict[str, str] = {}
 
     def report(record: PipelineRecord) -> None:
         for stage in record.stages:
             state = str(record.progress.get(stage, ""))
-            if state and seen.get(stage) != state:
-                print(f"pipeline {record.name}: stage {stage} {state}", flush=True)
-            seen[stage] = state
+            key = f"{stage}#{record.attempt(stage)}"
+            if state and seen.get(key) != state:
+                job = record.job_names[stage]
+                print(f"pipeline {record.name}: stage {stage} {state} (job {job})", flush=True)
+            seen[key] = state
 
-    record = client.run_pipeline(
-        args.name, wait=args.wait, poll_s=args.poll, timeout_s=args.timeout, on_step=report
-    )
+    record = client.run_pipeline(name, wait=wait, poll_s=poll, timeout_s=timeout, on_step=report)
     print(format_pipeline(client.pipeline(record.name)))
     if record.phase == PipelinePhase.FAILED:
         return 1
+    return 0
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    if args.no_gates and args.gate:
+        raise UsageError("pass either --gate or --no-gates, not both")
+    gates = [] if args.no_gates else args.gate
+    client = client_from_args(args)
+    record = client.retry_pipeline(args.name, gates=gates, stage_retries=args.stage_retries)
+    print(f"pipeline {args.name}: retry {record.spec.get('retry')} asked for", flush=True)
+    if args.wait or client.backend.name == "local":
+        return _run(client, args.name, True, args.poll, args.timeout)
+    print(f"the controller carries it out; `vitjob pipeline status {args.name}` shows it, "
+          f"`vitjob pipeline run {args.name} --wait` does it from here")
     return 0
 
 

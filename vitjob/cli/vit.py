@@ -7,7 +7,9 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+from vitjob import outputs
 from vitjob.errors import UsageError
 
 log = logging.getLogger("vitjob")
@@ -213,6 +215,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(**{k: v for k, v in vars(args).items() if k in TrainOptions.__dataclass_fields__})
     summary = train(opts)
     if summary["rank"] == 0:
+        outputs.report("train", train_outputs(summary))
         if summary["accuracy"] is not None:
             print(
                 f"test accuracy {summary['accuracy']:.4f} after {summary['steps']} steps "
@@ -221,6 +224,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.summary_json:
             write_json_atomic(args.summary_json, summary)
     return 0
+
+
+def train_outputs(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a train stage reports (``vitjob.outputs.STAGE_OUTPUTS``) from ``train``'s summary."""
+    best = summary.get("best") or {}
+    return {
+        "best_checkpoint": str(Path(summary["output"]) / best["file"]) if best.get("file") else None,
+        "best_step": best.get("step"),
+        "best_val_accuracy": best.get("val_accuracy"),
+        "val_accuracy": summary.get("val_accuracy"),
+        "test_accuracy": summary.get("accuracy"),
+        "steps": summary.get("steps"),
+    }
 
 
 # ----------------------------------------------------------------------------------------- eval/export
@@ -261,6 +277,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.json_out:
         print(json.dumps({k: result[k] for k in ("accuracy", "top1_correct", "samples")}))
+    outputs.report("eval", {k: result[k] for k in ("accuracy", "top1_correct", "samples", "checkpoint")})
     return 0
 
 
@@ -278,8 +295,12 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from vitjob.vit.export import export, parse_formats
 
-    for path in export(
+    written = export(
         args.ckpt, args.output, parse_formats(args.format), args.device, args.batch_size, args.preset
-    ):
+    )
+    for path in written:
         print(f"wrote {path}")
+    mindir = next((Path(p) for p in written if str(p).endswith(".mindir")), None)
+    if mindir is not None:
+        outputs.report("export", {"mindir": str(mindir), "mindir_bytes": mindir.stat().st_size})
     return 0

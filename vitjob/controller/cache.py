@@ -19,6 +19,12 @@ from vitjob.kube.client import Api
 from vitjob.kube.kinds import get_volcano_job
 from vitjob.kube.workqueue import Key
 from vitjob.pipeline.model import PipelineRecord, StageJob, UpdatePipeline
+from vitjob.pipeline.reconcile import retry_pending
+
+
+def is_active(record: PipelineRecord) -> bool:
+    """Whether reconcile may act on ``record``: it has not ended, or its spec asks for a retry."""
+    return not record.phase.is_terminal or retry_pending(record)
 
 
 def resource_version(meta: dict[str, Any] | str) -> int | None:
@@ -77,8 +83,9 @@ class PipelineCache:
             return self.pipelines.get(key)
 
     def pipeline_keys(self, *, active_only: bool = False) -> list[Key]:
+        """Every pipeline's key; ``active_only``: those reconcile may act on (running, or asked to retry)."""
         with self.lock:
-            return [k for k, r in self.pipelines.items() if not (active_only and r.phase.is_terminal)]
+            return [k for k, r in self.pipelines.items() if not (active_only and not is_active(r))]
 
     # jobs
     def sync_jobs(self, jobs: list[dict[str, Any]]) -> None:
@@ -135,7 +142,7 @@ class CachedPipelineStore(KubernetesPipelineStore):
                     self.cache.put_job(obj)
                     job = stage_job_from_object(obj)
             if job is not None:
-                jobs[stage] = job
+                jobs[stage] = self.with_outputs(pipeline, stage, job)
         return jobs
 
     def create_stage(self, pipeline: PipelineRecord, stage: str) -> None:

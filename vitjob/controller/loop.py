@@ -42,7 +42,7 @@ from vitjob import constants as c
 from vitjob.api.status import JobPhase
 from vitjob.backends.kubernetes.store import record_from_vitjob
 from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
-from vitjob.controller.cache import CachedPipelineStore, PipelineCache
+from vitjob.controller.cache import CachedPipelineStore, PipelineCache, is_active
 from vitjob.controller.health import HealthServer
 from vitjob.controller.metrics import ControllerMetrics
 from vitjob.errors import ConflictError, UsageError, VitjobError
@@ -380,14 +380,15 @@ class Controller:
     def _process(self, key: Key) -> None:
         """One reconcile of pipeline ``key``; a failure retries it later with backoff."""
         record = self.cache.pipeline(key)
-        if record is None or record.phase.is_terminal:
+        if record is None or not is_active(record):
             return
         store = self._store(key[0])
         self.stats.reconciles += 1
         started = time.perf_counter()
         result = "error"
         try:
-            observed = Observed(record, store.list_stage_jobs(record))
+            jobs = store.list_stage_jobs(record) if not record.phase.is_terminal else {}
+            observed = Observed(record, jobs, time.time())
             actions = reconcile(observed)
             if actions:
                 self.stats.actions += len(actions)

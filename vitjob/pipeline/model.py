@@ -13,14 +13,26 @@ from vitjob.api.status import JobPhase, JobStatus, PipelinePhase, StageState
 from vitjob.progress import ProgressReading
 
 
-def job_name(pipeline: str, stage: str) -> str:
-    """Stage ``stage`` of pipeline ``pipeline`` is always the job ``<pipeline>-<stage>``."""
-    return f"{pipeline}-{stage}"
+def job_name(pipeline: str, stage: str, attempt: int = 1) -> str:
+    """Attempt 1 of stage ``stage`` of pipeline ``pipeline`` is the job ``<pipeline>-<stage>``; attempt
+    n > 1 (``vitjob pipeline retry``, ``stage_retries``) is ``<pipeline>-<stage>-r<n>``."""
+    return f"{pipeline}-{stage}" + (f"-r{attempt}" if attempt > 1 else "")
 
 
 def stages_of(values: Mapping[str, Any]) -> tuple[str, ...]:
     """A VitJob spec's stages in order: its ``stage`` (default train), then its ``then``."""
     return (str(values.get("stage") or c.STAGES[0]), *(str(s) for s in values.get("then") or ()))
+
+
+# The VitJob spec keys that are about the run as a whole, not about its stage jobs.
+RUN_KEYS: tuple[str, ...] = ("then", "gates", "retry", "stage_retries", "stage_retry_backoff_s")
+
+
+def requested_retries(values: Mapping[str, Any]) -> int:
+    """How many retries of a failed pipeline its spec asks for (``spec.retry``, a counter: each increase
+    by one asks for one retry; ``vitjob pipeline retry`` increases it)."""
+    value = values.get("retry") or 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -68,6 +80,14 @@ class PipelineRecord:
         generation: the spec's generation (Kubernetes: metadata.generation; 0 if none).
         training: the train stage's progress as last recorded (Kubernetes: ``status.progress``, which
             the controller writes); None when none was.
+        attempts: stage → the attempt its job is (absent: 1; ``job_names`` follows it).
+        outputs: stage → what its current attempt reported it produced (``vitjob.outputs``), recorded
+            when it completed ({} when it reported nothing).
+        retries: how many retry requests (``spec.retry``) were carried out already.
+        auto_retries: stage → automatic retries (``stage_retries``) since its last manual one.
+        ended_at: stage → when its current attempt was recorded Completed/Failed (epoch seconds).
+        history: stage → its earlier attempts, oldest first, each as stored: ``attempt``, ``job``,
+            ``state``, ``phase``, ``reason``, ``startTime``, ``completionTime``, ``outputs``.
     """
 
     name: str
@@ -86,27 +106,41 @@ class PipelineRecord:
     stored_status: Mapping[str, Any] = field(default_factory=dict, repr=False)
     generation: int = 0
     training: ProgressReading | None = None
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    retries: int = 0
+    auto_retries: Mapping[str, int] = field(default_factory=dict)
+    ended_at: Mapping[str, float] = field(default_factory=dict)
+    history: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+
+    def attempt(self, stage: str) -> int:
+        """The attempt of ``stage``'s current job (1 unless retried)."""
+        return self.attempts.get(stage, 1)
 
 
 @dataclass(frozen=True)
 class StageJob:
-    """A stage job as observed: its phase, its part-of label and Volcano's reason/message, and where
+    """A stage job as observed: its phase, its part-of label and Volcano's reason/message, for a
+    Completed job what it reported it produced (None: not read; {}: it reported nothing), and where
     rank 0 writes its log (pod and container; "" when unknown)."""
 
     name: str
     phase: JobPhase
     part_of: str = ""
     reason: str = ""
+    outputs: Mapping[str, Any] | None = None
     rank0_pod: str = ""
     rank0_container: str = ""
 
 
 @dataclass(frozen=True)
 class Observed:
-    """Everything ``reconcile`` decides from: the pipeline record and the stage jobs that exist."""
+    """Everything ``reconcile`` decides from: the pipeline record, the stage jobs that exist, and the
+    time now (epoch seconds; only automatic retries' backoff reads it)."""
 
     pipeline: PipelineRecord
     jobs: Mapping[str, StageJob]  # stage → job; a stage without a job is absent
+    now: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------ actions
@@ -126,6 +160,11 @@ class UpdatePipeline:
     phase: PipelinePhase | None = None
     reason: str | None = None
     job_phases: Mapping[str, str] = field(default_factory=dict)  # stage → its job's phase now
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # stage → its outputs
+    # stage → a new attempt: the stage's current attempt moves to its history, its state is cleared
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    retries: int | None = None  # retry requests carried out (None: keep)
+    auto_retries: Mapping[str, int] = field(default_factory=dict)  # stage → automatic retries so far
 
 
 Action = CreateStage | UpdatePipeline
@@ -168,7 +207,14 @@ class PipelineStore(Protocol):
 
     def update_pipeline(self, pipeline: PipelineRecord, update: UpdatePipeline) -> PipelineRecord:
         """Apply ``update`` to the stored record in one write, only if it still is at
-        ``pipeline.version`` (else ``ConflictError``); return the record as stored afterwards."""
+        ``pipeline.version`` (else ``ConflictError``); return the record as stored afterwards.
+        A stage in ``update.attempts`` starts a new attempt: the store keeps its current one (job,
+        state, job phase, reason, times, outputs) in the stage's history and clears them."""
+        ...
+
+    def update_spec(self, pipeline: PipelineRecord, spec: Mapping[str, Any]) -> PipelineRecord:
+        """Replace the stored spec with ``spec`` (``vitjob pipeline retry``), only if the record still
+        is at ``pipeline.version`` (else ``ConflictError``); return the record as stored afterwards."""
         ...
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from vitjob import constants as c
+from vitjob.api.checks import spec_error
 from vitjob.api.status import PipelinePhase, StageState
 from vitjob.errors import (
     AdmissionDeniedError,
@@ -18,8 +19,10 @@ from vitjob.errors import (
     ConflictError,
     InvalidObjectError,
     SpecError,
+    UsageError,
     WaitTimeoutError,
 )
+from vitjob.pipeline.define import run_problems
 from vitjob.pipeline.model import (
     Action,
     CreateStage,
@@ -29,8 +32,9 @@ from vitjob.pipeline.model import (
     PipelineStore,
     RemovablePipelineStore,
     UpdatePipeline,
+    requested_retries,
 )
-from vitjob.pipeline.reconcile import reconcile
+from vitjob.pipeline.reconcile import reconcile, retry_pending
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ def observe(store: PipelineStore, name: str, *, finished_too: bool = False) -> O
     ``finished_too`` (to show them: reconcile needs none)."""
     record = store.get_pipeline(name)
     jobs = store.list_stage_jobs(record) if finished_too or not record.phase.is_terminal else {}
-    return Observed(record, jobs)
+    return Observed(record, jobs, time.time())
 
 
 def step(store: PipelineStore, name: str) -> PipelineRecord:
@@ -111,6 +115,51 @@ def run_pipeline(
                 f"`vitjob pipeline run {name} --wait` continues"
             )
         sleep(poll_s)
+
+
+# --------------------------------------------------------------------------------------------- retry
+def retry_pipeline(
+    store: PipelineStore,
+    name: str,
+    *,
+    gates: Sequence[str] | None = None,
+    stage_retries: int | None = None,
+    attempts: int = 5,
+) -> PipelineRecord:
+    """Ask for a retry of the Failed pipeline ``name``: increase its ``spec.retry`` (optionally with new
+    ``gates`` or ``stage_retries``), which reconcile carries out (the controller, or ``run_pipeline``):
+    the first stage not Completed runs again as a new job, Completed stages are not rerun.
+
+    Raises:
+        UsageError: the pipeline is not Failed (nothing to retry), or a retry is already pending.
+        SpecError: the changed spec is invalid (every problem listed).
+    """
+    for _ in range(attempts):
+        record = store.get_pipeline(name)
+        if retry_pending(record):
+            raise UsageError(
+                f"pipeline {name!r}: retry {requested_retries(record.spec)} was asked for already and has "
+                f"not been carried out yet; `vitjob pipeline run {name} --wait` (or the controller) does it"
+            )
+        if record.phase != PipelinePhase.FAILED:
+            raise UsageError(
+                f"pipeline {name!r} is {record.phase}; only a Failed pipeline can be retried "
+                f"(`vitjob pipeline status {name}` shows it)"
+            )
+        spec = dict(record.spec)
+        spec["retry"] = record.retries + 1
+        if gates is not None:
+            spec["gates"] = list(gates)
+        if stage_retries is not None:
+            spec["stage_retries"] = stage_retries
+        problems = run_problems(spec)
+        if problems:
+            raise spec_error(problems)
+        try:
+            return store.update_spec(record, spec)
+        except ConflictError as exc:
+            log.debug("pipeline %s changed while asking for a retry (%s); reading it again", name, exc)
+    raise ConflictError(f"pipeline {name!r} kept changing while asking for a retry; run it again")
 
 
 # --------------------------------------------------------------------------------- cancel and delete

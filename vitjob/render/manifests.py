@@ -249,6 +249,7 @@ def build_context(spec: JobSpec) -> dict[str, Any]:
         "infer_runner": "ascend310" if spec.runs_on_ascend310 else "cpu",
         "extra_args": list(spec.extra_args),
         "env": container_env(spec, data_dir),
+        "termination_log": c.TERMINATION_LOG_PATH,
         # Downward API: the pod's own IP and its node's (MindSpore's MS_SCHED_HOST takes IPs only), its
         # name and namespace (the kept log's file, the pod rank 0 annotates with its last checkpoint).
         "field_env": [
@@ -328,6 +329,8 @@ def container_env(spec: JobSpec, data_dir: str) -> list[tuple[str, str]]:
         (c.ENV_SCHED_PORT, str(spec.sched_port)),
         (c.ENV_RDZV_PORT, str(spec.rdzv_port)),
         (c.ENV_PYTHONUNBUFFERED, "1"),
+        # The stage command's outputs line (vitjob.outputs) goes to the container's termination message.
+        (c.ENV_TERMINATION_LOG, c.TERMINATION_LOG_PATH),
         # The home emptyDir, whatever user the pod runs as (a UID without a passwd entry gets HOME=/).
         ("HOME", HOME_DIR),
     ]

@@ -16,12 +16,14 @@ retries); a new pipeline's first stage is submitted through the backend (``Stage
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from vitjob import constants as c
-from vitjob.api.status import JobStatus, PipelinePhase, StageState
+from vitjob.api.status import JobPhase, JobStatus, PipelinePhase, StageState
 from vitjob.backends.kubernetes.status import job_phase
 from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.errors import (
@@ -38,8 +40,16 @@ from vitjob.kube.errors import Op
 from vitjob.kube.kinds import create_object, get_volcano_job, is_volcano_job
 from vitjob.kube.logs import rank0_pod
 from vitjob.kube.times import time_text
+from vitjob.outputs import parse as parse_outputs
 from vitjob.pipeline.define import stage_objects
-from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline, stages_of
+from vitjob.pipeline.model import (
+    PipelineDefinition,
+    PipelineRecord,
+    StageJob,
+    UpdatePipeline,
+    job_name,
+    stages_of,
+)
 from vitjob.progress import READING_FIELDS, ProgressReading
 from vitjob.render.manifests import render_event, render_vitjob
 
@@ -59,6 +69,11 @@ def record_from_vitjob(obj: Mapping[str, Any]) -> PipelineRecord:
     stages = stages_of(spec)
     progress: dict[str, StageState] = {}
     job_phases: dict[str, str] = {}
+    attempts: dict[str, int] = {}
+    outputs: dict[str, dict[str, Any]] = {}
+    auto_retries: dict[str, int] = {}
+    ended_at: dict[str, float] = {}
+    history: dict[str, tuple[dict[str, Any], ...]] = {}
     for entry in status.get("stages") or ():
         stage = entry.get("name")
         if stage not in stages:
@@ -67,6 +82,17 @@ def record_from_vitjob(obj: Mapping[str, Any]) -> PipelineRecord:
             progress[stage] = StageState(entry["state"])
         if entry.get("phase"):
             job_phases[stage] = str(entry["phase"])
+        if isinstance(entry.get("attempt"), int) and entry["attempt"] > 1:
+            attempts[stage] = entry["attempt"]
+        if isinstance(entry.get("outputs"), dict):
+            outputs[stage] = dict(entry["outputs"])
+        if isinstance(entry.get("autoRetries"), int):
+            auto_retries[stage] = entry["autoRetries"]
+        ended = _epoch(entry.get("completionTime"))
+        if ended is not None:
+            ended_at[stage] = ended
+        if entry.get("earlierAttempts"):
+            history[stage] = tuple(dict(e) for e in entry["earlierAttempts"] if isinstance(e, dict))
     try:
         phase = PipelinePhase(status.get("phase") or PipelinePhase.PENDING)
     except ValueError:
@@ -77,7 +103,7 @@ def record_from_vitjob(obj: Mapping[str, Any]) -> PipelineRecord:
         namespace=meta.get("namespace", ""),
         part_of=str(spec.get("pipeline") or name),
         stages=stages,
-        job_names={stage: f"{name}-{stage}" for stage in stages},
+        job_names={stage: job_name(name, stage, attempts.get(stage, 1)) for stage in stages},
         phase=phase,
         reason=str(status.get("reason") or ""),
         progress=progress,
@@ -89,7 +115,35 @@ def record_from_vitjob(obj: Mapping[str, Any]) -> PipelineRecord:
         stored_status=status,
         generation=int(meta.get("generation") or 0),
         training=ProgressReading.from_status(status.get("progress")),
+        attempts=attempts,
+        outputs=outputs,
+        retries=int(status.get("retries") or 0),
+        auto_retries=auto_retries,
+        ended_at=ended_at,
+        history=history,
     )
+
+
+def _epoch(text: Any) -> float | None:
+    """A status time (RFC 3339, UTC) as epoch seconds; None when absent or not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def outputs_from_pods(pods: list[dict[str, Any]], stage: str) -> dict[str, Any]:
+    """What a stage job's pods reported (``vitjob.outputs``): the first pod, by name, whose container's
+    termination message is an outputs line of ``stage``; {} when none is."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        for container in (pod.get("status") or {}).get("containerStatuses") or ():
+            message = ((container.get("state") or {}).get("terminated") or {}).get("message") or ""
+            found = parse_outputs(message, stage)
+            if found is not None:
+                return found
+    return {}
 
 
 def stage_job_from_object(job: dict[str, Any]) -> StageJob:
@@ -112,36 +166,59 @@ def status_after(record: PipelineRecord, update: UpdatePipeline, now: str) -> di
     """The whole ``status`` once ``update`` is recorded (a merge patch replaces lists whole).
 
     Times are kept from the stored status: a stage's ``startTime`` is when it was first recorded,
-    its ``completionTime`` when it was recorded Completed or Failed.
+    its ``completionTime`` when it was recorded Completed or Failed. A stage that starts a new attempt
+    (``update.attempts``) keeps its current one, as stored, in ``earlierAttempts``.
     """
     progress = {**record.progress, **update.stages}
     job_phases = {**record.job_phases, **update.job_phases}
+    outputs = {**record.outputs, **update.outputs}
+    auto = {**record.auto_retries, **update.auto_retries}
+    for stage in update.attempts:
+        progress.pop(stage, None)
+        job_phases.pop(stage, None)
+        outputs.pop(stage, None)
     phase = update.phase or record.phase
     reason = record.reason if update.reason is None else update.reason
     stored = {e.get("name"): e for e in record.stored_status.get("stages") or () if isinstance(e, dict)}
     entries = []
     for stage in record.stages:
         state = progress.get(stage)
-        if state is None and stage not in job_phases:
-            continue
         before = stored.get(stage) or {}
-        entry: dict[str, Any] = {"name": stage, "job": record.job_names[stage]}
+        history = list(before.get("earlierAttempts") or ())
+        attempt = record.attempt(stage)
+        if stage in update.attempts:
+            history.append({k: v for k, v in before.items() if k not in ("name", "earlierAttempts")})
+            attempt, before = update.attempts[stage], {}
+        if state is None and stage not in job_phases and not history:
+            continue
+        entry: dict[str, Any] = {
+            "name": stage, "job": job_name(record.name, stage, attempt), "attempt": attempt
+        }
         if state is not None:
             entry["state"] = str(state)
         if stage in job_phases:
             entry["phase"] = job_phases[stage]
-        entry["startTime"] = before.get("startTime") or now
+        if state is not None or stage in job_phases:
+            entry["startTime"] = before.get("startTime") or now
         if state in ENDED_STATES:
             entry["completionTime"] = before.get("completionTime") or now
         if state == StageState.FAILED and reason:
-            entry["reason"] = reason
+            entry["reason"] = before.get("reason") or reason
+        if stage in outputs:
+            entry["outputs"] = dict(outputs[stage])
+        if auto.get(stage):
+            entry["autoRetries"] = auto[stage]
+        if history:
+            entry["earlierAttempts"] = history
         entries.append(entry)
     current = next((s for s in record.stages if progress.get(s) != StageState.COMPLETED), record.stages[-1])
+    retries = record.retries if update.retries is None else update.retries
     return {
         "phase": str(phase),
         "stage": current,
         "reason": reason,
         "observedGeneration": record.generation,
+        "retries": retries,
         "stages": entries,
         "conditions": conditions(record.stored_status.get("conditions") or (), phase, reason, now),
     }
@@ -179,6 +256,10 @@ def conditions(stored: Any, phase: PipelinePhase, reason: str, now: str) -> list
 def event_for(record: PipelineRecord, update: UpdatePipeline) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Event that tells what ``update`` records; None for a write that
     only follows job phases."""
+    if update.phase == PipelinePhase.RUNNING and record.phase == PipelinePhase.FAILED:
+        return "Normal", "Retry", update.reason or "retry"
+    if update.attempts:
+        return "Normal", "StageRetry", update.reason or "; ".join(update.attempts)
     changes = []
     for stage, state in update.stages.items():
         if record.progress.get(stage) != state:
@@ -354,8 +435,26 @@ class KubernetesPipelineStore:
                 if job is None:
                     break  # reconcile looks no further than the first stage without a job
             if job is not None:
-                jobs[stage] = stage_job_from_object(job)
+                jobs[stage] = self.with_outputs(pipeline, stage, stage_job_from_object(job))
         return jobs
+
+    def with_outputs(self, pipeline: PipelineRecord, stage: str, job: StageJob) -> StageJob:
+        """``job`` with what its pods reported, read when it has Completed and the pipeline has not
+        recorded that yet (the one moment reconcile records outputs)."""
+        if job.phase != JobPhase.COMPLETED or pipeline.progress.get(stage) == StageState.COMPLETED:
+            return job
+        return dataclasses.replace(job, outputs=self.read_outputs(pipeline.namespace, job.name, stage))
+
+    def read_outputs(self, ns: str, job: str, stage: str) -> dict[str, Any]:
+        """The outputs line a stage job's pod left as its termination message ({} when none did)."""
+        api = self.api
+        pods = api.call(
+            Op("list", "pods", "", ns),
+            api.core.list_namespaced_pod,
+            ns,
+            label_selector=f"{c.VOLCANO_JOB_NAME_LABEL}={job}",
+        )["items"]
+        return outputs_from_pods(pods, stage)
 
     # --------------------------------------------------------------------------------- write
     def create_stage(self, pipeline: PipelineRecord, stage: str) -> None:
@@ -407,6 +506,25 @@ class KubernetesPipelineStore:
         stored = api.call(
             Op("patch", c.VITJOB_PLURAL + "/status", c.VITJOB_GROUP, ns, name),
             api.custom.patch_namespaced_custom_object_status,
+            *self._coords(ns),
+            name,
+            patch,
+            _content_type=MERGE_PATCH,
+        )
+        return record_from_vitjob(stored)
+
+    def update_spec(self, pipeline: PipelineRecord, spec: Mapping[str, Any]) -> PipelineRecord:
+        """Replace the VitJob's spec (one conditional merge patch of the keys that changed)."""
+        api, ns, name = self.api, pipeline.namespace, pipeline.name
+        changed: dict[str, Any] = {k: v for k, v in spec.items() if pipeline.spec.get(k) != v}
+        changed.update({k: None for k in pipeline.spec if k not in spec})
+        patch = {
+            "metadata": {"resourceVersion": pipeline.version} if pipeline.version else {},
+            "spec": changed,
+        }
+        stored = api.call(
+            Op("patch", c.VITJOB_PLURAL, c.VITJOB_GROUP, ns, name),
+            api.custom.patch_namespaced_custom_object,
             *self._coords(ns),
             name,
             patch,

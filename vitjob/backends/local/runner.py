@@ -24,7 +24,13 @@ from vitjob.api.status import JobPhase, JobStatus, PodStatus
 from vitjob.backends.base import LocalJobObserver
 from vitjob.backends.local.network import NETNS, JobNetwork, open_network
 from vitjob.backends.local.pod import LocalPod, pod_phase
-from vitjob.backends.local.state import CANCEL_FILE, SUSPEND_FILE, status_from_state, write_state
+from vitjob.backends.local.state import (
+    CANCEL_FILE,
+    SUSPEND_FILE,
+    status_from_state,
+    termination_log,
+    write_state,
+)
 from vitjob.errors import UsageError
 from vitjob.launch.ranktable import format_downward_annotations
 from vitjob.logsetup import with_framework_log_env
@@ -201,6 +207,8 @@ class Runner:
                 c.ENV_PODINFO_DIR: str(self.jdir / "pods" / pod / "podinfo"),
             }
         )
+        if c.ENV_TERMINATION_LOG in env:  # the container's terminationMessagePath, as a file of the pod's
+            env[c.ENV_TERMINATION_LOG] = str(termination_log(self.jdir, pod))
         if self.hw == "ascend" or env.get(c.ENV_HW) == "ascend":
             env[c.ENV_SIMULATE_DEVICE] = "cpu"
         return env

@@ -18,6 +18,15 @@ CANCEL_FILE = "cancel"
 SUSPEND_FILE = "suspend"
 
 
+# The file of a local pod that stands for its container's terminationMessagePath (vitjob.outputs).
+TERMINATION_LOG = "termination-log"
+
+
+def termination_log(job_dir: Path, pod: str) -> Path:
+    """Where the local pod ``pod`` of the job in ``job_dir`` writes its termination message."""
+    return job_dir / "pods" / pod / TERMINATION_LOG
+
+
 def write_state(job_dir: Path, state: dict[str, Any]) -> None:
     """Replace ``job_dir``'s state file atomically (readers never see half a file)."""
     path = job_dir / STATE_FILE
