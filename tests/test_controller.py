@@ -448,6 +448,8 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
         ("vitjob-controller", "vitjob.io", "vitjobs/finalizers", (), ("update",)),
         ("vitjob-controller", "batch.volcano.sh", "jobs", (), ("get", "list", "watch", "create")),
         ("vitjob-controller", "", "events", (), ("create",)),
+        # spec.suspend: Volcano's AbortJob / ResumeJob on the running stage's job
+        ("vitjob-controller", "bus.volcano.sh", "commands", (), ("create",)),
         # a train stage with publish_checkpoints: its ServiceAccount, Role and RoleBinding, whose grant
         # (get/patch of rank 0's pod) the controller must hold itself to create (RBAC escalation check)
         ("vitjob-controller", "", "serviceaccounts", (), ("create",)),

@@ -223,7 +223,8 @@ def test_metrics_endpoint_phases_leader_and_requests(fake, controllers) -> None:
     on_server = collections.Counter((o.get("status") or {}).get("phase", "Pending") for o in vitjobs)
     got = scrape(ctl)
     gauge = {dict(k)["phase"]: value for (name, k), value in got.items() if name == "vitjob_vitjobs"}
-    assert gauge == {p: on_server.get(p, 0) for p in ("Pending", "Running", "Completed", "Failed")}
+    phases = ("Pending", "Running", "Completed", "Failed", "Suspended")
+    assert gauge == {p: on_server.get(p, 0) for p in phases}
     assert gauge["Running"] == 2 and gauge["Completed"] == 1 and gauge["Failed"] == 1
     assert got[("vitjob_controller_leader", ())] == 1
     reconciles = reconciles_total(got)

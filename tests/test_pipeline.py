@@ -230,6 +230,7 @@ def test_submit_then_stores_a_vitjob_and_starts_the_first_stage(fake, capsys) ->
         "Running": "True",
         "Completed": "False",
         "Failed": "False",
+        "Suspended": "False",
     }
     train = fake.get("batch.volcano.sh", "jobs", "vit-train", "default")
     assert train["metadata"]["ownerReferences"] == [

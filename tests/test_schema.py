@@ -194,7 +194,7 @@ def test_spec_has_every_jobspec_field_but_name_and_namespace_plus_then() -> None
     fields = [f.name for f in dataclasses.fields(JobSpec)]
     # attempt is set by a pipeline per stage attempt, never stored; the run keys are the pipeline's
     assert set(properties) == set(fields) - {"name", "namespace", "attempt"} | {
-        "then", "gates", "retry", "stage_retries", "stage_retry_backoff_s",
+        "then", "gates", "retry", "stage_retries", "stage_retry_backoff_s", "suspend",
     }
     nullable = {key for key, prop in properties.items() if prop.get("nullable")}
     assert nullable == {"epochs", "batch_size", "lr", "ttl_seconds_after_finished", "cards_per_pod",
@@ -208,7 +208,7 @@ def test_spec_has_every_jobspec_field_but_name_and_namespace_plus_then() -> None
 
 def test_status_has_phase_stages_and_conditions() -> None:
     status = version_of(crd())["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
-    assert status["phase"]["enum"] == ["Pending", "Running", "Completed", "Failed"]
+    assert status["phase"]["enum"] == ["Pending", "Running", "Completed", "Failed", "Suspended"]
     assert set(status) == {
         "phase", "stage", "reason", "observedGeneration", "retries", "stages", "conditions", "progress",
     }

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from vitjob.api.spec import JobSpec
-from vitjob.api.status import JobStatus
+from vitjob.api.status import JobStatus, PipelinePhase
 from vitjob.backends import get_backend, pipeline_store
 from vitjob.backends.base import Backend, SubmitPlan, SubmitResult
 from vitjob.constants import DEFAULT_NAMESPACE, STAGES, TASK_NAME, VOLCANO_POD_NAME_FORMAT
@@ -310,6 +310,17 @@ class Client:
         ``stage_retries``): its first stage not Completed runs again as a new job once the controller
         (or ``run_pipeline``) acts. Returns the record as stored."""
         return retry_pipeline(self.pipeline_store(), name, gates=gates, stage_retries=stage_retries)
+
+    def suspend_pipeline(self, name: str, suspend: bool = True) -> PipelineRecord:
+        """Set the pipeline's ``spec.suspend`` (as ``kubectl patch`` would): true aborts its running stage's
+        job (phase Suspended), false resumes it from its last checkpoint, once the controller acts."""
+        store = self.pipeline_store()
+        record = store.get_pipeline(name)
+        if suspend and record.phase.is_terminal:
+            raise UsageError(f"pipeline {name} already ended ({record.phase}); nothing to suspend")
+        if not suspend and record.phase != PipelinePhase.SUSPENDED and not record.spec.get("suspend"):
+            raise UsageError(f"pipeline {name} is {record.phase}, not suspended")
+        return store.update_spec(record, {**record.spec, "suspend": suspend})
 
     def cancel_pipeline(self, name: str) -> list[str]:
         """Stop the pipeline (no further stage starts); returns the stage jobs asked to abort."""

@@ -174,7 +174,9 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
         ]
         assert all(e["startTime"] <= e["completionTime"] for e in stages)
         conditions = {x["type"]: x["status"] for x in vj["status"]["conditions"]}
-        assert conditions == {"Running": "False", "Completed": "True", "Failed": "False"}
+        assert conditions == {
+            "Running": "False", "Completed": "True", "Failed": "False", "Suspended": "False"
+        }
         events = kube.kubectl(
             "get", "events", "-n", namespace, "-o", "json",
             "--field-selector", "involvedObject.kind=VitJob,involvedObject.name=pl",

@@ -147,7 +147,8 @@ def test_progress_columns_rise_and_end_final_and_metrics_count(
             got = metrics(port)
             gauge = {dict(k)["phase"]: v for (n, k), v in got.items()
                      if n == "vitjob_vitjobs" and dict(k)["namespace"] == namespace}
-            return gauge == {p: on_server.get(p, 0) for p in ("Pending", "Running", "Completed", "Failed")}
+            phases = ("Pending", "Running", "Completed", "Failed", "Suspended")
+            return gauge == {p: on_server.get(p, 0) for p in phases}
 
         wait_for(phases_match, 30, f"vitjob_vitjobs to match the server's {dict(on_server)}")
         # and `vitjob pipeline status -o json` shows the same final fields

@@ -195,6 +195,13 @@ def run_schemas() -> dict[str, Any]:
             "default": 0,
             "description": "Automatic retries of a failed stage, each as a new job <name>-<stage>-r<n>.",
         },
+        "suspend": {
+            "type": "boolean",
+            "default": False,
+            "description": "true: the running stage's Volcano Job is aborted (its pods deleted; phase "
+            "Suspended, no further stage starts); false again: Volcano resumes that job and training "
+            "continues from its last checkpoint (Volcano counts it in the job's retryCount).",
+        },
         "stage_retry_backoff_s": {
             "type": "number",
             "minimum": 0,
@@ -222,8 +229,8 @@ def spec_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "The run: the keys of a values file (`vitjob render -f`), without name and namespace "
-        "(the VitJob's metadata), plus `then`, `gates`, `retry`, `stage_retries` and "
-        "`stage_retry_backoff_s`.",
+        "(the VitJob's metadata), plus `then`, `gates`, `retry`, `stage_retries`, "
+        "`stage_retry_backoff_s` and `suspend`.",
         "required": required,
         "properties": properties,
         "x-kubernetes-validations": [cel_validation(rule) for rule in CROSS_RULES],

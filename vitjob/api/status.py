@@ -75,12 +75,14 @@ class JobStatus:
 
 
 class PipelinePhase(StrEnum):
-    """Where a pipeline stands. ``Pending``: submit stored it and is creating the first stage."""
+    """Where a pipeline stands. ``Pending``: submit stored it and is creating the first stage.
+    ``Suspended``: ``spec.suspend`` stopped its running stage's job (no pods); not an end."""
 
     PENDING = "Pending"
     RUNNING = "Running"
     COMPLETED = "Completed"
     FAILED = "Failed"
+    SUSPENDED = "Suspended"
 
     @property
     def is_terminal(self) -> bool:

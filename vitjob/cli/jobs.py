@@ -46,10 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("logs", "print (or follow with -f) the logs of a job's pods, merged", _add_logs),
         ("wait", "wait until a job ends: exit 0 Completed, 1 Failed/Aborted, 2 timeout", _add_wait),
         ("cancel", "abort a running job (Volcano AbortJob); the job and its history stay", _add_name_only),
-        ("suspend", "stop a running job's pods and keep the job, to resume it later (Volcano AbortJob)",
-         _add_name_only),
-        ("resume", "run a suspended job again: training continues from its last checkpoint (Volcano "
-         "ResumeJob, counted as one of its --max-retry restarts)", _add_name_only),
+        ("suspend", "stop a running job's pods and keep the job, to resume it later (Volcano AbortJob); "
+         "for a pipeline (VitJob) NAME, set its spec.suspend", _add_name_only),
+        ("resume", "run a suspended job or pipeline again: training continues from its last checkpoint "
+         "(Volcano ResumeJob, counted as one of its --max-retry restarts)", _add_name_only),
         ("delete", "delete a job and the objects submit created for it", _add_name_only),
         ("list", "list the jobs vitjob manages", _add_list),
     ):
@@ -331,13 +331,24 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_suspend(args: argparse.Namespace) -> int:
-    client_from_args(args).suspend(args.name)
+    client = client_from_args(args)
+    if client.find_pipeline(args.name) is not None:  # a VitJob: its spec.suspend, the controller acts
+        client.suspend_pipeline(args.name, True)
+        print(f"pipeline {args.name}: spec.suspend set; its running stage's job stops (phase Suspended); "
+              f"`vitjob resume {args.name}` goes on")
+        return 0
+    client.suspend(args.name)
     print(f"suspending job {args.name}: its pods stop, the job stays; `vitjob resume {args.name}` goes on")
     return 0
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    status = client_from_args(args).resume(args.name)
+    client = client_from_args(args)
+    if client.find_pipeline(args.name) is not None:
+        client.suspend_pipeline(args.name, False)
+        print(f"pipeline {args.name}: spec.suspend cleared; its stage's job resumes from its last checkpoint")
+        return 0
+    status = client.resume(args.name)
     print(f"job {status.name} {status.phase} (resumed; retries: {status.retry_count})")
     return 0 if status.phase != JobPhase.FAILED else 1
 

@@ -25,7 +25,13 @@ def stages_of(values: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 # The VitJob spec keys that are about the run as a whole, not about its stage jobs.
-RUN_KEYS: tuple[str, ...] = ("then", "gates", "retry", "stage_retries", "stage_retry_backoff_s")
+RUN_KEYS: tuple[str, ...] = ("then", "gates", "retry", "stage_retries", "stage_retry_backoff_s", "suspend")
+
+
+def suspend_requested(values: Mapping[str, Any]) -> bool:
+    """Whether the spec asks the run to be suspended (``spec.suspend: true``, the Kubernetes convention
+    of Jobs and Kubeflow TrainJobs; ``vitjob suspend NAME`` sets it)."""
+    return values.get("suspend") is True
 
 
 def requested_retries(values: Mapping[str, Any]) -> int:
@@ -153,6 +159,15 @@ class CreateStage:
 
 
 @dataclass(frozen=True)
+class CommandStage:
+    """Send Volcano's ``action`` (``AbortJob``: suspend; ``ResumeJob``: resume) to ``stage``'s job."""
+
+    stage: str
+    job_name: str
+    action: str
+
+
+@dataclass(frozen=True)
 class UpdatePipeline:
     """Record progress in one write: stage states to set, and the new phase/reason (None: keep)."""
 
@@ -167,7 +182,7 @@ class UpdatePipeline:
     auto_retries: Mapping[str, int] = field(default_factory=dict)  # stage → automatic retries so far
 
 
-Action = CreateStage | UpdatePipeline
+Action = CreateStage | CommandStage | UpdatePipeline
 
 
 # ---------------------------------------------------------------------------------------- protocol
@@ -215,6 +230,11 @@ class PipelineStore(Protocol):
     def update_spec(self, pipeline: PipelineRecord, spec: Mapping[str, Any]) -> PipelineRecord:
         """Replace the stored spec with ``spec`` (``vitjob pipeline retry``), only if the record still
         is at ``pipeline.version`` (else ``ConflictError``); return the record as stored afterwards."""
+        ...
+
+    def command_stage(self, pipeline: PipelineRecord, stage: str, action: str) -> None:
+        """Send ``action`` (``AbortJob`` or ``ResumeJob``) to ``stage``'s job (Kubernetes: a Volcano bus
+        Command). ``UsageError`` where the store cannot suspend a stage."""
         ...
 
 

@@ -1,5 +1,8 @@
 """The pure reconcile step: ``reconcile(observed) → actions``, from what a store shows now alone.
 
+Suspend: ``spec.suspend`` aborts the running stage's job and holds the run Suspended until it is
+false again (``_suspension``).
+
 No memory carries over between calls, so a restart at any moment neither duplicates nor skips a stage.
 A Completed stage records what it reported (its outputs) and creates the next one, if every gate
 (``spec.gates``) on the stages before that one holds; a Failed/Aborted/Terminated stage is retried as a
@@ -24,6 +27,7 @@ from vitjob.api.status import JobPhase, PipelinePhase, StageState
 from vitjob.outputs import failed_gate, parse_gate
 from vitjob.pipeline.model import (
     Action,
+    CommandStage,
     CreateStage,
     Observed,
     PipelineRecord,
@@ -31,6 +35,7 @@ from vitjob.pipeline.model import (
     UpdatePipeline,
     job_name,
     requested_retries,
+    suspend_requested,
 )
 
 # Job phases that end a stage unsuccessfully (Aborted: `vitjob cancel`; Volcano could resume it, a
@@ -60,6 +65,9 @@ def reconcile(observed: Observed) -> list[Action]:
         return [_retry(record)]
     if record.phase.is_terminal:
         return []
+    suspension = _suspension(observed)
+    if suspension is not None:
+        return suspension
     recorded: dict[str, StageState] = {}
     seen: dict[str, str] = {}
     outputs: dict[str, Mapping[str, Any]] = {}
@@ -121,6 +129,49 @@ def _fail(
     return UpdatePipeline(
         recorded | {stage: StageState.FAILED}, PipelinePhase.FAILED, reason, seen, outputs=outputs
     )
+
+
+# ------------------------------------------------------------------------------------- suspension
+RESUMING = "resuming"  # the reason a Suspended pipeline records once it asked Volcano to resume its job
+SUSPENDED_JOB_PHASES = frozenset({JobPhase.ABORTING, JobPhase.ABORTED})
+
+
+def _suspension(observed: Observed) -> list[Action] | None:
+    """The actions of ``spec.suspend`` (None: it does not apply, reconcile goes on as usual).
+
+    Suspend (``suspend: true`` on a Running pipeline): Volcano's AbortJob to the current stage's job
+    if it runs (its pods are deleted; the job stays, Aborted), and phase Suspended; no further stage
+    starts. Resume (``suspend: false`` on a Suspended one): ResumeJob to that job while it is Aborted
+    (Volcano restarts it, training continues from its last checkpoint), recorded as reason
+    ``resuming``, then phase Running once the job has left Aborted, so its abort is never taken for
+    a failure. A stage without a running job is suspended and resumed by the phase alone.
+    """
+    record = observed.pipeline
+    wanted = suspend_requested(record.spec)
+    if record.phase == PipelinePhase.PENDING or (not wanted and record.phase != PipelinePhase.SUSPENDED):
+        return None
+    stage = next((s for s in record.stages if record.progress.get(s) != StageState.COMPLETED), None)
+    job = observed.jobs.get(stage) if stage is not None else None
+    if wanted:
+        # Abort the stage's job unless that was asked already (a resume asked since is undone).
+        asked = record.phase == PipelinePhase.SUSPENDED and record.reason != RESUMING
+        runs = job is not None and not job.phase.is_terminal and job.phase not in SUSPENDED_JOB_PHASES
+        if runs and not asked and job is not None and stage is not None:
+            what = f"stage {stage}: job {job.name} aborted, its pods deleted"
+            return [
+                CommandStage(stage, job.name, "AbortJob"),
+                UpdatePipeline(phase=PipelinePhase.SUSPENDED, reason=f"suspended (spec.suspend): {what}"),
+            ]
+        if record.phase == PipelinePhase.SUSPENDED and record.reason != RESUMING:
+            return []
+        reason = "suspended (spec.suspend): no stage job runs"
+        return [UpdatePipeline(phase=PipelinePhase.SUSPENDED, reason=reason)]
+    if job is not None and stage is not None and job.phase in SUSPENDED_JOB_PHASES:
+        if record.reason == RESUMING:
+            return []  # asked already: wait for Volcano to restart the job
+        return [CommandStage(stage, job.name, "ResumeJob"), UpdatePipeline(reason=RESUMING)]
+    where = f"stage {stage} goes on" if stage is not None else "the run goes on"
+    return [UpdatePipeline(phase=PipelinePhase.RUNNING, reason=f"resumed (spec.suspend: false): {where}")]
 
 
 # ------------------------------------------------------------------------------------------- gates

@@ -25,6 +25,7 @@ from vitjob.errors import (
 from vitjob.pipeline.define import run_problems
 from vitjob.pipeline.model import (
     Action,
+    CommandStage,
     CreateStage,
     JobControl,
     Observed,
@@ -58,6 +59,9 @@ def apply(store: PipelineStore, record: PipelineRecord, actions: Sequence[Action
                 update = UpdatePipeline({action.stage: StageState.FAILED}, PipelinePhase.FAILED, reason)
                 return store.update_pipeline(record, update)
             log.info("pipeline %s: created stage %s (job %s)", record.name, action.stage, action.job_name)
+        elif isinstance(action, CommandStage):
+            store.command_stage(record, action.stage, action.action)
+            log.info("pipeline %s: sent %s to job %s", record.name, action.action, action.job_name)
         else:
             record = store.update_pipeline(record, action)
             if action.phase is not None:

@@ -29,6 +29,7 @@ from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.errors import (
     BackendError,
     ConflictError,
+    JobNotFoundError,
     PipelineNotFoundError,
     PreflightError,
     ResourceNotFoundError,
@@ -51,7 +52,7 @@ from vitjob.pipeline.model import (
     stages_of,
 )
 from vitjob.progress import READING_FIELDS, ProgressReading
-from vitjob.render.manifests import render_event, render_vitjob
+from vitjob.render.manifests import render_event, render_vitjob, render_volcano_command
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,7 @@ CONDITION_PHASES = {
     "Running": PipelinePhase.RUNNING,
     "Completed": PipelinePhase.COMPLETED,
     "Failed": PipelinePhase.FAILED,
+    "Suspended": PipelinePhase.SUSPENDED,
 }
 
 
@@ -258,6 +260,10 @@ def event_for(record: PipelineRecord, update: UpdatePipeline) -> tuple[str, str,
     only follows job phases."""
     if update.phase == PipelinePhase.RUNNING and record.phase == PipelinePhase.FAILED:
         return "Normal", "Retry", update.reason or "retry"
+    if update.phase == PipelinePhase.SUSPENDED and record.phase != PipelinePhase.SUSPENDED:
+        return "Normal", "Suspended", update.reason or "suspended"
+    if update.phase == PipelinePhase.RUNNING and record.phase == PipelinePhase.SUSPENDED:
+        return "Normal", "Resumed", update.reason or "resumed"
     if update.attempts:
         return "Normal", "StageRetry", update.reason or "; ".join(update.attempts)
     changes = []
@@ -512,6 +518,25 @@ class KubernetesPipelineStore:
             _content_type=MERGE_PATCH,
         )
         return record_from_vitjob(stored)
+
+    def command_stage(self, pipeline: PipelineRecord, stage: str, action: str) -> None:
+        """A Volcano bus Command (AbortJob, ResumeJob) on ``stage``'s job (``spec.suspend``)."""
+        ns = pipeline.namespace
+        job = get_volcano_job(self.api, ns, pipeline.job_names[stage])
+        if job is None:
+            raise JobNotFoundError(f"stage {stage}: job {pipeline.job_names[stage]} not found in {ns}")
+        reason = "vitjob suspend" if action == "AbortJob" else "vitjob resume"
+        message = f"pipeline {pipeline.name}: spec.suspend is {str(action == 'AbortJob').lower()}"
+        api = self.api
+        api.call(
+            Op("create", c.VOLCANO_COMMANDS_PLURAL, c.VOLCANO_BUS_GROUP, ns),
+            api.custom.create_namespaced_custom_object,
+            c.VOLCANO_BUS_GROUP,
+            c.VOLCANO_BUS_VERSION,
+            ns,
+            c.VOLCANO_COMMANDS_PLURAL,
+            render_volcano_command(job, action, reason, message),
+        )
 
     def update_spec(self, pipeline: PipelineRecord, spec: Mapping[str, Any]) -> PipelineRecord:
         """Replace the VitJob's spec (one conditional merge patch of the keys that changed)."""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from vitjob import constants as c
 from vitjob.api.status import JobPhase, JobStatus, PipelinePhase, StageState
 from vitjob.backends.local.state import STATE_FILE, termination_log
-from vitjob.errors import ConflictError, PipelineNotFoundError
+from vitjob.errors import ConflictError, PipelineNotFoundError, UsageError
 from vitjob.outputs import parse as parse_outputs
 from vitjob.pipeline.define import stage_objects
 from vitjob.pipeline.model import PipelineDefinition, PipelineRecord, StageJob, UpdatePipeline, job_name
@@ -231,6 +231,12 @@ class LocalPipelineStore:
                 when = dt.datetime.fromtimestamp(float(data[key][stage]), dt.UTC)
                 entry[field] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         return entry
+
+    def command_stage(self, pipeline: PipelineRecord, stage: str, action: str) -> None:
+        raise UsageError(
+            f"local pipelines cannot be suspended (spec.suspend); suspend the running stage job instead: "
+            f"`vitjob suspend {pipeline.job_names[stage]} --backend local`"
+        )
 
     def update_spec(self, pipeline: PipelineRecord, spec: Mapping[str, Any]) -> PipelineRecord:
         data = json.loads(self._path(pipeline.name).read_text())
