@@ -121,7 +121,8 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
     )
     assert "pl" in sub.stdout
     table = kube.kubectl("get", "vitjobs", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "STAGE", "PHASE", "CARDS", "HARDWARE", "PROGRESS", "ETA", "AGE"], table
+    columns = ["NAME", "STAGE", "PHASE", "CARDS", "HARDWARE", "PROGRESS", "ETA", "AGE"]
+    assert table[0].split() == columns, table
     assert table[1].split()[:5] == ["pl", "train", "Running", "1", "cpu"], table
     controllers = {
         f"c{i}": start_controller(kc, namespace, f"c{i}", tmp_path / f"c{i}.log") for i in range(2)
