@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cluster_testing import Kube, Vitjob, wait_for
@@ -97,9 +98,9 @@ def stage_jobs(kube: Kube, namespace: str) -> dict[str, int]:
     return counts
 
 
-def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
-    kube, namespace, nodes, vitjob: Vitjob, tmp_path
-):
+def controller_setup(kube: Kube, namespace: str, nodes: Any, vitjob: Vitjob, tmp_path: Path) -> Path:
+    """The claims, one KWOK cpu node, and the controller's RBAC exactly as `vitjob controller --render`
+    writes it (no Deployment; the CRD is per session); the kubeconfig of its ServiceAccount's token."""
     kube.add_pvcs(namespace)
     nodes("e2e-cpu-0", {})
     rbac = [
@@ -107,10 +108,16 @@ def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
         for o in yaml.safe_load_all(
             vitjob("controller", "--render", "-n", namespace, backend=False, check=True).stdout
         )
-        if o and o["kind"] not in ("Deployment", "CustomResourceDefinition")  # the CRD: per session
+        if o and o["kind"] not in ("Deployment", "CustomResourceDefinition")
     ]
     kube.apply(rbac)
-    kc = sa_kubeconfig(kube, namespace, tmp_path / "sa.kubeconfig")
+    return sa_kubeconfig(kube, namespace, tmp_path / "sa.kubeconfig")
+
+
+def test_pipeline_runs_four_stages_with_two_least_privilege_controllers(
+    kube, namespace, nodes, vitjob: Vitjob, tmp_path
+):
+    kc = controller_setup(kube, namespace, nodes, vitjob, tmp_path)
     denied = kube.kubectl("--kubeconfig", str(kc), "get", "nodes", check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), (
         "the token must be least-privilege"

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import yaml
 from cluster_testing import Kube, Vitjob, wait_for
-from test_e2e_pipeline import sa_kubeconfig, start_controller
+from test_e2e_pipeline import controller_setup, start_controller
 
 
 def _phase(kube: Kube, namespace: str, job: str) -> str | None:
@@ -39,17 +38,7 @@ def _run_stage_pod(kube: Kube, namespace: str, job: str, exit_code: int, logs: s
 def test_retry_reruns_the_failed_stage_as_a_new_job_and_keeps_both_attempts(
     kube, namespace, nodes, vitjob: Vitjob, tmp_path
 ):
-    kube.add_pvcs(namespace)
-    nodes("e2e-cpu-0", {})
-    rbac = [
-        o
-        for o in yaml.safe_load_all(
-            vitjob("controller", "--render", "-n", namespace, backend=False, check=True).stdout
-        )
-        if o and o["kind"] not in ("Deployment", "CustomResourceDefinition")
-    ]
-    kube.apply(rbac)
-    kc = sa_kubeconfig(kube, namespace, tmp_path / "sa.kubeconfig")
+    kc = controller_setup(kube, namespace, nodes, vitjob, tmp_path)
     # maxRetry 1: the first exit fails the Volcano Job (no in-place restart by Volcano)
     vitjob(
         "submit",

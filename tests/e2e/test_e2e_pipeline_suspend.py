@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 
-import yaml
 from cluster_testing import Kube, Vitjob, wait_for
-from test_e2e_pipeline import sa_kubeconfig, start_controller
+from test_e2e_pipeline import controller_setup, start_controller
 from test_e2e_pipeline_retry import _phase, _run_stage_pod
 
 
@@ -22,17 +21,7 @@ def _vitjob_status(kube: Kube, namespace: str) -> dict:
 def test_suspend_aborts_the_running_stage_and_resume_restarts_the_same_job(
     kube, namespace, nodes, vitjob: Vitjob, tmp_path
 ):
-    kube.add_pvcs(namespace)
-    nodes("e2e-cpu-0", {})
-    rbac = [
-        o
-        for o in yaml.safe_load_all(
-            vitjob("controller", "--render", "-n", namespace, backend=False, check=True).stdout
-        )
-        if o and o["kind"] not in ("Deployment", "CustomResourceDefinition")
-    ]
-    kube.apply(rbac)
-    kc = sa_kubeconfig(kube, namespace, tmp_path / "sa.kubeconfig")
+    kc = controller_setup(kube, namespace, nodes, vitjob, tmp_path)
     vitjob("submit", "--hw", "cpu", "--cards", "1", "--name", "sp", "--then", "eval", check=True)
     log = tmp_path / "controller.log"
     controller = start_controller(kc, namespace, "c0", log)
