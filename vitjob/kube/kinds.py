@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitjob.constants import (
     VOLCANO_API_VERSION,
+    VOLCANO_BUS_GROUP,
+    VOLCANO_COMMANDS_PLURAL,
     VOLCANO_GROUP,
     VOLCANO_PLURAL,
     VOLCANO_PODGROUPS_PLURAL,
@@ -44,6 +46,7 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 CUSTOM_PLURALS = {
     (VOLCANO_GROUP, "Job"): VOLCANO_PLURAL,
     (VOLCANO_SCHEDULING_GROUP, "PodGroup"): VOLCANO_PODGROUPS_PLURAL,
+    (VOLCANO_BUS_GROUP, "Command"): VOLCANO_COMMANDS_PLURAL,  # AbortJob/ResumeJob (cancel, suspend)
     # Built-in groups go through the same group/version/plural paths (a job's checkpoint Role).
     (RBAC_GROUP, "Role"): "roles",
     (RBAC_GROUP, "RoleBinding"): "rolebindings",
@@ -74,7 +77,7 @@ def kind_info(obj: dict[str, Any]) -> KindInfo:
         return KindInfo("", CORE_KINDS[kind].replace("_", "") + "s", True)
     if (group, kind) in CUSTOM_PLURALS:
         return KindInfo(group, CUSTOM_PLURALS[(group, kind)], True)
-    known = ", ".join([*CORE_KINDS, "Volcano Job", "PodGroup", "Role", "RoleBinding"])
+    known = ", ".join([*CORE_KINDS, "Volcano Job", "PodGroup", "Command", "Role", "RoleBinding"])
     raise BackendError(f"cannot submit a {api_version} {kind}: vitjob creates only {known}")
 
 

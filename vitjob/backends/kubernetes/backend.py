@@ -38,9 +38,6 @@ from vitjob.constants import (
     LABEL_PREFIX,
     VITJOB_CRD_NAME,
     VITJOB_KIND,
-    VOLCANO_BUS_GROUP,
-    VOLCANO_BUS_VERSION,
-    VOLCANO_COMMANDS_PLURAL,
     VOLCANO_CRD_NAME,
     VOLCANO_GROUP,
     VOLCANO_JOB_NAME_LABEL,
@@ -848,17 +845,9 @@ class KubernetesBackend(Backend):
 
     def _command(self, job: dict, action: str, reason: str, message: str) -> None:
         """Create a Volcano bus Command (``action`` on ``job``); Volcano's job controller executes it."""
-        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        self.api.call(
-            Op("create", VOLCANO_COMMANDS_PLURAL, VOLCANO_BUS_GROUP, ns),
-            self.api.custom.create_namespaced_custom_object,
-            VOLCANO_BUS_GROUP,
-            VOLCANO_BUS_VERSION,
-            ns,
-            VOLCANO_COMMANDS_PLURAL,
-            render_volcano_command(job, action, reason, message),
-        )
-        log.debug("asked Volcano to %s job %s/%s", action, ns, name)
+        create_object(self.api, render_volcano_command(job, action, reason, message))
+        meta = job["metadata"]
+        log.debug("asked Volcano to %s job %s/%s", action, meta["namespace"], meta["name"])
 
     def _annotate(self, job: dict, annotations: dict[str, str | None]) -> None:
         """Merge-patch the Volcano Job's annotations (None removes one)."""

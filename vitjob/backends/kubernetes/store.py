@@ -483,19 +483,12 @@ class KubernetesPipelineStore:
 
     def update_pipeline(self, pipeline: PipelineRecord, update: UpdatePipeline) -> PipelineRecord:
         """Write the status (subresource) in one conditional merge patch, then tell it as an Event."""
-        api, ns, name = self.api, pipeline.namespace, pipeline.name
+        ns, name = pipeline.namespace, pipeline.name
         patch = {
             "metadata": {"resourceVersion": pipeline.version} if pipeline.version else {},
             "status": status_after(pipeline, update, time_text()),
         }
-        stored = api.call(
-            Op("patch", c.VITJOB_PLURAL + "/status", c.VITJOB_GROUP, ns, name),
-            api.custom.patch_namespaced_custom_object_status,
-            *self._coords(ns),
-            name,
-            patch,
-            _content_type=MERGE_PATCH,
-        )
+        stored = self._patch_status(ns, name, patch)
         event = event_for(pipeline, update)
         if event is not None:
             self.emit(pipeline, *event)
@@ -506,18 +499,23 @@ class KubernetesPipelineStore:
         subresource; return the record as stored. Only that key changes, so no resourceVersion
         precondition: a concurrent write of the stages cannot be lost. Keys the reading leaves out
         (unknown) are removed."""
-        api, ns, name = self.api, pipeline.namespace, pipeline.name
+        ns, name = pipeline.namespace, pipeline.name
         progress: dict[str, Any] = {key: None for _, _, key in READING_FIELDS}
         patch = {"status": {"progress": progress | reading.to_status()}}
-        stored = api.call(
+        stored = self._patch_status(ns, name, patch)
+        return record_from_vitjob(stored)
+
+    def _patch_status(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """One merge patch of the VitJob's status subresource; the object as stored."""
+        stored: dict[str, Any] = self.api.call(
             Op("patch", c.VITJOB_PLURAL + "/status", c.VITJOB_GROUP, ns, name),
-            api.custom.patch_namespaced_custom_object_status,
+            self.api.custom.patch_namespaced_custom_object_status,
             *self._coords(ns),
             name,
             patch,
             _content_type=MERGE_PATCH,
         )
-        return record_from_vitjob(stored)
+        return stored
 
     def command_stage(self, pipeline: PipelineRecord, stage: str, action: str) -> None:
         """A Volcano bus Command (AbortJob, ResumeJob) on ``stage``'s job (``spec.suspend``)."""
@@ -527,16 +525,7 @@ class KubernetesPipelineStore:
             raise JobNotFoundError(f"stage {stage}: job {pipeline.job_names[stage]} not found in {ns}")
         reason = "vitjob suspend" if action == "AbortJob" else "vitjob resume"
         message = f"pipeline {pipeline.name}: spec.suspend is {str(action == 'AbortJob').lower()}"
-        api = self.api
-        api.call(
-            Op("create", c.VOLCANO_COMMANDS_PLURAL, c.VOLCANO_BUS_GROUP, ns),
-            api.custom.create_namespaced_custom_object,
-            c.VOLCANO_BUS_GROUP,
-            c.VOLCANO_BUS_VERSION,
-            ns,
-            c.VOLCANO_COMMANDS_PLURAL,
-            render_volcano_command(job, action, reason, message),
-        )
+        create_object(self.api, render_volcano_command(job, action, reason, message))
 
     def update_spec(self, pipeline: PipelineRecord, spec: Mapping[str, Any]) -> PipelineRecord:
         """Replace the VitJob's spec (one conditional merge patch of the keys that changed)."""
