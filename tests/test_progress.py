@@ -223,6 +223,12 @@ def test_publisher_patches_rank_0s_checkpoints_only_and_survives_a_failing_serve
     assert values == [{"step": 16, "epoch": 1, "time": "1970-01-01T00:00:00Z"}]
     assert "cannot annotate this pod with its last checkpoint: connection refused" in caplog.text
     assert parse_annotation("not json") is None and parse_annotation(json.dumps({"step": "x"})) is None
+    # Another rank's checkpoint line alone publishes nothing (above it could be replaced before it was).
+    others: list[dict] = []
+    pub = CheckpointPublisher(others.append, clock=lambda: 0.0)
+    pub.line("rank 1", ckpt(99))
+    pub.close()
+    assert others == [] and pub.published == 0
 
 
 def test_checkpoint_annotation_reads_back_and_describes_its_age():
