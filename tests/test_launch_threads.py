@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from vitjob import cputhreads
+from vitjob.errors import UsageError
 from vitjob.launch import cpus
 
 LAUNCH = [sys.executable, "-c", "import sys; from vitjob.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -39,8 +41,14 @@ HOST_CORES = os.cpu_count() or 1
 PROBE = (
     "import json, os, pathlib, time\n"
     "import mindspore as ms\n"
-    "from vitjob.cputhreads import apply_cpu_threads\n"
+    "from vitjob.cputhreads import apply_cpu_threads, bind_to_cores\n"
     "apply_cpu_threads()\n"
+    "import threading\n"
+    "release = pathlib.Path(os.environ['TEST_RELEASE'])\n"
+    "# a thread started before binding, as joining MindSpore's cluster starts its communication threads\n"
+    "threading.Thread(target=lambda: [time.sleep(0.05) for _ in range(2400) if not release.exists()],\n"
+    "                 daemon=True).start()\n"
+    "if os.environ.get('MS_ROLE') != 'MS_SCHED': bind_to_cores()  # as vitjob train does once joined\n"
     "print(json.dumps({'pid': os.getpid(), 'role': os.environ.get('MS_ROLE'),\n"
     "                  'dataset_workers': ms.dataset.config.get_num_parallel_workers()}), flush=True)\n"
     "end = time.time() + 120\n"
@@ -55,6 +63,7 @@ class Child:
     environ: dict[str, str]  # /proc/PID/environ
     cgroup: str  # /proc/PID/cgroup
     cpus_allowed: str  # Cpus_allowed_list of /proc/PID/status
+    thread_cpus: set[str]  # the Cpus_allowed_list of each of its threads (/proc/PID/task/*/status)
 
 
 def pod_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -72,10 +81,22 @@ def _proc_environ(pid: int) -> dict[str, str]:
 
 
 def _status_field(pid: int, name: str) -> str:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    return _status_field_of(Path(f"/proc/{pid}/status"), name)
+
+
+def _thread_cpus(pid: int) -> set[str]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            found.add(_status_field_of(task / "status", "Cpus_allowed_list"))
+    return found
+
+
+def _status_field_of(path: Path, name: str) -> str:
+    for line in path.read_text().splitlines():
         if line.startswith(name + ":"):
             return line.split(":", 1)[1].strip()
-    raise AssertionError(f"/proc/{pid}/status has no {name}")
+    raise AssertionError(f"{path} has no {name}")
 
 
 def run_pod(tmp_path: Path, cards: int, env: dict[str, str],
@@ -104,7 +125,7 @@ def run_pod(tmp_path: Path, cards: int, env: dict[str, str],
                 pid = report["pid"]
                 children.append(Child(report["role"] or "", report["dataset_workers"], _proc_environ(pid),
                                       Path(f"/proc/{pid}/cgroup").read_text(),
-                                      _status_field(pid, "Cpus_allowed_list")))
+                                      _status_field(pid, "Cpus_allowed_list"), _thread_cpus(pid)))
     finally:
         Path(env["TEST_RELEASE"]).touch()
         _, stderr = launch.communicate(timeout=60)
@@ -191,16 +212,45 @@ def test_processes_of_a_pod_share_its_cores_and_the_scheduler_gets_one(tmp_path:
     assert [threads_of(w) for w in workers] == [(share, share, int(share))] * 2
     assert threads_of(sched) == ("1", "1", 1)
     assert f"CPU threads: {share} per process for 2 process(es) on {HOST_CORES} CPUs" in log
+    # Every core of the machine, no cpuset of the pod's own and no VITJOB_CPU_PIN: nothing is bound.
+    every = f"0-{HOST_CORES - 1}" if HOST_CORES > 1 else "0"
+    assert all("VITJOB_CPU_CORES" not in c.environ for c in children)
+    assert all(c.thread_cpus == {every} for c in children)
+    assert "CPU binding: none (the pod may run on every core of the node" in log
+    # One pod holds the whole cluster: no MindSpore heartbeats, in the workers and the scheduler alike.
+    assert [c.environ.get("MS_DISABLE_HEARTBEAT") for c in children] == ["1"] * 3
+
+
+def test_a_pod_that_is_given_the_machine_binds_each_process_to_cores_of_its_own(tmp_path: Path) -> None:
+    if HOST_CORES < 2:
+        pytest.skip("needs a machine with two cores or more")
+    children, log = run_pod(tmp_path, 2, pod_env(tmp_path, VITJOB_CPU_PIN="1"))
+    workers = sorted((c for c in children if c.role == "MS_WORKER"), key=lambda c: int(c.environ["RANK_ID"]))
+    [sched] = [c for c in children if c.role == "MS_SCHED"]
+    share = HOST_CORES // 2
+    wanted = [list(range(i * share, (i + 1) * share)) for i in range(2)]  # sorted cores, in rank order
+    texts = [str(w[0]) if len(w) == 1 else f"{w[0]}-{w[-1]}" for w in wanted]
+    assert [w.environ.get("VITJOB_CPU_CORES") for w in workers] == [",".join(map(str, w)) for w in wanted]
+    # every thread of each worker (MindSpore's pools included) runs on its own cores only
+    assert [w.thread_cpus for w in workers] == [{t} for t in texts]
+    every = f"0-{HOST_CORES - 1}"
+    assert "VITJOB_CPU_CORES" not in sched.environ and sched.thread_cpus == {every}  # it mostly waits
+    line = f"CPU binding: process 0 on core {texts[0]}, process 1 on core {texts[1]} (VITJOB_CPU_PIN=1)"
+    assert line in log
 
 
 def test_the_pods_own_settings_win(tmp_path: Path) -> None:
-    children, log = run_pod(tmp_path, 2, pod_env(tmp_path, VITJOB_CPU_THREADS="3", OMP_NUM_THREADS="5"))
+    children, log = run_pod(tmp_path, 2, pod_env(tmp_path, VITJOB_CPU_THREADS="3", OMP_NUM_THREADS="5",
+                                                 MS_DISABLE_HEARTBEAT="0", VITJOB_CPU_PIN="0"))
     workers = [c for c in children if c.role == "MS_WORKER"]
     [sched] = [c for c in children if c.role == "MS_SCHED"]
     # MindSpore refuses more dataset workers than the host has cores
     assert [threads_of(w) for w in workers] == [("3", "5", min(3, HOST_CORES))] * 2
     assert threads_of(sched) == ("1", "5", 1)
     assert "CPU threads: 3 per process, as VITJOB_CPU_THREADS sets it" in log
+    assert [c.environ.get("MS_DISABLE_HEARTBEAT") for c in children] == ["0"] * 3
+    assert all("VITJOB_CPU_CORES" not in c.environ for c in children)
+    assert "CPU binding: none (VITJOB_CPU_PIN=0)" in log
 
 
 # ------------------------------------------------------------------------------------ reading cgroups
@@ -269,3 +319,41 @@ def test_budget_is_the_smallest_limit_and_the_share_at_least_one() -> None:
     assert cpus.plan_threads({"VITJOB_CPU_THREADS": "5"}, 3, budget).per_process == 5
     assert cpus.plan_threads({"VITJOB_CPU_THREADS": "none"}, 3, budget).per_process == 2
     assert cpus.thread_env({"OMP_NUM_THREADS": "7"}, 2) == {"VITJOB_CPU_THREADS": "2"}
+
+
+# ------------------------------------------------------------------------------------- binding plans
+FULL = cpus.CpuBudget(4.0, "4 visible cores")
+
+
+def test_binding_only_inside_cores_the_pod_owns() -> None:
+    pin = {"VITJOB_CPU_PIN": "1"}
+    # asked for: disjoint slices of the affinity, in order
+    assert cpus.plan_pinning(pin, 2, 2, FULL, [0, 1, 2, 3], 4).cores == ((0, 1), (2, 3))
+    # a cpuset of the pod's own (the kubelet's static CPU manager policy): bound inside it unasked
+    own = cpus.CpuBudget(2.0, "affinity 4-5")
+    plan = cpus.plan_pinning({}, 2, 1, own, [4, 5], 8)
+    assert plan == cpus.PinPlan(((4,), (5,)), "the pod's own cpuset 4-5")
+    # the node's every core, or a CPU quota on cores it shares with other pods: not bound unasked
+    every = cpus.plan_pinning({}, 2, 2, FULL, [0, 1, 2, 3], 4)
+    assert every.cores is None and "every core of the node" in every.reason
+    quota = cpus.CpuBudget(2.0, "cgroup v2 cpu.max 200000 100000")
+    shared = cpus.plan_pinning({}, 2, 1, quota, list(range(8)), 8)
+    assert shared.cores is None and "a quota (cgroup v2 cpu.max 200000 100000)" in shared.reason
+    assert cpus.plan_pinning(pin, 2, 1, quota, list(range(8)), 8).cores == ((0,), (1,))  # asked for
+    # never: too few cores, one process, switched off
+    few = cpus.plan_pinning(pin, 3, 1, FULL, [0, 1], 4)
+    assert few.cores is None and few.reason == "3 processes x 1 threads need 3 cores, the pod may use 2"
+    assert cpus.plan_pinning(pin, 1, 4, FULL, [0, 1, 2, 3], 4).cores is None
+    assert cpus.plan_pinning({"VITJOB_CPU_PIN": "0"}, 2, 1, own, [4, 5], 8).cores is None
+
+
+def test_an_unknown_binding_setting_says_what_to_set() -> None:
+    with pytest.raises(UsageError, match=r"VITJOB_CPU_PIN='yes' is not understood: set it to 1 .* 0 .* auto"):
+        cpus.plan_pinning({"VITJOB_CPU_PIN": "yes"}, 2, 1, FULL, [0, 1, 2, 3], 4)
+
+
+def test_cores_from_the_environment() -> None:
+    assert cputhreads.cores_from_env({"VITJOB_CPU_CORES": "2,3"}) == (2, 3)
+    assert cputhreads.cores_from_env({"VITJOB_CPU_CORES": "0"}) == (0,)
+    assert cputhreads.cores_from_env({"VITJOB_CPU_CORES": "1-3"}) is None  # not a form launch writes
+    assert cputhreads.cores_from_env({}) is None

@@ -20,6 +20,7 @@ import numpy as np
 import psutil
 import pytest
 from ci_env import in_ci
+from tiny_vit import independent_test_accuracy, independent_validation_accuracy
 
 from vitjob import constants as c
 from vitjob.api.values import load_spec
@@ -107,6 +108,14 @@ def test_data_parallel_training_ends_with_identical_weights(
         counted = json.loads((run / "rank-weights" / f"rank-{rank}.json").read_text())
         assert counted == {"rank": rank, "resumed_from": 0, "epoch_steps": {"1": share}}, counted
     assert json.loads((run / "state.json").read_text())["step"] == share
+    # Validation and test accuracy are scored by every rank on its share of the images and summed: the
+    # recorded values must be the final weights' accuracy on every image, recomputed here by hand.
+    ran = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    [val] = [r["val_accuracy"] for r in ran if "val_accuracy" in r]
+    [test] = [r["test_accuracy"] for r in ran if "test_accuracy" in r]
+    final = run / "rank-weights" / "rank-0.ckpt"
+    assert (val, test) == (independent_validation_accuracy(final, digits_dir),
+                           independent_test_accuracy(final, digits_dir))
     assert all(f"[rank {r}]" in log for r in range(cards))
     assert f"batch 64 x {cards} processes" in log
     assert "test accuracy" in log

@@ -10,7 +10,14 @@ This module owns:
 - dividing the budget among a pod's training processes (``threads_per_process``);
 - the environment that carries each process's share: ``VITJOB_CPU_THREADS`` (read back by
   ``vitjob.cputhreads``: ``apply_cpu_threads`` gives it to MindSpore's CPU kernels, and the input pipeline
-  uses it for its workers) and ``OMP_NUM_THREADS``. A value the pod already sets wins.
+  uses it for its workers) and ``OMP_NUM_THREADS``. A value the pod already sets wins;
+- which cores each training process binds itself to (``plan_pinning``, ``VITJOB_CPU_PIN``): MindSpore's
+  CPU runtime keeps a few busy threads per process whatever it is told, and two processes sharing every
+  core push each other's threads around; bound to disjoint cores they do not. It binds only inside cores
+  the pod owns: a cpuset of its own (the kubelet's static CPU manager, ``taskset``), or the whole machine
+  when whoever starts the pod says so with ``VITJOB_CPU_PIN=1`` (the local backend, for a job of one pod).
+  On a shared node without a cpuset, binding every pod's first process to the same first core would be
+  worse than none, so it does not bind there.
 """
 
 from __future__ import annotations
@@ -22,8 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitjob.cputhreads import ENV_CPU_THREADS, threads_from_env
+from vitjob.errors import UsageError
 
 ENV_OMP_THREADS = "OMP_NUM_THREADS"
+ENV_CPU_PIN = "VITJOB_CPU_PIN"  # "1": bind each training process to cores of its own; "0": never; "auto"
+_PIN_MODES = {"1": "on", "true": "on", "on": "on", "0": "off", "false": "off", "off": "off", "auto": "auto",
+              "": "auto"}
 SCHEDULER_THREADS = 1  # MindSpore's scheduler only serves the cluster's topology
 
 
@@ -206,3 +217,56 @@ def thread_env(env: Mapping[str, str], threads: int) -> dict[str, str]:
     """The variables a child needs to run ``threads`` threads, leaving out those ``env`` already sets."""
     wanted = {ENV_CPU_THREADS: str(threads), ENV_OMP_THREADS: str(threads)}
     return {k: v for k, v in wanted.items() if not env.get(k, "").strip()}
+
+
+@dataclass(frozen=True)
+class PinPlan:
+    """The cores each training process is bound to (None: none is bound), and why."""
+
+    cores: tuple[tuple[int, ...], ...] | None
+    reason: str
+
+    def describe(self) -> str:
+        """One line for the pod's log."""
+        if self.cores is None:
+            return f"CPU binding: none ({self.reason})"
+        each = ", ".join(f"process {i} on core {_ranges(list(cores))}" for i, cores in enumerate(self.cores))
+        return f"CPU binding: {each} ({self.reason})"
+
+
+def pin_mode(env: Mapping[str, str]) -> str:
+    """``VITJOB_CPU_PIN`` as ``on``, ``off`` or ``auto`` (unset)."""
+    raw = env.get(ENV_CPU_PIN, "").strip().lower()
+    if raw not in _PIN_MODES:
+        raise UsageError(f"{ENV_CPU_PIN}={env[ENV_CPU_PIN]!r} is not understood: set it to 1 (bind each "
+                         f"training process to cores of its own), 0 (never bind) or auto, or unset it")
+    return _PIN_MODES[raw]
+
+
+def plan_pinning(env: Mapping[str, str], processes: int, per_process: int, budget: CpuBudget,
+                 cores: list[int] | None, host_cores: int) -> PinPlan:
+    """Disjoint cores for each of ``processes`` processes of ``per_process`` threads, out of ``cores`` (the
+    pod's affinity), when ``VITJOB_CPU_PIN`` asks for it or the pod owns a cpuset of its own (``auto``)."""
+    mode = pin_mode(env)
+    if mode == "off":
+        return PinPlan(None, f"{ENV_CPU_PIN}=0")
+    if processes < 2:
+        return PinPlan(None, "one process")
+    if not cores:
+        return PinPlan(None, "this system cannot bind processes to cores")
+    need = processes * per_process
+    if len(cores) < need:
+        return PinPlan(None, f"{processes} processes x {per_process} threads need {need} cores, "
+                             f"the pod may use {len(cores)}")
+    if mode == "auto":
+        if budget.cpus < len(cores):
+            return PinPlan(None, f"the pod's CPUs are a quota ({budget.source}) on cores it shares; "
+                                 f"{ENV_CPU_PIN}=1 binds anyway")
+        if len(cores) >= host_cores:
+            return PinPlan(None, f"the pod may run on every core of the node, not a cpuset of its own; "
+                                 f"{ENV_CPU_PIN}=1 binds anyway")
+        reason = f"the pod's own cpuset {_ranges(cores)}"
+    else:
+        reason = f"{ENV_CPU_PIN}={env[ENV_CPU_PIN].strip()}"
+    slices = tuple(tuple(cores[i * per_process:(i + 1) * per_process]) for i in range(processes))
+    return PinPlan(slices, reason)

@@ -15,8 +15,13 @@
    instead of waiting MindSpore's default 30 minutes) and, on GPU, ``CUDA_VISIBLE_DEVICES``.
 4. CPU threads — ``cpus``: the pod's CPU budget (cgroup quota, affinity, visible cores) is divided among
    its training processes; each gets ``VITJOB_CPU_THREADS`` and ``OMP_NUM_THREADS`` (MindSpore's CPU
-   kernels, OpenMP, input-pipeline workers), the scheduler one thread. Values the pod sets win. The
-   choice is logged.
+   kernels, OpenMP, input-pipeline workers), the scheduler one thread. Values the pod sets win. Where
+   the pod owns its cores, each training process is given cores of its own (``cpus.plan_pinning``,
+   ``VITJOB_CPU_PIN``) in ``VITJOB_CPU_CORES``, and binds itself there once it has joined the cluster
+   (``vitjob.cputhreads.bind_to_cores``). The choices are logged.
+   A pod that holds the whole dynamic cluster (one pod) runs it without MindSpore's heartbeats
+   (``MS_DISABLE_HEARTBEAT=1``, unless the pod sets it): the supervisor already ends the pod when any of
+   its processes dies, and with heartbeats every process waits out a 3-second beat before it can exit.
 5. Run the children under the ``supervisor`` and exit with its verdict.
 
 ``VITJOB_SCHED_COMMAND`` replaces the scheduler child's command (tests run a trivial process there).
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from vitjob import constants as c
+from vitjob.cputhreads import ENV_CPU_CORES, env_text
 from vitjob.errors import RankTableError, UsageError
 from vitjob.launch import addresses, cpus, podenv, rendezvous
 from vitjob.launch.checkpoints import publisher_from_env
@@ -47,6 +53,7 @@ from vitjob.launch.supervisor import ChildSpec, Outcome, Supervisor, TextSink, i
 log = logging.getLogger(__name__)
 
 SCHEDULER_ROLE = "the MindSpore scheduler"
+ENV_DISABLE_HEARTBEAT = "MS_DISABLE_HEARTBEAT"
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,15 @@ def cluster_env(pod: podenv.PodEnv, local_rank: int, ips: Addresses, timeout_s: 
         "MS_SCHED_HOST": ips.pod0, "MS_SCHED_PORT": str(pod.sched_port), "MS_WORKER_IP": ips.own,
         "MS_TOPO_TIMEOUT": topo_timeout(base, timeout_s),
         "RANK_ID": str(rank), "RANK_SIZE": str(pod.world_size), "DEVICE_ID": str(local_rank),
+        **heartbeat_env(pod, base),
     }
+
+
+def heartbeat_env(pod: podenv.PodEnv, base: dict[str, str]) -> dict[str, str]:
+    """``MS_DISABLE_HEARTBEAT=1`` when this pod is the whole cluster and does not set it itself."""
+    if pod.num_pods == 1 and ENV_DISABLE_HEARTBEAT not in base:
+        return {ENV_DISABLE_HEARTBEAT: "1"}
+    return {}
 
 
 def topo_timeout(env: dict[str, str], timeout_s: float) -> str:
@@ -150,7 +165,7 @@ def scheduler_child(pod: podenv.PodEnv, base: dict[str, str], device: str, ips: 
                     timeout_s: float) -> ChildSpec:
     env = dict(base, MS_ROLE="MS_SCHED", MS_WORKER_NUM=str(pod.world_size), MS_SCHED_HOST=ips.pod0,
                MS_SCHED_PORT=str(pod.sched_port), MS_TOPO_TIMEOUT=topo_timeout(base, timeout_s),
-               VITJOB_SCHED_DEVICE=device)
+               VITJOB_SCHED_DEVICE=device, **heartbeat_env(pod, base))
     # The pod's VITJOB_CPU_THREADS is meant for its training processes: the scheduler needs one thread.
     env[cpus.ENV_CPU_THREADS] = str(cpus.SCHEDULER_THREADS)
     env.update(cpus.thread_env(base, cpus.SCHEDULER_THREADS))
@@ -171,11 +186,13 @@ def gpu_for(env: dict[str, str], local_rank: int) -> str:
 
 
 def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], workdir: Path,
-                  timeout_s: float, threads: int | None = None) -> list[ChildSpec]:
+                  timeout_s: float, threads: int | None = None,
+                  pinning: cpus.PinPlan | None = None) -> list[ChildSpec]:
     """Every process of this pod; each training process gets ``threads`` CPU threads (None: the pod's
-    share, ``cpus.plan_threads``)."""
+    share, ``cpus.plan_threads``) and, with ``pinning``, the cores it is bound to."""
     if threads is None:
         threads = cpus.plan_threads(env, pod.cards_per_pod).per_process
+    bound = pinning.cores if pinning is not None else None
     per_worker = cpus.thread_env(env, threads)
     simulate = env.get(c.ENV_SIMULATE_DEVICE)
     distributed = pod.world_size > 1 and (pod.hw != "ascend" or bool(simulate))
@@ -196,7 +213,7 @@ def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], w
         if distributed and pod.index == 0:
             assert ips is not None
             children.append(scheduler_child(pod, env, str(simulate), ips, timeout_s))
-        for dev in server["device"]:
+        for local, dev in enumerate(server["device"]):
             device = str(logical[int(dev["device_id"])])
             child = dict(base, RANK_TABLE_FILE=str(table_file), RANK_SIZE=str(rank_size(table)),
                          RANK_ID=str(dev["rank_id"]), DEVICE_ID=device, ASCEND_DEVICE_ID=device, **per_worker)
@@ -206,6 +223,7 @@ def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], w
                 child.update({k: v for k, v in ms_env.items()
                               if k not in ("RANK_ID", "DEVICE_ID", "RANK_SIZE")})
                 child["MS_NODE_ID"] = str(dev["rank_id"])
+            child.update(_cores(bound, local))
             children.append(ChildSpec(f"rank {dev['rank_id']}", command, child))
         return children
     if distributed and pod.index == 0:
@@ -219,8 +237,16 @@ def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], w
         if pod.hw == "gpu" and not simulate:
             child["CUDA_VISIBLE_DEVICES"] = gpu_for(env, local)
             child["DEVICE_ID"] = "0"
+        child.update(_cores(bound, local))
         children.append(ChildSpec(f"rank {pod.first_rank + local}", command, child))
     return children
+
+
+def _cores(bound: tuple[tuple[int, ...], ...] | None, local: int) -> dict[str, str]:
+    """``VITJOB_CPU_CORES`` of the ``local``-th training process when the pod binds them."""
+    if bound is None or local >= len(bound):
+        return {}
+    return {ENV_CPU_CORES: env_text(bound[local])}
 
 
 def launch(command: list[str], hw: str | None = None, cards_per_pod: int | None = None,
@@ -237,7 +263,10 @@ def launch(command: list[str], hw: str | None = None, cards_per_pod: int | None 
              pod.cards_per_pod, pod.hw, pod.world_size)
     threads = cpus.plan_threads(env, pod.cards_per_pod)
     log.info("%s", threads.describe())
-    children = plan_children(env, pod, command, workdir, timeout_s, threads.per_process)
+    pinning = cpus.plan_pinning(env, pod.cards_per_pod, threads.per_process, threads.budget,
+                                cpus.affinity_cpus(), os.cpu_count() or 1)
+    log.info("%s", pinning.describe())
+    children = plan_children(env, pod, command, workdir, timeout_s, threads.per_process, pinning)
     publisher = publisher_from_env(env, pod.index)
     supervisor = Supervisor(children, out=out, grace_s=grace_s, on_line=publisher.line if publisher else None)
     install_signal_forwarding(supervisor)

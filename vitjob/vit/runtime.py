@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vitjob.constants import ENV_SIMULATE_DEVICE
-from vitjob.cputhreads import apply_cpu_threads
+from vitjob.cputhreads import apply_cpu_threads, bind_to_cores
 from vitjob.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,18 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def sum_over_ranks(rt: Runtime, values: Sequence[float]) -> list[float]:
+    """``values`` summed over every rank of the cluster: a collective, so every rank must call it (with
+    as many values). Counts up to 2**24 stay exact (float32, which every backend's AllReduce takes)."""
+    if rt.world_size == 1:
+        return [float(v) for v in values]
+    import numpy as np
+    from mindspore import Tensor, ops
+
+    total = ops.AllReduce()(Tensor(np.asarray(values, dtype=np.float32)))
+    return [float(v) for v in total.asnumpy()]
 
 
 def distributed_requested() -> bool:
@@ -84,4 +97,5 @@ def set_up(device: str, amp: str = "auto", mode: str = "graph", seed: int | None
             parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world
         )
         log.info("joined the cluster as rank %d of %d", rank, world)
+    bind_to_cores()  # after the start-up, which runs faster over every core (vitjob.cputhreads)
     return Runtime(device=device, rank=rank, world_size=world, amp_level=resolve_amp(amp, device))

@@ -29,6 +29,7 @@ from vitjob.progress import ProgressWriter
 from vitjob.vit import checkpoints as ck
 from vitjob.vit.config import Preset, get_preset
 from vitjob.vit.data import Split, create_dataset, dataset_info, load_split, split_validation
+from vitjob.vit.runtime import Runtime, set_up, sum_over_ranks
 
 log = logging.getLogger(__name__)
 
@@ -238,17 +239,28 @@ def load_pretrained(net: Any, path: Path, head: str) -> None:
     log.info("loaded pretrained weights from %s", path)
 
 
-def evaluate_split(net: Any, split: Split, image_size: int, batch_size: int, workers: int | None) -> dict:
-    """Top-1 accuracy of ``net`` on every sample of ``split`` (no augmentation, no dropped batch)."""
-    net.set_train(False)
-    dataset = create_dataset(
-        split, batch_size=batch_size, image_size=image_size, training=False, num_workers=workers
-    )
+def evaluate_split(net: Any, split: Split, image_size: int, batch_size: int, workers: int | None,
+                   rt: Runtime | None = None) -> dict:
+    """Top-1 accuracy of ``net`` on every sample of ``split`` (no augmentation, no dropped batch).
+
+    With a ``rt`` of several ranks it is a collective: every rank scores every ``world_size``-th sample
+    from its rank on (their weights are the same) and the counts are summed over the ranks, so each rank
+    returns the accuracy on the whole split in a fraction of the time one rank would take.
+    """
+    rank, world = (rt.rank, rt.world_size) if rt is not None else (0, 1)
+    part = split if world == 1 else Split(split.images[rank::world], split.labels[rank::world])
     correct = 0
-    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-        pred = net(images).asnumpy().argmax(axis=1)
-        correct += int((pred == labels.asnumpy()).sum())
-    net.set_train(True)
+    if len(part):
+        net.set_train(False)
+        dataset = create_dataset(
+            part, batch_size=batch_size, image_size=image_size, training=False, num_workers=workers
+        )
+        for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+            pred = net(images).asnumpy().argmax(axis=1)
+            correct += int((pred == labels.asnumpy()).sum())
+        net.set_train(True)
+    if rt is not None and world > 1:
+        correct = round(sum_over_ranks(rt, [correct])[0])
     return {"accuracy": correct / len(split), "top1_correct": correct, "samples": len(split)}
 
 
@@ -312,7 +324,6 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     import mindspore as ms
 
     from vitjob.vit.model import build_model
-    from vitjob.vit.runtime import set_up
 
     rt = set_up(opts.device, opts.amp, opts.mode, opts.seed)
     train_split, val_split = split_validation(load_split(opts.data, "train"), opts.val_fraction)
@@ -460,17 +471,18 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             (opts.eval_interval and (epoch + 1) % opts.eval_interval == 0) or step >= plan.total_steps
         )
         msg = f"epoch {epoch + 1}/{plan.epochs} done at step {step}"
-        if want_eval and rt.is_main and val_split is not None:
-            last_eval = evaluate_split(net, val_split, cfg.image_size, eval_batch, opts.num_workers)
+        if want_eval and val_split is not None:  # every rank scores its share (a collective)
+            last_eval = evaluate_split(net, val_split, cfg.image_size, eval_batch, opts.num_workers, rt)
             acc, n_ok, n = last_eval["accuracy"], last_eval["top1_correct"], last_eval["samples"]
             msg += f": validation accuracy {acc:.4f} ({n_ok}/{n})"
-            ck.append_metrics(
-                out, {"step": step, "epoch": epoch + 1, "val_accuracy": acc, "time": time.time()}
-            )
-            if _improves(acc, state.best):
-                ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
-                state.best = {"file": ck.BEST_FILE, "val_accuracy": acc, "step": step}
-                ck.save_state(out, state)
+            if rt.is_main:
+                ck.append_metrics(
+                    out, {"step": step, "epoch": epoch + 1, "val_accuracy": acc, "time": time.time()}
+                )
+                if _improves(acc, state.best):
+                    ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
+                    state.best = {"file": ck.BEST_FILE, "val_accuracy": acc, "step": step}
+                    ck.save_state(out, state)
         accuracy = last_eval["accuracy"] if want_eval and last_eval else None
         reporter.end_epoch(msg, step, epoch + 1, accuracy)
 
@@ -481,14 +493,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             {"rank": rt.rank, "resumed_from": start_step, "epoch_steps": epoch_steps},
         )
     test_eval = None
-    if rt.is_main and step >= plan.total_steps:
-        if val_split is None and (state.best or {}).get("step") != step:  # nothing to choose on: the last
+    if step >= plan.total_steps:
+        # nothing to choose on: the last weights are the best
+        if rt.is_main and val_split is None and (state.best or {}).get("step") != step:
             ck.save_ckpt_atomic(net, out / ck.BEST_FILE)
             state.best = {"file": ck.BEST_FILE, "val_accuracy": None, "step": step}
             ck.save_state(out, state)
-        # The test split is evaluated once, on the final weights, never to choose anything.
-        test_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers)
-        if step > start_step:
+        # The test split is evaluated once, on the final weights, never to choose anything; every rank
+        # scores its share (a collective).
+        test_eval = evaluate_split(net, test_split, cfg.image_size, eval_batch, opts.num_workers, rt)
+        if rt.is_main and step > start_step:
             ck.append_metrics(
                 out, {"step": step, "test_accuracy": test_eval["accuracy"], "time": time.time()}
             )

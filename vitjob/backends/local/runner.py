@@ -32,6 +32,7 @@ from vitjob.backends.local.state import (
     write_state,
 )
 from vitjob.errors import UsageError
+from vitjob.launch.cpus import ENV_CPU_PIN
 from vitjob.launch.ranktable import format_downward_annotations
 from vitjob.logsetup import with_framework_log_env
 
@@ -211,6 +212,8 @@ class Runner:
             env[c.ENV_TERMINATION_LOG] = str(termination_log(self.jdir, pod))
         if self.hw == "ascend" or env.get(c.ENV_HW) == "ascend":
             env[c.ENV_SIMULATE_DEVICE] = "cpu"
+        if replicas == 1:  # the job's only pod has the machine's cores to itself: bind its processes
+            env.setdefault(ENV_CPU_PIN, "1")
         return env
 
     def _pod_names(self) -> dict[str, list[tuple[str, str]]]:
