@@ -117,8 +117,12 @@ def run_training(
     workdir: Path | None = None,
     timeout_s: float = 900.0,
     epochs: int = 1,
+    bind: bool = True,
 ) -> dict:
     """Train for ``steps`` steps in a child process; return the summary plus throughput fields.
+
+    ``bind``: with several processes, bind each to cores of its own (``VITJOB_CPU_PIN=1``), as the local
+    backend does for a job of one pod; False leaves them unbound, as ``vitjob launch`` does on its own.
 
     Raises ``RuntimeError`` with the tail of the command's output when it fails or times out.
     """
@@ -136,8 +140,11 @@ def run_training(
         start = time.perf_counter()
         with open(log_file, "w") as log:
             try:
+                env = tool_env()
+                if procs > 1:
+                    env.setdefault("VITJOB_CPU_PIN", "1" if bind else "0")
                 proc = subprocess.run(
-                    cmd, stdout=log, stderr=subprocess.STDOUT, env=tool_env(), timeout=timeout_s, check=False
+                    cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False
                 )
                 code: int | str = proc.returncode
             except subprocess.TimeoutExpired:
@@ -221,7 +228,8 @@ class Round:
 
 
 def compare(preset: str, batch: int, steps: int, procs: int, repeats: int, mode: str = "graph",
-            device: str = "cpu", data: Path | None = None, timeout_s: float = 900.0) -> dict:
+            device: str = "cpu", data: Path | None = None, timeout_s: float = 900.0,
+            bind: bool = True) -> dict:
     """``repeats`` rounds of: floor, vitjob's step, 1 process and ``procs`` processes at one global batch."""
     with tempfile.TemporaryDirectory(prefix="vitjob-bench-compare-") as tmp:
         if data is None:
@@ -235,13 +243,14 @@ def compare(preset: str, batch: int, steps: int, procs: int, repeats: int, mode:
             opts = {"timeout_s": timeout_s, "epochs": steps}  # every epoch has a step or more
             step = run_training(preset, batch, steps, mode, 1, device, data, **opts)
             one = run_training(preset, batch * procs, steps, mode, 1, device, data, **opts)
-            many = run_training(preset, batch, steps, mode, procs, device, data, **opts)
+            many = run_training(preset, batch, steps, mode, procs, device, data, bind=bind, **opts)
             rounds.append(Round(floor["floor_ms_median"], step["step_ms_median"], one["wall_s"],
                                 one["train_s"], many["wall_s"], many["train_s"]))
             print(f"round {n + 1}: {asdict(rounds[-1])}", file=sys.stderr, flush=True)
     med = {k: round(statistics.median(getattr(r, k) for r in rounds), 2) for k in asdict(rounds[0])}
     return {
         "preset": preset, "batch": batch, "procs": procs, "steps": steps, "repeats": repeats, "mode": mode,
+        "bound": bind,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         **{f"{k}_median": v for k, v in med.items()},
         # Medians of each round's ratio: the machine's speed may drift between rounds, less within one.
@@ -255,6 +264,7 @@ def compare(preset: str, batch: int, steps: int, procs: int, repeats: int, mode:
 def comparison_table(result: dict) -> str:
     """The comparison as a few lines of text."""
     b, n, steps = result["batch"], result["procs"], result["steps"]
+    placed = "each on cores of its own" if result["bound"] else "unbound"
     return "\n".join([
         f"{result['preset']}, {steps} steps, medians of {result['repeats']} rounds "
         f"(load average {result['load_average'][0]})",
@@ -264,7 +274,8 @@ def comparison_table(result: dict) -> str:
         f"({result['step_over_floor']:.2f}x the floor, median of the rounds' ratios)",
         f"  global batch {b * n}, 1 process: {result['one_wall_s_median']:.1f} s wall "
         f"({result['one_train_s_median']:.1f} s training)",
-        f"  global batch {b * n}, {n} processes x {b}: {result['many_wall_s_median']:.1f} s wall "
+        f"  global batch {b * n}, {n} processes x {b} ({placed}): "
+        f"{result['many_wall_s_median']:.1f} s wall "
         f"({result['many_train_s_median']:.1f} s training): {result['many_over_one_wall']:.2f}x / "
         f"{result['many_over_one_train']:.2f}x one process",
     ])
@@ -284,6 +295,9 @@ def main(argv: list[str]) -> int:
                         help="floor vs vitjob's step, and 1 vs N processes at one global batch")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of --compare (medians are printed)")
     parser.add_argument("--floor", action="store_true", help="only the floor, in this process")
+    parser.add_argument("--no-bind", dest="bind", action="store_false",
+                        help="leave the N processes unbound (default: each on cores of its own, "
+                        "VITJOB_CPU_PIN=1, as the local backend runs a one-pod job)")
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error("--steps must be at least 2 (the first step is not timed)")
@@ -295,7 +309,7 @@ def main(argv: list[str]) -> int:
             parser.error("--compare needs N >= 2 processes and --repeats >= 1")
         try:
             result = compare(args.preset, args.batch, args.steps, args.compare, args.repeats, args.mode,
-                             args.device, args.data, args.timeout)
+                             args.device, args.data, args.timeout, args.bind)
         except RuntimeError as exc:
             print(exc, file=sys.stderr)
             return 1
@@ -312,6 +326,7 @@ def main(argv: list[str]) -> int:
             args.device,
             args.data,
             timeout_s=args.timeout,
+            bind=args.bind,
         )
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
