@@ -249,7 +249,7 @@ def plan_pinning(env: Mapping[str, str], processes: int, per_process: int, budge
     pod's affinity), when ``VITJOB_CPU_PIN`` asks for it or the pod owns a cpuset of its own (``auto``)."""
     mode = pin_mode(env)
     if mode == "off":
-        return PinPlan(None, f"{ENV_CPU_PIN}=0")
+        return PinPlan(None, f"{ENV_CPU_PIN}={env[ENV_CPU_PIN].strip()}")
     if processes < 2:
         return PinPlan(None, "one process")
     if not cores:
