@@ -5,7 +5,8 @@ The class connects (``vitjob.kube.client.connect``, lazily, once) and composes t
 package, each of which takes the ``Api`` and namespace it needs:
 
 - ``submit``: the submit plan (``--dry-run``) and its execution, with ``preflight``'s checks;
-- ``why``: why a job waits or failed, from Volcano's records (status; the reads are ``reads``);
+- ``why``: why a job waits or failed, from Volcano's records (``vitjob status``);
+- ``reads``: the reads the others share (a job's pods, vitjob's jobs, a watch until the job ends);
 - ``logs`` and ``keptlogs``: the pods' logs, followed or not, and those kept on the output volume;
 - ``lifecycle``: cancel, suspend, resume (Volcano bus Commands) and delete;
 - ``status``: Volcano Jobs and pods as status records; ``store``: pipelines as VitJob resources.
