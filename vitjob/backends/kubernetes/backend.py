@@ -6,7 +6,7 @@ package, each of which takes the ``Api`` and namespace it needs:
 
 - ``submit``: the submit plan (``--dry-run``) and its execution, with ``preflight``'s checks;
 - ``why``: why a job waits or failed, from Volcano's records (``vitjob status``);
-- ``reads``: the reads the others share (a job's pods, vitjob's jobs, a watch until the job ends);
+- ``reads``: the reads the others share (a job's pods, vitjob's jobs, a wait until the job ends);
 - ``logs`` and ``keptlogs``: the pods' logs, followed or not, and those kept on the output volume;
 - ``lifecycle``: cancel, suspend, resume (Volcano bus Commands) and delete;
 - ``status``: Volcano Jobs and pods as status records; ``store``: pipelines as VitJob resources.
@@ -43,7 +43,7 @@ from vitjob.kube.kinds import (
     read_volcano_job,
 )
 from vitjob.kube.logs import PROGRESS_TAIL_LINES, FollowOptions, train_progress
-from vitjob.kube.watch import StreamHolder
+from vitjob.kube.watch import StreamHolder, watch_volcano_job
 from vitjob.pipeline.model import PipelineDefinition
 from vitjob.progress import ProgressReading, TrainProgress
 
@@ -236,8 +236,8 @@ class KubernetesBackend(Backend):
         deadline: float | None = None,
     ) -> Iterator[dict | None]:
         """The Volcano Job ``ns/name`` each time it changes; None when it was deleted."""
-        return reads.watch_job(self.api, ns, name, stop, holder, deadline,
-                               watch_timeout_s=self.follow_opts.watch_timeout_s, pause_s=self._pause_s)
+        return watch_volcano_job(self.api, ns, name, stop, holder, deadline,
+                                 watch_timeout_s=self.follow_opts.watch_timeout_s, pause_s=self._pause_s)
 
     def wait(self, name: str, timeout_s: float | None = None) -> JobStatus:
         reads.wait_ended(self.api, self._ns(), name, timeout_s,

@@ -1,8 +1,8 @@
 """The reads the Kubernetes backend's modules share, each one request through ``vitjob.kube.client.Api``:
 
-- a Volcano Job's pods (``job_pods``), the jobs vitjob created (``list_jobs``), one job watched as it
-  changes (``watch_job``) and until it ends (``wait_ended``); one job by name is
-  ``vitjob.kube.kinds.read_volcano_job`` (``JobNotFoundError`` when absent);
+- a Volcano Job's pods (``job_pods``), the jobs vitjob created (``list_jobs``), one job watched until
+  it ends (``wait_ended``); one job by name is ``vitjob.kube.kinds.read_volcano_job``
+  (``JobNotFoundError`` when absent), its changes ``vitjob.kube.watch.watch_volcano_job``;
 - what the preflight checks and the diagnosis of a waiting job read around it: the nodes, the
   namespace's claims, a Volcano queue (``get_queue``) — ``None`` where RBAC forbids the read
   (``list_or_none``, ``queue_or_none``), so the caller skips what needs it.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from vitjob.api.status import JobPhase
@@ -29,15 +28,15 @@ from vitjob.errors import AuthError, JobNotFoundError, ResourceNotFoundError, Wa
 from vitjob.kube.client import Api
 from vitjob.kube.errors import Op
 from vitjob.kube.kinds import list_volcano_jobs
-from vitjob.kube.watch import StreamHolder, watch_volcano_job
+from vitjob.kube.watch import watch_volcano_job
 
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------ Volcano Jobs
-def job_pods(api: Api, ns: str, name: str, extra_selector: str = "") -> list[dict[str, Any]]:
-    """The pods of Volcano Job ``ns/name`` (its job-name label), narrowed by ``extra_selector``."""
-    selector = f"{VOLCANO_JOB_NAME_LABEL}={name}" + (f",{extra_selector}" if extra_selector else "")
+def job_pods(api: Api, ns: str, name: str) -> list[dict[str, Any]]:
+    """The pods of Volcano Job ``ns/name`` (by its job-name label)."""
+    selector = f"{VOLCANO_JOB_NAME_LABEL}={name}"
     pods: list[dict[str, Any]] = api.call(
         Op("list", "pods", "", ns), api.core.list_namespaced_pod, ns, label_selector=selector
     )["items"]
@@ -49,22 +48,6 @@ def list_jobs(api: Api, ns: str | None) -> list[dict[str, Any]]:
     return list_volcano_jobs(api, ns, f"{LABEL_MANAGED_BY}={APP_NAME}")
 
 
-def watch_job(
-    api: Api,
-    ns: str,
-    name: str,
-    stop: threading.Event,
-    holder: StreamHolder | None = None,
-    deadline: float | None = None,
-    *,
-    watch_timeout_s: float,
-    pause_s: float,
-) -> Iterator[dict[str, Any] | None]:
-    """The Volcano Job ``ns/name`` each time it changes; None when it was deleted."""
-    return watch_volcano_job(api, ns, name, stop, holder, deadline, watch_timeout_s=watch_timeout_s,
-                             pause_s=pause_s)
-
-
 def wait_ended(
     api: Api, ns: str, name: str, timeout_s: float | None, *, watch_timeout_s: float, pause_s: float
 ) -> None:
@@ -73,8 +56,8 @@ def wait_ended(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     stop = threading.Event()
     phase = JobPhase.UNKNOWN
-    for job in watch_job(api, ns, name, stop, deadline=deadline, watch_timeout_s=watch_timeout_s,
-                         pause_s=pause_s):
+    for job in watch_volcano_job(api, ns, name, stop, deadline=deadline, watch_timeout_s=watch_timeout_s,
+                                 pause_s=pause_s):
         if job is None:
             raise JobNotFoundError(
                 f"job {name!r} not found in namespace {ns!r} (or it was deleted while "
