@@ -86,9 +86,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pipelines", type=int, default=5, help="VitJobs run through all four stages")
     args = parser.parse_args()
-    from vitjob.backends.kubernetes.backend import KubernetesBackend
     from vitjob.cli import main as vitjob_main
     from vitjob.controller.loop import Controller, ControllerOptions
+    from vitjob.kube.client import RetryPolicy, connect
 
     kube = start_cluster()
     os.environ["KUBECONFIG"] = str(kube.kubeconfig)
@@ -108,9 +108,9 @@ def main() -> int:
             if i == 0:
                 submit = dict(seen)
         stop = threading.Event()
-        backend = KubernetesBackend(namespace=ns)
+        api, _ = connect(None, None, ns, RetryPolicy(), 30.0)
         options = ControllerOptions(namespace=ns, health_port=None, resync_s=30.0)
-        controller = Controller(backend.api, backend.namespace, options)
+        controller = Controller(api, ns, options)
         ended: set[str] = set()
         main_tid = threading.get_native_id()
         with counting_requests(resource_of) as seen:

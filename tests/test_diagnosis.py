@@ -115,7 +115,7 @@ def test_oom_note_names_the_memory_limit():
 
 # --- why a Pending job waits: root cause first. Event texts are what Volcano 1.15's scheduler and job
 # controller wrote on the dev cluster for a job whose data claim did not exist (`kubectl get events -o
-# yaml`), formatted as the backend's _event_reasons lists them (newest first).
+# yaml`), formatted as vitjob.backends.kubernetes.why.event_reasons lists them (newest first).
 PG = "nopvc-train-d6599ccb-d71e-42ec-a018-a0f774f31de9"
 ORIGIN = (
     "1/1 tasks in gang unschedulable: pod group is not ready, 1 Pending, 1 minAvailable; Pending: 1 "

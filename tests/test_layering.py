@@ -58,9 +58,41 @@ ALLOWED: dict[str, set[str]] = {
     "vitjob.kube": BASE | {"vitjob.progress"},  # the progress-line format: rank 0's log is read here
     # backends: the interface, the two backends, the factory that picks one
     "vitjob.backends.base": {"vitjob.api", "vitjob.pipeline", "vitjob.errors"},
-    "vitjob.backends.kubernetes": BASE | {
-        "vitjob.backends.base", "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube",
-        "vitjob.progress", "vitjob.outputs",
+    # the Kubernetes backend by concern, bottom first: each module takes the Api it needs and none
+    # reaches up to the class composing them (backend) or to the pipeline store
+    "vitjob.backends.kubernetes.status": BASE | {"vitjob.api", "vitjob.kube"},
+    "vitjob.backends.kubernetes.reads": BASE | {
+        "vitjob.api", "vitjob.kube", "vitjob.backends.kubernetes.status",
+    },
+    "vitjob.backends.kubernetes.keptlogs": BASE | {"vitjob.kube", "vitjob.render", "vitjob.progress"},
+    "vitjob.backends.kubernetes.lifecycle": BASE | {
+        "vitjob.api", "vitjob.kube", "vitjob.render", "vitjob.backends.kubernetes.status",
+    },
+    "vitjob.backends.kubernetes.preflight": BASE | {
+        "vitjob.kube", "vitjob.render", "vitjob.backends.kubernetes.reads",
+    },
+    "vitjob.backends.kubernetes.submit": BASE | {
+        "vitjob.api", "vitjob.kube", "vitjob.pipeline", "vitjob.backends.base",
+        "vitjob.backends.kubernetes.lifecycle", "vitjob.backends.kubernetes.preflight",
+        "vitjob.backends.kubernetes.reads", "vitjob.backends.kubernetes.status",
+    },
+    "vitjob.backends.kubernetes.why": BASE | {
+        "vitjob.api", "vitjob.kube", "vitjob.backends.kubernetes.keptlogs",
+        "vitjob.backends.kubernetes.reads",
+    },
+    "vitjob.backends.kubernetes.logs": {"vitjob.kube", "vitjob.backends.kubernetes.reads"},
+    # pipelines as VitJobs (the controller's store too): the client layer, never the backend class
+    "vitjob.backends.kubernetes.store": BASE | {
+        "vitjob.api", "vitjob.render", "vitjob.pipeline", "vitjob.kube", "vitjob.progress", "vitjob.outputs",
+        "vitjob.backends.kubernetes.lifecycle", "vitjob.backends.kubernetes.status",
+    },
+    # the Backend composing them
+    "vitjob.backends.kubernetes": {
+        "vitjob.backends.base", "vitjob.pipeline", "vitjob.kube", "vitjob.progress",
+        "vitjob.backends.kubernetes.status", "vitjob.backends.kubernetes.reads",
+        "vitjob.backends.kubernetes.keptlogs", "vitjob.backends.kubernetes.lifecycle",
+        "vitjob.backends.kubernetes.submit", "vitjob.backends.kubernetes.why",
+        "vitjob.backends.kubernetes.logs", "vitjob.backends.kubernetes.store",
     },
     "vitjob.backends.local": BASE | {
         "vitjob.backends.base", "vitjob.api", "vitjob.pipeline", "vitjob.launch", "vitjob.logsetup",
@@ -75,7 +107,7 @@ ALLOWED: dict[str, set[str]] = {
         "vitjob.backends", "vitjob.backends.base", "vitjob.api", "vitjob.pipeline", "vitjob.render",
     },
     "vitjob.controller": BASE | {
-        "vitjob.backends.kubernetes", "vitjob.kube", "vitjob.pipeline", "vitjob.api", "vitjob.progress",
+        "vitjob.backends.kubernetes.store", "vitjob.kube", "vitjob.pipeline", "vitjob.api", "vitjob.progress",
     },
     "vitjob.generate": BASE | {"vitjob.api", "vitjob.render"},
     # the command line: parses, calls the Client (or the controller, a generator, a pod command), prints

@@ -55,6 +55,11 @@ LABEL_PREFIX: Final = "vitjob.io/"
 LABEL_HW: Final = LABEL_PREFIX + "hw"
 # Number of accelerator cards (or CPU processes) the job uses, as a decimal string.
 LABEL_CARDS: Final = LABEL_PREFIX + "cards"
+# Annotation `vitjob submit` puts on the Volcano Job: JSON list of the objects it created beside the
+# Job (`vitjob delete` deletes them with it).
+ANNOTATION_SUPPORTING_OBJECTS: Final = LABEL_PREFIX + "supporting-objects"
+# Annotation `vitjob suspend` puts on the Volcano Job it aborted: when (`vitjob resume` removes it).
+ANNOTATION_SUSPENDED: Final = LABEL_PREFIX + "suspended"
 # Label keys vitjob sets itself; user-supplied labels may not override them.
 RESERVED_LABEL_PREFIXES: Final = ("app.kubernetes.io/", LABEL_PREFIX, "volcano.sh/", "ring-controller.atlas")
 

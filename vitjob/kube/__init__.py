@@ -9,9 +9,11 @@ One module per concept; nothing here knows about backends, pipelines, the contro
   ``.custom``, ``.ext``, ``.pod_log``), ``RetryPolicy``, ``connect`` (kubeconfig / in-cluster), and
   helpers for streamed responses;
 - ``vitjob.kube.kinds``: API coordinates (Volcano, Kubernetes labels), the table of object kinds vitjob
-  creates with their create/replace/read/delete calls, Volcano phase text, pod accessors, quantities;
+  creates with their create/replace/read/delete calls, Volcano phase text, pod accessors, quantities,
+  a Volcano Job read or listed, an object created;
 - ``vitjob.kube.watch``: ``list_watch`` (list, then watch from the resourceVersion, re-list on
-  410 Gone), ``watch_named`` and ``StreamHolder`` (stop a watch from another thread);
+  410 Gone), ``watch_named`` (``watch_volcano_job``) and ``StreamHolder`` (stop a watch from another
+  thread);
 - ``vitjob.kube.logs``: pod log timestamps, ``read_log`` and ``JobFollower`` (``logs -f`` of every pod
   of a Volcano Job, nothing lost or repeated across reconnects and restarts).
 

@@ -12,7 +12,8 @@ Owns the root-cause lines ``vitjob status`` puts first, computed from plain obje
   of a job's pods at once or none);
 - ``image_problem``: a container waiting on its image (``ErrImageNeverPull``, ``ImagePullBackOff``, …),
   naming the image and the node;
-- ``oom_note``: the memory limit a container was killed at (``OOMKilled``).
+- ``oom_note``: the memory limit a container was killed at (``OOMKilled``);
+- ``device_requests``: the accelerators a job asks for, per pod and in all (submit's preflight).
 """
 
 from __future__ import annotations
@@ -41,6 +42,24 @@ def pod_requests(pod_spec: Mapping[str, Any]) -> dict[str, float]:
         for key, value in asked.items():
             need[key] = need.get(key, 0.0) + quantity(value)
     return need
+
+
+def device_requests(job: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """The accelerators a Volcano Job asks for: (the largest pod's, the total over all replicas), by
+    resource name (a limit stands for its request: device plugins' resources have both equal)."""
+    per_pod: dict[str, float] = {}
+    total: dict[str, float] = {}
+    for task in (job.get("spec") or {}).get("tasks") or []:
+        pod_need: dict[str, float] = {}
+        for c in ((task.get("template") or {}).get("spec") or {}).get("containers") or []:
+            res = c.get("resources") or {}
+            for key, value in {**(res.get("requests") or {}), **(res.get("limits") or {})}.items():
+                if key.startswith(DEVICE_PREFIXES):
+                    pod_need[key] = pod_need.get(key, 0) + quantity(value)
+        for key, value in pod_need.items():
+            per_pod[key] = max(per_pod.get(key, 0), value)
+            total[key] = total.get(key, 0) + value * int(task.get("replicas") or 0)
+    return per_pod, total
 
 
 def _labels_match(selector: Mapping[str, str], node: Mapping[str, Any]) -> bool:

@@ -1,6 +1,8 @@
 """What vitjob knows about Kubernetes and Volcano objects: the table of kinds it creates
 (``kind_info``; ``object_calls`` gives the create/replace/read/delete request of one object), the Volcano
-Job's phase text, accessors of a pod's rank and main container, and resource quantities.
+Job's phase text, accessors of a pod's rank and main container, and resource quantities; a Volcano
+Job read (``read_volcano_job``, ``get_volcano_job``) or listed (``list_volcano_jobs``) and any known
+kind created (``create_object``).
 Their API coordinates and label keys are names of ``vitjob.constants``, as every shared name.
 
 Objects are plain dicts (parsed JSON), as ``vitjob.kube.client.Api.call`` returns them.
@@ -22,7 +24,7 @@ from vitjob.constants import (
     VOLCANO_TASK_INDEX_LABEL,
     VOLCANO_VERSION,
 )
-from vitjob.errors import BackendError
+from vitjob.errors import BackendError, JobNotFoundError, ResourceNotFoundError
 from vitjob.kube.errors import Op
 
 if TYPE_CHECKING:
@@ -158,9 +160,9 @@ def quantity(text: str | int | float) -> float:
         return 0.0
 
 
-def get_volcano_job(api: Api, namespace: str, name: str) -> dict[str, Any] | None:
-    """The Volcano Job ``namespace/name``, or None when it does not exist (one GET)."""
-    return api.get_or_none(
+def read_volcano_job(api: Api, namespace: str, name: str) -> dict[str, Any]:
+    """The Volcano Job ``namespace/name`` (one GET); ``JobNotFoundError`` when it does not exist."""
+    job: dict[str, Any] = api.call(
         Op("get", VOLCANO_PLURAL, VOLCANO_GROUP, namespace, name),
         api.custom.get_namespaced_custom_object,
         VOLCANO_GROUP,
@@ -169,6 +171,36 @@ def get_volcano_job(api: Api, namespace: str, name: str) -> dict[str, Any] | Non
         VOLCANO_PLURAL,
         name,
     )
+    return job
+
+
+def get_volcano_job(api: Api, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Volcano Job ``namespace/name``, or None when it does not exist (one GET)."""
+    try:
+        return read_volcano_job(api, namespace, name)
+    except (ResourceNotFoundError, JobNotFoundError):
+        return None
+
+
+def list_volcano_jobs(api: Api, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+    """The Volcano Jobs with the labels of ``label_selector`` in ``namespace``; in every namespace for
+    None (one LIST)."""
+    if namespace is None:
+        op = Op("list", VOLCANO_PLURAL, VOLCANO_GROUP)
+        listed = api.call(op, api.custom.list_cluster_custom_object, VOLCANO_GROUP, VOLCANO_VERSION,
+                          VOLCANO_PLURAL, label_selector=label_selector)
+    else:
+        listed = api.call(
+            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, namespace),
+            api.custom.list_namespaced_custom_object,
+            VOLCANO_GROUP,
+            VOLCANO_VERSION,
+            namespace,
+            VOLCANO_PLURAL,
+            label_selector=label_selector,
+        )
+    items: list[dict[str, Any]] = listed["items"]
+    return items
 
 
 def create_object(api: Api, obj: dict[str, Any]) -> dict[str, Any]:

@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vitjob.constants import (
-    VOLCANO_GROUP,
     VOLCANO_JOB_NAME_LABEL,
-    VOLCANO_PLURAL,
     VOLCANO_POD_NAME_FORMAT,
     VOLCANO_TASK_INDEX_LABEL,
-    VOLCANO_VERSION,
 )
 from vitjob.errors import (
     AuthError,
@@ -46,7 +43,7 @@ from vitjob.kube.kinds import (
     volcano_phase,
 )
 from vitjob.kube.times import time_text
-from vitjob.kube.watch import DEFAULT_WATCH_TIMEOUT_S, StreamHolder, list_watch, watch_named
+from vitjob.kube.watch import DEFAULT_WATCH_TIMEOUT_S, StreamHolder, list_watch, watch_volcano_job
 from vitjob.progress import TrainProgress, last_progress
 
 log = logging.getLogger(__name__)
@@ -272,11 +269,9 @@ class JobFollower:
 
     def _watch_job(self) -> None:
         first = True
-        for job in watch_named(
+        for job in watch_volcano_job(
             self.api,
-            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, self.ns),
-            self.api.custom.list_namespaced_custom_object,
-            (VOLCANO_GROUP, VOLCANO_VERSION, self.ns, VOLCANO_PLURAL),
+            self.ns,
             self.name,
             self.stop,
             self.holders[0],

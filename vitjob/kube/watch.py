@@ -1,6 +1,6 @@
 """Watches: ``list_watch`` lists, then watches from the list's resourceVersion, resumes after a dropped
-stream and re-lists after 410 Gone; ``watch_named`` follows one object by name; ``StreamHolder`` lets
-another thread stop a watch by closing its open stream.
+stream and re-lists after 410 Gone; ``watch_named`` follows one object by name (``watch_volcano_job``:
+a Volcano Job); ``StreamHolder`` lets another thread stop a watch by closing its open stream.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.kube.client import Api, close_quietly, iter_lines, stream_errors
 from vitjob.kube.errors import Expired, Op, api_error
 
@@ -145,3 +146,29 @@ def watch_named(
             yield None
         else:
             yield obj
+
+
+def watch_volcano_job(
+    api: Api,
+    namespace: str,
+    name: str,
+    stop: threading.Event,
+    holder: StreamHolder | None = None,
+    deadline: float | None = None,
+    *,
+    watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S,
+    pause_s: float = 0.5,
+) -> Iterator[dict[str, Any] | None]:
+    """The Volcano Job ``namespace/name`` each time it changes; None when it is (or was) absent."""
+    return watch_named(
+        api,
+        Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, namespace),
+        api.custom.list_namespaced_custom_object,
+        (VOLCANO_GROUP, VOLCANO_VERSION, namespace, VOLCANO_PLURAL),
+        name,
+        stop,
+        holder,
+        deadline,
+        watch_timeout_s=watch_timeout_s,
+        pause_s=pause_s,
+    )

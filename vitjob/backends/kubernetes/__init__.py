@@ -1,3 +1,4 @@
-"""The Kubernetes backend: Volcano Jobs through the Kubernetes API (``backend``: submit plans, status
-and its diagnosis, logs, wait, cancel, delete, list) and pipelines stored as VitJob resources
-(``store``). Built on the client layer ``vitjob.kube``."""
+"""The Kubernetes backend: Volcano Jobs through the Kubernetes API, split by concern (``status``,
+``reads``, ``keptlogs``, ``lifecycle``, ``preflight``, ``submit``, ``why``, ``logs``), composed by
+``backend.KubernetesBackend``; pipelines stored as VitJob resources (``store``). Built on the client
+layer ``vitjob.kube``."""

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from vitjob import constants as c
 from vitjob.api.status import JobPhase, JobStatus, PipelinePhase, StageState
+from vitjob.backends.kubernetes.lifecycle import command
 from vitjob.backends.kubernetes.status import job_phase
-from vitjob.constants import VOLCANO_GROUP, VOLCANO_PLURAL, VOLCANO_VERSION
 from vitjob.errors import (
     BackendError,
     ConflictError,
@@ -38,7 +38,7 @@ from vitjob.errors import (
 )
 from vitjob.kube.client import Api
 from vitjob.kube.errors import Op
-from vitjob.kube.kinds import create_object, get_volcano_job, is_volcano_job
+from vitjob.kube.kinds import create_object, get_volcano_job, is_volcano_job, list_volcano_jobs
 from vitjob.kube.logs import rank0_pod
 from vitjob.kube.times import time_text
 from vitjob.outputs import parse as parse_outputs
@@ -52,7 +52,7 @@ from vitjob.pipeline.model import (
     stages_of,
 )
 from vitjob.progress import READING_FIELDS, ProgressReading
-from vitjob.render.manifests import render_event, render_vitjob, render_volcano_command
+from vitjob.render.manifests import render_event, render_vitjob
 
 log = logging.getLogger(__name__)
 
@@ -423,15 +423,7 @@ class KubernetesPipelineStore:
         """One LIST by part-of label, plus a GET for the first stage not yet recorded Completed when
         the list lacks it (a same-named job without the label is reported, as foreign)."""
         api, ns = self.api, pipeline.namespace
-        listed = api.call(
-            Op("list", VOLCANO_PLURAL, VOLCANO_GROUP, ns),
-            api.custom.list_namespaced_custom_object,
-            VOLCANO_GROUP,
-            VOLCANO_VERSION,
-            ns,
-            VOLCANO_PLURAL,
-            label_selector=f"{c.LABEL_PART_OF}={pipeline.part_of}",
-        )["items"]
+        listed = list_volcano_jobs(api, ns, f"{c.LABEL_PART_OF}={pipeline.part_of}")
         by_name = {j["metadata"]["name"]: j for j in listed}
         jobs = {}
         for stage in pipeline.stages:
@@ -525,7 +517,7 @@ class KubernetesPipelineStore:
             raise JobNotFoundError(f"stage {stage}: job {pipeline.job_names[stage]} not found in {ns}")
         reason = "vitjob suspend" if action == "AbortJob" else "vitjob resume"
         message = f"pipeline {pipeline.name}: spec.suspend is {str(action == 'AbortJob').lower()}"
-        create_object(self.api, render_volcano_command(job, action, reason, message))
+        command(self.api, job, action, reason, message)
 
     def update_spec(self, pipeline: PipelineRecord, spec: Mapping[str, Any]) -> PipelineRecord:
         """Replace the VitJob's spec (one conditional merge patch of the keys that changed)."""
