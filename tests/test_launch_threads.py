@@ -217,8 +217,9 @@ def test_processes_of_a_pod_share_its_cores_and_the_scheduler_gets_one(tmp_path:
     assert all("VITJOB_CPU_CORES" not in c.environ for c in children)
     assert all(c.thread_cpus == {every} for c in children)
     assert "CPU binding: none (the pod may run on every core of the node" in log
-    # One pod holds the whole cluster: no MindSpore heartbeats, in the workers and the scheduler alike.
-    assert [c.environ.get("MS_DISABLE_HEARTBEAT") for c in children] == ["1"] * 3
+    # MindSpore's heartbeats stay on: switched off (MS_DISABLE_HEARTBEAT=1) its exit-time teardown
+    # crashed with SIGSEGV in 2 of 5 two-process runs here.
+    assert all("MS_DISABLE_HEARTBEAT" not in c.environ for c in children)
 
 
 def test_a_pod_that_is_given_the_machine_binds_each_process_to_cores_of_its_own(tmp_path: Path) -> None:
@@ -241,14 +242,13 @@ def test_a_pod_that_is_given_the_machine_binds_each_process_to_cores_of_its_own(
 
 def test_the_pods_own_settings_win(tmp_path: Path) -> None:
     children, log = run_pod(tmp_path, 2, pod_env(tmp_path, VITJOB_CPU_THREADS="3", OMP_NUM_THREADS="5",
-                                                 MS_DISABLE_HEARTBEAT="0", VITJOB_CPU_PIN="0"))
+                                                 VITJOB_CPU_PIN="0"))
     workers = [c for c in children if c.role == "MS_WORKER"]
     [sched] = [c for c in children if c.role == "MS_SCHED"]
     # MindSpore refuses more dataset workers than the host has cores
     assert [threads_of(w) for w in workers] == [("3", "5", min(3, HOST_CORES))] * 2
     assert threads_of(sched) == ("1", "5", 1)
     assert "CPU threads: 3 per process, as VITJOB_CPU_THREADS sets it" in log
-    assert [c.environ.get("MS_DISABLE_HEARTBEAT") for c in children] == ["0"] * 3
     assert all("VITJOB_CPU_CORES" not in c.environ for c in children)
     assert "CPU binding: none (VITJOB_CPU_PIN=0)" in log
 

@@ -19,9 +19,6 @@
    the pod owns its cores, each training process is given cores of its own (``cpus.plan_pinning``,
    ``VITJOB_CPU_PIN``) in ``VITJOB_CPU_CORES``, and binds itself there once it has joined the cluster
    (``vitjob.cputhreads.bind_to_cores``). The choices are logged.
-   A pod that holds the whole dynamic cluster (one pod) runs it without MindSpore's heartbeats
-   (``MS_DISABLE_HEARTBEAT=1``, unless the pod sets it): the supervisor already ends the pod when any of
-   its processes dies, and with heartbeats every process waits out a 3-second beat before it can exit.
 5. Run the children under the ``supervisor`` and exit with its verdict.
 
 ``VITJOB_SCHED_COMMAND`` replaces the scheduler child's command (tests run a trivial process there).
@@ -53,7 +50,6 @@ from vitjob.launch.supervisor import ChildSpec, Outcome, Supervisor, TextSink, i
 log = logging.getLogger(__name__)
 
 SCHEDULER_ROLE = "the MindSpore scheduler"
-ENV_DISABLE_HEARTBEAT = "MS_DISABLE_HEARTBEAT"
 
 
 @dataclass(frozen=True)
@@ -144,15 +140,7 @@ def cluster_env(pod: podenv.PodEnv, local_rank: int, ips: Addresses, timeout_s: 
         "MS_SCHED_HOST": ips.pod0, "MS_SCHED_PORT": str(pod.sched_port), "MS_WORKER_IP": ips.own,
         "MS_TOPO_TIMEOUT": topo_timeout(base, timeout_s),
         "RANK_ID": str(rank), "RANK_SIZE": str(pod.world_size), "DEVICE_ID": str(local_rank),
-        **heartbeat_env(pod, base),
     }
-
-
-def heartbeat_env(pod: podenv.PodEnv, base: dict[str, str]) -> dict[str, str]:
-    """``MS_DISABLE_HEARTBEAT=1`` when this pod is the whole cluster and does not set it itself."""
-    if pod.num_pods == 1 and ENV_DISABLE_HEARTBEAT not in base:
-        return {ENV_DISABLE_HEARTBEAT: "1"}
-    return {}
 
 
 def topo_timeout(env: dict[str, str], timeout_s: float) -> str:
@@ -165,7 +153,7 @@ def scheduler_child(pod: podenv.PodEnv, base: dict[str, str], device: str, ips: 
                     timeout_s: float) -> ChildSpec:
     env = dict(base, MS_ROLE="MS_SCHED", MS_WORKER_NUM=str(pod.world_size), MS_SCHED_HOST=ips.pod0,
                MS_SCHED_PORT=str(pod.sched_port), MS_TOPO_TIMEOUT=topo_timeout(base, timeout_s),
-               VITJOB_SCHED_DEVICE=device, **heartbeat_env(pod, base))
+               VITJOB_SCHED_DEVICE=device)
     # The pod's VITJOB_CPU_THREADS is meant for its training processes: the scheduler needs one thread.
     env[cpus.ENV_CPU_THREADS] = str(cpus.SCHEDULER_THREADS)
     env.update(cpus.thread_env(base, cpus.SCHEDULER_THREADS))
