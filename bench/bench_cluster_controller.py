@@ -72,6 +72,9 @@ _RESOURCE = re.compile(
 )
 # The controller's two watches: their list and watch requests are start-up (and re-watch) cost.
 WATCHES = ("list vitjobs", "watch vitjobs", "list jobs", "watch jobs")
+# Every stage's pods on the KWOK node (label type=kwok): the cluster may have a real node too, which
+# would run the image for real.
+KWOK_ONLY = ("--set", "node_selector.type=kwok")
 # The cluster's processes whose CPU time --scale reports (/proc/PID/comm, at most 15 characters).
 CLUSTER_PROCESSES = ("kube-apiserver", "etcd", "vc-controller-m", "vc-scheduler", "kwok")
 
@@ -177,7 +180,7 @@ def submit_pipelines(names: list[str], ns: str) -> dict[str, int]:
 
     submit: dict[str, int] = {}
     for i, name in enumerate(names):
-        argv = ["submit", "--hw", "cpu", "--cards", "1", "--name", name,
+        argv = ["submit", "--hw", "cpu", "--cards", "1", "--name", name, *KWOK_ONLY,
                 "--then", "eval,export,infer310", "--backend", "kubernetes", "-n", ns]
         with counting_requests(resource_of) as seen, contextlib.redirect_stdout(io.StringIO()):
             assert vitjob_main(argv) == 0
@@ -332,7 +335,8 @@ def create_completed(api: Any, ns: str, names: list[str]) -> None:
     )
 
     def one(name: str) -> None:
-        definition = define_pipeline(JobSpec(name=name, hw="cpu", cards=1, namespace=ns), STAGES[1:])
+        spec = JobSpec(name=name, hw="cpu", cards=1, namespace=ns, node_selector={"type": "kwok"})
+        definition = define_pipeline(spec, STAGES[1:])
         body = render_vitjob(name=name, namespace=ns, part_of=definition.part_of, spec=definition.spec)
         created = json.loads(api.custom.create_namespaced_custom_object(
             *coords, body, _preload_content=False).data)
