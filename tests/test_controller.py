@@ -496,3 +496,33 @@ def test_rendered_controller_is_valid_and_least_privilege(capsys) -> None:
     deploy = next(o for o in objects if o["kind"] == "Deployment")
     assert "--all-namespaces" in deploy["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--leader-elect" not in deploy["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_a_job_status_write_that_changes_nothing_reconcile_sees_queues_no_reconcile() -> None:
+    """Volcano writes a job's status many times within one phase (pod counts, conditions): only a new
+    job, another phase or reason, or an older/newer version that differs queues its pipeline."""
+    from vitjob.backends.kubernetes.store import record_from_vitjob
+    from vitjob.controller.cache import PipelineCache
+    from vitjob.pipeline.define import stage_objects
+    from vitjob.render.manifests import render_vitjob
+
+    definition = pipeline_definition("vit")
+    vitjob = render_vitjob(name="vit", namespace="default", part_of="vit", spec=definition.spec)
+    vitjob["metadata"].update(uid="u1", resourceVersion="1")
+    cache = PipelineCache()
+    key = cache.put_pipeline(record_from_vitjob(vitjob))
+    rendered = stage_objects(record_from_vitjob(vitjob), "train")[-1]
+
+    def version(rv: int, phase: str, running: int = 0) -> dict:
+        obj = {**rendered, "metadata": {**rendered["metadata"], "namespace": "default",
+                                        "resourceVersion": str(rv)}}
+        obj["status"] = {"state": {"phase": phase}, "running": running, "pending": 1 - running}
+        return obj
+
+    assert cache.put_job(version(2, "Pending")) == key  # new
+    assert cache.put_job(version(3, "Pending")) is None  # the same phase again
+    assert cache.put_job(version(4, "Running", running=1)) == key
+    assert cache.put_job(version(5, "Running", running=1)) is None
+    assert cache.put_job(version(3, "Pending")) is None  # older than the cached one: ignored
+    assert cache.job(("default", "vit-train")).phase == "Running"
+    assert cache.put_job(version(6, "Completed")) == key

@@ -98,6 +98,8 @@ def test_progress_is_recorded_rate_limited_and_final_at_the_end(fake, controller
     started = time.monotonic()
     controllers.append(ctl := Running(progress_interval_s=interval))
     fake.wait_for(lambda: progress_of(fake).get("step") == 10, what="step 10 recorded")
+    # the first read comes one interval after the job was seen Running, not at once
+    assert time.monotonic() - started >= interval
     got = progress_of(fake)
     where = (got["epoch"], got["epochs"], got["step"], got["totalSteps"], got["percent"])
     assert where == (1, 2, 10, 100, 10.0)
@@ -130,6 +132,21 @@ def test_progress_is_recorded_rate_limited_and_final_at_the_end(fake, controller
     handled_so_far(fake, "probe")
     assert len(fake.requests_matching("GET", LOG)) == reads, "no read after the final one"
     assert ctl.controller.stats.progress_writes == len(progress_writes(fake))
+
+
+def test_a_train_job_shorter_than_the_interval_costs_one_read_the_final_one(fake, controllers) -> None:
+    seed_pipeline(fake, pipeline_definition("vit"))
+    pod = train_running(fake)
+    fake.append_log("default", pod, [line(10)])
+    controllers.append(Running(progress_interval_s=30.0))
+    fake.wait_for(lambda: status(fake)["stages"][0].get("phase") == "Running", what="Running recorded")
+    handled_so_far(fake, "probe")  # the Running train job has been reconciled: no read yet
+    assert not fake.requests_matching("GET", LOG)
+    fake.append_log("default", pod, [line(100, epoch=2, event="epoch")])
+    fake.set_job_phase("default", "vit-train", "Completed")
+    fake.wait_for(lambda: progress_of(fake).get("final") is True, what="final progress")
+    assert progress_of(fake)["step"] == 100
+    assert len(fake.requests_matching("GET", LOG)) == 1
 
 
 def test_no_progress_read_unless_a_train_job_runs(fake, controllers) -> None:

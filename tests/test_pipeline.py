@@ -76,6 +76,16 @@ def jobs(**phases: str) -> dict[str, StageJob]:
             [UpdatePipeline({}, job_phases={"train": "Running"})],
         ),
         (
+            "train completing (Volcano's step before Completed): no write of its own",
+            Observed(record(train=C, seen={"train": "Running"}), jobs(train="Completing")),
+            [],
+        ),
+        (
+            "train terminating, never recorded Running: still no write until it ends",
+            Observed(record(train=C), jobs(train="Terminating")),
+            [],
+        ),
+        (
             "train completed: create eval and record both in one write",
             Observed(record(train=C, seen={"train": "Running"}), jobs(train="Completed")),
             [

@@ -95,15 +95,20 @@ class PipelineCache:
             self.put_job(job)
 
     def put_job(self, job: dict[str, Any]) -> Key | None:
-        """Cache ``job``; return the key of the pipeline it belongs to, if any."""
+        """Cache ``job``; return the key of the pipeline it belongs to when what reconcile sees of the
+        job changed (it is new, or its phase, reason, part-of label or rank-0 pod differ), else None:
+        Volcano writes a job's status many times within one phase (pod counts, conditions), and such
+        a write gives reconcile nothing new to act on."""
         meta = job["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
         rv = resource_version(meta)
         with self.lock:
             old = self.jobs.get(key)
-            if old is None or is_newer(rv, old[0]):
-                self.jobs[key] = (rv, stage_job_from_object(job))
-            return self.job_owner.get(key)
+            if old is not None and not is_newer(rv, old[0]):
+                return None  # an older version than the one cached
+            seen = stage_job_from_object(job)
+            self.jobs[key] = (rv, seen)
+            return None if old is not None and old[1] == seen else self.job_owner.get(key)
 
     def drop_job(self, job: dict[str, Any]) -> Key | None:
         meta = job["metadata"]

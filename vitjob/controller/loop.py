@@ -21,9 +21,10 @@ answers ``/healthz`` (its loops are alive) and ``/readyz`` (it reached the API s
 leader, has listed everything), and ``/metrics`` its Prometheus metrics (``metrics``).
 
 While a pipeline's train stage job runs, the controller reads rank 0's training progress (one GET of
-the last lines of its log, ``vitjob.kube.logs.pod_progress``) at most once per ``progress_interval_s``
-and records it in the VitJob's ``status.progress`` when it changed (so at most one such write per
-interval); when the train job ends it reads it once more and records it as final.
+the last lines of its log, ``vitjob.kube.logs.pod_progress``) at most once per ``progress_interval_s``,
+the first time one interval after it saw the job Running (a pod that has just started has printed no
+progress yet), and records it in the VitJob's ``status.progress`` when it changed (so at most one such
+write per interval); when the train job ends it reads it once more and records it as final.
 """
 
 from __future__ import annotations
@@ -415,8 +416,9 @@ class Controller:
     # ------------------------------------------------------------------------------- progress
     def _track_training(self, key: Key, store: CachedPipelineStore, job: StageJob | None) -> None:
         """Record the train stage's progress in the VitJob: while its job runs, read it at most once
-        per ``progress_interval_s`` (a wake-up is queued for the next read) and write it when it
-        changed; once the job has ended, read it a last time and write it as final."""
+        per ``progress_interval_s``, the first time one interval after the job was first seen Running
+        (a wake-up is queued for the next read), and write it when it changed; once the job has
+        ended, read it a last time and write it as final."""
         record = self.cache.pipeline(key)
         if record is None or job is None or job.part_of != record.part_of or not job.rank0_pod:
             return
@@ -426,12 +428,15 @@ class Controller:
         if not ended and job.phase != JobPhase.RUNNING:
             return
         now = time.monotonic()
+        interval = self.options.progress_interval_s
         if not ended:
             due = self._progress_due.get(key)
             if due is not None and now < due:
-                return  # read recently; the wake-up queued then comes at ``due``
-            self._progress_due[key] = now + self.options.progress_interval_s
-            self.queue.add_after(key, self.options.progress_interval_s)
+                return  # read recently, or seen running just now; the wake-up queued then comes at ``due``
+            self._progress_due[key] = now + interval
+            self.queue.add_after(key, interval)
+            if due is None:
+                return  # first seen running: its pod has just started and printed no progress yet
         elif key in self._progress_due and self._progress_due[key] == float("inf"):
             return  # ended with nothing to record: read once already
         progress = pod_progress(self.api, key[0], job.rank0_pod, job.rank0_container)

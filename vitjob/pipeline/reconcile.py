@@ -46,6 +46,11 @@ FAILED_JOB_PHASES = frozenset({JobPhase.FAILED, JobPhase.ABORTED, JobPhase.TERMI
 # Default seconds before the first automatic retry of a failed stage (doubled for each further one).
 DEFAULT_STAGE_RETRY_BACKOFF_S = 10.0
 
+# Job phases on the way to an end (Volcano's Completing → Completed, Terminating → Terminated,
+# Aborting → Aborted): the stage's recorded job phase stays what it was until the end is reached, so
+# passing through one costs no status write of its own.
+TRANSIENT_JOB_PHASES = frozenset({JobPhase.COMPLETING, JobPhase.TERMINATING, JobPhase.ABORTING})
+
 
 def retry_pending(record: PipelineRecord) -> bool:
     """Whether ``record``'s spec asks for a retry not carried out yet (reconcile acts on it even when
@@ -57,8 +62,9 @@ def reconcile(observed: Observed) -> list[Action]:
     """The actions that move the pipeline one step on, from the observed state alone (pure).
 
     Besides stage states and the phase, the update records each stage job's phase when it differs
-    from the recorded one (Pending when none is), so the stored status follows the jobs, and the
-    outputs of each stage that completed now.
+    from the recorded one (Pending when none is), so the stored status follows the jobs (Pending,
+    Running, Restarting, an end; not the ``TRANSIENT_JOB_PHASES`` just before an end), and the outputs
+    of each stage that completed now.
     """
     record = observed.pipeline
     if retry_pending(record):
@@ -79,7 +85,11 @@ def reconcile(observed: Observed) -> list[Action]:
     for stage in record.stages:
         job = observed.jobs.get(stage)
         # a job's phase is Pending until recorded otherwise: a new job costs no write of its own
-        if job is not None and record.job_phases.get(stage, str(JobPhase.PENDING)) != str(job.phase):
+        if (
+            job is not None
+            and job.phase not in TRANSIENT_JOB_PHASES
+            and record.job_phases.get(stage, str(JobPhase.PENDING)) != str(job.phase)
+        ):
             seen[stage] = str(job.phase)
         state = recorded.get(stage) or record.progress.get(stage)
         if state == StageState.COMPLETED:
