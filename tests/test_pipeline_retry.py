@@ -310,6 +310,18 @@ def test_outputs_are_read_from_the_pods_termination_message() -> None:
 
 
 # ------------------------------------------------------------------------ the VitJob's status
+# The eval stage's first attempt as the VitJob's status records it (without its name, as an earlier attempt)
+FAILED_EVAL = {
+    "job": "vit-eval",
+    "attempt": 1,
+    "state": "Failed",
+    "phase": "Failed",
+    "reason": "stage eval failed: …",
+    "startTime": "2026-01-01T00:01:00Z",
+    "completionTime": "2026-01-01T00:02:00Z",
+}
+
+
 def test_the_vitjob_status_keeps_every_attempt_of_a_stage() -> None:
     vitjob = {
         "metadata": {"name": "vit", "namespace": "ml", "resourceVersion": "7", "uid": "u"},
@@ -328,16 +340,7 @@ def test_the_vitjob_status_keeps_every_attempt_of_a_stage() -> None:
                     "completionTime": "2026-01-01T00:01:00Z",
                     "outputs": {"best_step": 20},
                 },
-                {
-                    "name": "eval",
-                    "job": "vit-eval",
-                    "attempt": 1,
-                    "state": "Failed",
-                    "phase": "Failed",
-                    "reason": "stage eval failed: …",
-                    "startTime": "2026-01-01T00:01:00Z",
-                    "completionTime": "2026-01-01T00:02:00Z",
-                },
+                {"name": "eval", **FAILED_EVAL},
             ],
         },
     }
@@ -347,17 +350,7 @@ def test_the_vitjob_status_keeps_every_attempt_of_a_stage() -> None:
     status = status_after(rec, update, "2026-01-01T00:03:00Z")
     eval_entry = status["stages"][1]
     assert eval_entry["job"] == "vit-eval-r2" and eval_entry["attempt"] == 2 and "state" not in eval_entry
-    assert eval_entry["earlierAttempts"] == [
-        {
-            "job": "vit-eval",
-            "attempt": 1,
-            "state": "Failed",
-            "phase": "Failed",
-            "reason": "stage eval failed: …",
-            "startTime": "2026-01-01T00:01:00Z",
-            "completionTime": "2026-01-01T00:02:00Z",
-        }
-    ]
+    assert eval_entry["earlierAttempts"] == [FAILED_EVAL]
     assert status["stages"][0]["outputs"] == {"best_step": 20} and status["retries"] == 1
     assert status["phase"] == "Running"
     again = record_from_vitjob({**vitjob, "status": status})

@@ -18,6 +18,18 @@ def _phase(kube: Kube, namespace: str, job: str) -> str | None:
     return ((obj or {}).get("status") or {}).get("state", {}).get("phase")
 
 
+def _vitjob_status_once(kube: Kube, namespace: str, name: str, phase: str) -> dict:
+    """The VitJob's status once its phase is ``phase`` (waits up to 60 s)."""
+    return wait_for(
+        lambda: (
+            (s := kube.get("vitjobs.vitjob.io", name, namespace).get("status") or {}).get("phase") == phase
+            and s
+        ),
+        60,
+        f"the VitJob {name} {phase}",
+    )
+
+
 def _run_stage_pod(kube: Kube, namespace: str, job: str, exit_code: int, logs: str) -> None:
     """Wait for ``job``'s pod to run, end it with ``exit_code`` and wait for the job to end."""
     pods = wait_for(
@@ -59,15 +71,7 @@ def test_retry_reruns_the_failed_stage_as_a_new_job_and_keeps_both_attempts(
     try:
         _run_stage_pod(kube, namespace, "rt-train", 0, str(log))
         _run_stage_pod(kube, namespace, "rt-eval", 1, str(log))
-        failed = wait_for(
-            lambda: (
-                (s := kube.get("vitjobs.vitjob.io", "rt", namespace).get("status") or {}).get("phase")
-                == "Failed"
-                and s
-            ),
-            60,
-            "the VitJob Failed at eval",
-        )
+        failed = _vitjob_status_once(kube, namespace, "rt", "Failed")
         assert failed["reason"].startswith("stage eval failed: job rt-eval ended Failed"), failed
         assert kube.get_or_none("vcjob", "rt-export", namespace) is None
 
@@ -79,15 +83,7 @@ def test_retry_reruns_the_failed_stage_as_a_new_job_and_keeps_both_attempts(
 
         _run_stage_pod(kube, namespace, "rt-eval-r2", 0, str(log))
         _run_stage_pod(kube, namespace, "rt-export", 0, str(log))
-        status = wait_for(
-            lambda: (
-                (s := kube.get("vitjobs.vitjob.io", "rt", namespace).get("status") or {}).get("phase")
-                == "Completed"
-                and s
-            ),
-            60,
-            "the VitJob Completed",
-        )
+        status = _vitjob_status_once(kube, namespace, "rt", "Completed")
         jobs = sorted(j["metadata"]["name"] for j in kube.get("vcjob", namespace=namespace)["items"])
         assert jobs == ["rt-eval", "rt-eval-r2", "rt-export", "rt-train"], "train is not rerun"
         stages = {e["name"]: e for e in status["stages"]}
