@@ -51,6 +51,7 @@ ENV_KEYS = [
     "CUDA_VISIBLE_DEVICES",
     "RANK_TABLE_FILE",
     "VITJOB_SCHED_DEVICE",
+    "VITJOB_DONE_FILE",
 ]
 # Prints the child's cluster variables as one JSON line (after TEST_MARKER exists, when set).
 DUMP_ENV = (
@@ -160,6 +161,8 @@ def test_cpu_pod0_env_prefix_and_scheduler(tmp_path: Path) -> None:
         assert e["MS_WORKER_IP"] == pod_ip(0)
         assert e["MS_TOPO_TIMEOUT"] == "600"  # the rendezvous timeout bounds cluster formation too
         assert e["CUDA_VISIBLE_DEVICES"] is None
+        # Pod 0 of 2 does not hold the whole cluster: its workers end through MindSpore's teardown.
+        assert e["VITJOB_DONE_FILE"] is None
     sched = json.loads(sched_out.read_text())
     assert sched["MS_ROLE"] == "MS_SCHED" and sched["MS_WORKER_NUM"] == "4"
     assert sched["MS_SCHED_HOST"] == pod_ip(0) and sched["MS_SCHED_PORT"] == "23456"
@@ -534,6 +537,68 @@ def test_helper_that_ends_early_does_not_leave_the_pod_waiting() -> None:
         "sched (the MindSpore scheduler): ended (exit code 0) 1 s ago while the workers still run; they "
         "cannot finish without it; stopped 1 other process(es)"
     )
+
+
+# A worker whose work succeeds through vitjob's CLI, then hangs at exit as MindSpore's teardown waits (an
+# atexit handler that sleeps).
+DONE_THEN_HANG = (
+    "import atexit, sys, time\n"
+    "from vitjob.cli import main\n"
+    "atexit.register(time.sleep, 1000)\n"
+    "code = main(['data', 'digits', '--out', sys.argv[1] + '/' + __import__('os').environ['RANK_ID']])\n"
+    "print('work done', flush=True)\n"
+    "sys.exit(code)\n"
+)
+
+
+def test_one_pod_cluster_ends_once_every_worker_has_done_its_work(tmp_path: Path) -> None:
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND="sleep 1000")
+    launch = subprocess.Popen(
+        [*LAUNCH, "--hw", "cpu", "--cards-per-pod", "2", "--", sys.executable, "-c", DONE_THEN_HANG,
+         str(tmp_path / "data")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        tree = wait_for_tree(launch.pid, sleeps=1)  # the scheduler stand-in
+        out, err = launch.communicate(timeout=60)  # without the done files: 1000 s at exit
+    finally:
+        launch.kill()
+    assert launch.returncode == 0, err
+    assert err.strip().splitlines()[-1] == "vitjob launch: all 2 process(es) finished"
+    lines = out.splitlines()
+    for rank in (0, 1):  # each worker's output up to its done file reached the pod's log
+        assert any(line.startswith(f"[rank {rank}] wrote digits to ") for line in lines), out
+        assert (tmp_path / "data" / str(rank) / "cifar-10-batches-bin").is_dir()
+        done = tmp_path / "work-0" / "done" / f"rank-{rank}.done"
+        assert done.read_text().strip().isdigit()  # the worker's pid
+    assert_all_gone(tree)
+
+
+def test_one_worker_done_and_one_failing_fails_the_pod(tmp_path: Path) -> None:
+    script = 'if [ "$RANK_ID" = 1 ]; then sleep 0.5; echo "ValueError: no data"; exit 3; fi; ' \
+             'echo > "$VITJOB_DONE_FILE"; sleep 1000'
+    env = pod_env(tmp_path, VITJOB_SCHED_COMMAND="sleep 1000")
+    args = ["--hw", "cpu", "--cards-per-pod", "2", "--grace-period", "1", "--", "bash", "-c", script]
+    proc = run_launch(args, env, timeout=30)
+    assert proc.returncode == 3, proc.stderr
+    assert "rank 1 failed with exit code 3 (last error line: ValueError: no data)" in proc.stderr
+
+
+def test_cli_reports_done_only_when_its_command_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitjob.cli import main
+
+    done = tmp_path / "done" / "rank-0.done"
+    monkeypatch.setenv(c.ENV_DONE_FILE, str(done))
+    assert main(["eval", "--ckpt", str(tmp_path / "missing.ckpt"), "--data", str(tmp_path)]) != 0
+    assert not done.exists()
+    with monkeypatch.context() as patched:  # a command that returns a failing exit code
+        patched.setattr("vitjob.cli.vit._cmd_digits", lambda _args: 4)
+        assert main(["data", "digits", "--out", str(tmp_path / "digits")]) == 4
+    assert not done.exists()
+    assert main(["data", "digits", "--out", str(tmp_path / "digits")]) == 0
+    assert done.read_text().strip() == str(os.getpid())
 
 
 def test_sigterm_is_forwarded_and_leaves_no_orphans(tmp_path: Path) -> None:

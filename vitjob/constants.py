@@ -255,6 +255,10 @@ LOCAL_POD_NETWORK: Final = "10.244.0.0/16"
 # Replaces the scheduler child's command (`python -m vitjob.launch.scheduler`), split like a shell line:
 # tests use a trivial process instead of a MindSpore scheduler.
 ENV_SCHED_COMMAND: Final = "VITJOB_SCHED_COMMAND"
+# Set by `vitjob launch` for each worker of a cluster its pod holds whole: the file the worker writes when
+# its work is complete (vitjob's CLI, after a command succeeds), so the launch can end the cluster without
+# MindSpore's teardown (vitjob.launch.supervisor).
+ENV_DONE_FILE: Final = "VITJOB_DONE_FILE"
 # How long pods wait for each other (rank-table rendezvous, scheduler), seconds.
 DEFAULT_RDZV_TIMEOUT_S: Final = 600.0
 # CANN environment scripts `vitjob launch` loads on Ascend when present.

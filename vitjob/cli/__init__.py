@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from vitjob.errors import VitjobError
+from vitjob.launch.supervisor import report_done
 from vitjob.logsetup import configure_logging
 from vitjob.version import __version__
 
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except VitjobError as exc:
         if os.environ.get("VITJOB_DEBUG"):
             raise
@@ -68,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vitjob {args.command}: interrupted", file=sys.stderr)
         return 130
+    if code == 0:
+        report_done(os.environ)  # under `vitjob launch`: this worker's work is complete
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,10 @@
    the pod owns its cores, each training process is given cores of its own (``cpus.plan_pinning``,
    ``VITJOB_CPU_PIN``) in ``VITJOB_CPU_CORES``, and binds itself there once it has joined the cluster
    (``vitjob.cputhreads.bind_to_cores``). The choices are logged.
-5. Run the children under the ``supervisor`` and exit with its verdict.
+5. Run the children under the ``supervisor`` and exit with its verdict. When this pod holds the whole
+   MindSpore cluster (one pod), each worker gets a done file (``VITJOB_DONE_FILE``, written by vitjob's
+   CLI when a command succeeds) and the cluster ends once every worker has written it, without
+   MindSpore's ~3 s teardown (``with_done_files``).
 
 ``VITJOB_SCHED_COMMAND`` replaces the scheduler child's command (tests run a trivial process there).
 
@@ -35,7 +38,7 @@ import math
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +233,24 @@ def plan_children(env: dict[str, str], pod: podenv.PodEnv, command: list[str], w
     return children
 
 
+def with_done_files(children: list[ChildSpec], pod: podenv.PodEnv, folder: Path) -> list[ChildSpec]:
+    """``children`` with a done file for each worker when this pod holds a whole MindSpore cluster (one
+    pod, the scheduler among its children): the supervisor then ends the cluster as soon as every worker
+    has finished its work, without MindSpore's teardown. Stale files of an earlier run are removed."""
+    if pod.num_pods != 1 or not any(child.role == SCHEDULER_ROLE for child in children):
+        return children
+    folder.mkdir(parents=True, exist_ok=True)
+    planned = []
+    for child in children:
+        if not child.required:
+            planned.append(child)
+            continue
+        done = folder / (child.label.replace(" ", "-") + ".done")
+        done.unlink(missing_ok=True)
+        planned.append(replace(child, env=dict(child.env, **{c.ENV_DONE_FILE: str(done)}), done_file=done))
+    return planned
+
+
 def _cores(bound: tuple[tuple[int, ...], ...] | None, local: int) -> dict[str, str]:
     """``VITJOB_CPU_CORES`` of the ``local``-th training process when the pod binds them."""
     if bound is None or local >= len(bound):
@@ -255,6 +276,7 @@ def launch(command: list[str], hw: str | None = None, cards_per_pod: int | None 
                                 cpus.affinity_cpus(), os.cpu_count() or 1)
     log.info("%s", pinning.describe())
     children = plan_children(env, pod, command, workdir, timeout_s, threads.per_process, pinning)
+    children = with_done_files(children, pod, workdir / "done")
     publisher = publisher_from_env(env, pod.index)
     supervisor = Supervisor(children, out=out, grace_s=grace_s, on_line=publisher.line if publisher else None)
     install_signal_forwarding(supervisor)
