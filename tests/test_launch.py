@@ -52,6 +52,8 @@ ENV_KEYS = [
     "RANK_TABLE_FILE",
     "VITJOB_SCHED_DEVICE",
     "VITJOB_DONE_FILE",
+    "MS_RETRY_INTERVAL_LOWER",
+    "MS_RETRY_INTERVAL_UPPER",
 ]
 # Prints the child's cluster variables as one JSON line (after TEST_MARKER exists, when set).
 DUMP_ENV = (
@@ -163,11 +165,13 @@ def test_cpu_pod0_env_prefix_and_scheduler(tmp_path: Path) -> None:
         assert e["CUDA_VISIBLE_DEVICES"] is None
         # Pod 0 of 2 does not hold the whole cluster: its workers end through MindSpore's teardown.
         assert e["VITJOB_DONE_FILE"] is None
+        assert e["MS_RETRY_INTERVAL_LOWER"] == e["MS_RETRY_INTERVAL_UPPER"] == "1"  # 1 s heartbeats
     sched = json.loads(sched_out.read_text())
     assert sched["MS_ROLE"] == "MS_SCHED" and sched["MS_WORKER_NUM"] == "4"
     assert sched["MS_SCHED_HOST"] == pod_ip(0) and sched["MS_SCHED_PORT"] == "23456"
     assert sched["MS_TOPO_TIMEOUT"] == "600"
     assert sched["MS_NODE_ID"] is None and sched["VITJOB_SCHED_DEVICE"] == "cpu"
+    assert sched["MS_RETRY_INTERVAL_LOWER"] == sched["MS_RETRY_INTERVAL_UPPER"] == "1"
     assert "all 2 process(es) finished" in proc.stderr.splitlines()[-1]
 
 
@@ -178,6 +182,41 @@ def pod0_scheduler_port(env: dict[str, str]):
         s.bind((pod_ip(0), int(env[c.ENV_SCHED_PORT])))
         s.listen()
         yield
+
+
+def test_retry_intervals_are_the_pods_own_or_mindspores_for_a_large_cluster() -> None:
+    from vitjob.launch.entrypoint import FAST_RETRY_MAX_WORKERS, retry_intervals
+
+    fast = {"MS_RETRY_INTERVAL_LOWER": "1", "MS_RETRY_INTERVAL_UPPER": "1"}
+    assert retry_intervals({}, 2) == retry_intervals({}, FAST_RETRY_MAX_WORKERS) == fast
+    assert retry_intervals({}, FAST_RETRY_MAX_WORKERS + 1) == {}  # MindSpore's 3-5 s
+    assert retry_intervals({"MS_RETRY_INTERVAL_UPPER": "9"}, 2) == {}  # the pod's own (the rest default)
+
+
+# Joins the MindSpore cluster as ``vitjob train`` does, then ends.
+JOIN = "from vitjob.vit.runtime import set_up; print('joined as rank', set_up('cpu').rank, flush=True)"
+# What MindSpore 2.10 logs (INFO) of the retry interval it read when its collective library starts; its
+# heartbeat thread reads the same two variables but does not log them.
+SAID_INTERVAL = "Interval of retry allgather hostname lower and upper are "
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pod_sets", "expected"), [({}, "1 and 1"), (
+    {"MS_RETRY_INTERVAL_LOWER": "2", "MS_RETRY_INTERVAL_UPPER": "3"}, "2 and 3")], ids=["launch", "pod"])
+def test_mindspore_reads_the_retry_interval_launch_sets(
+    tmp_path: Path, pod_sets: dict[str, str], expected: str
+) -> None:
+    """The real MindSpore says which retry interval its workers read (INFO log, GLOG_v=1)."""
+    env = pod_env(tmp_path, GLOG_v="1", **pod_sets)
+    env[c.ENV_SCHED_PORT] = str(free_port())
+    proc = run_launch(["--hw", "cpu", "--cards-per-pod", "2", "--", sys.executable, "-c", JOIN], env,
+                      timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    for rank in (0, 1):
+        assert f"[rank {rank}] joined as rank {rank}" in lines
+        said = [line for line in lines if line.startswith(f"[rank {rank}] ") and SAID_INTERVAL in line]
+        assert said and all(line.endswith(SAID_INTERVAL + expected) for line in said), said
 
 
 def test_cpu_pod1_has_no_scheduler(tmp_path: Path) -> None:
