@@ -36,7 +36,7 @@ import pytest
 
 from vitjob.vit.config import get_preset
 from vitjob.vit.model import build_model
-from vitjob.vit.optim import clip_by_global_norm
+from vitjob.vit.optim import PRODUCT_SUM_MIN_SIZE, clip_by_global_norm
 from vitjob.vit.train import TrainOptions, build_optimizer, make_plan
 
 STEPS = 50
@@ -177,9 +177,20 @@ class GlobalNormClip(ms.nn.Cell):
         return clip_by_global_norm(grads, self.clip, self.map)
 
 
+# vit-tiny's gradients (all small: Square and ReduceSum) and some of vit-b16's (large ones: one matrix
+# product each, vitjob.vit.optim.PRODUCT_SUM_MIN_SIZE), with small ones among them.
+LARGE_SHAPES = [(768, 3072), (3072,), (768, 768), (768,), (768, 3, 16, 16), (3072, 768)]
+
+
+@pytest.mark.parametrize("shapes", ["vit-tiny", "large"])
 @pytest.mark.parametrize("scale", [1e-3, 30.0])  # global norm below / above the clip norm
-def test_global_norm_clipping_matches_numpy(graph_mode: None, scale: float) -> None:
-    shapes = [tuple(p.shape) for p in build_model(get_preset("vit-tiny").model).trainable_params()]
+def test_global_norm_clipping_matches_numpy(graph_mode: None, scale: float, shapes: str) -> None:
+    if shapes == "large":
+        sizes = [math.prod(s) for s in LARGE_SHAPES]
+        assert min(sizes) < PRODUCT_SUM_MIN_SIZE <= max(sizes)  # both ways of summing are used
+        shapes = LARGE_SHAPES
+    else:
+        shapes = [tuple(p.shape) for p in build_model(get_preset(shapes).model).trainable_params()]
     rng = np.random.default_rng(3)
     grads = [(scale * rng.standard_normal(s) * 10.0 ** rng.uniform(-3, 0)).astype(np.float32) for s in shapes]
     clipped = GlobalNormClip(1.0)(tuple(ms.Tensor(g) for g in grads))
