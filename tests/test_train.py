@@ -122,6 +122,45 @@ def test_eval_and_exported_mindir_agree_with_the_checkpoint(
     assert acc is not None
 
 
+def test_evaluation_fills_its_last_batch_and_counts_only_the_real_images(trained, digits_dir: Path) -> None:
+    from vitjob.vit.data import Split, create_dataset, load_split
+    from vitjob.vit.evaluate import build_from_checkpoint
+    from vitjob.vit.train import evaluate_split
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net, _, _ = build_from_checkpoint(trained[0], None)
+    test = load_split(digits_dir, "test")
+    blank = create_dataset(Split(np.zeros_like(test.images[:1]), test.labels[:1]), batch_size=1,
+                           image_size=32, training=False, num_workers=1)
+    blank_class = int(net(next(blank.create_tuple_iterator())[0]).asnumpy().argmax())
+    # 75 images (2 batches of 64, the second filled up with 53 blank images), every one labelled as a
+    # blank image is predicted: counting a filler would show.
+    part = Split(test.images[:75], np.full(75, blank_class, dtype=test.labels.dtype))
+    result = evaluate_split(net, part, 32, 64, 1)
+    straight = create_dataset(part, batch_size=75, image_size=32, training=False, num_workers=1)
+    images, _ = next(straight.create_tuple_iterator())  # all 75 in one batch, nothing added
+    expected = int((net(images).asnumpy().argmax(1) == blank_class).sum())
+    assert 0 < expected < 75
+    assert result == {"accuracy": expected / 75, "top1_correct": expected, "samples": 75}
+
+
+def test_padding_adds_blank_unmatchable_images_after_the_real_ones() -> None:
+    from vitjob.vit.data import Split
+    from vitjob.vit.train import PAD_LABEL, even_batch, pad_to_batches
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (75, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 75, dtype=np.int32)
+    split = Split(images, labels)
+    padded = pad_to_batches(split, 64)
+    assert len(padded) == 128 and padded.images.shape == (128, 32, 32, 3)
+    assert np.array_equal(padded.images[:75], images) and np.array_equal(padded.labels[:75], labels)
+    assert not padded.images[75:].any() and set(padded.labels[75:].tolist()) == {PAD_LABEL} and PAD_LABEL < 0
+    assert pad_to_batches(split, 75) is split and len(pad_to_batches(split, 25)) == 75
+    # as many batches as batches of 64 need, as even as they can be: 75 -> 38 + 37 (+1 blank)
+    assert [even_batch(n, 64) for n in (75, 150, 64, 65, 1, 300)] == [38, 50, 64, 33, 1, 60]
+
+
 def test_validation_split_is_stratified_disjoint_and_fixed() -> None:
     from vitjob.vit.data import Split, make_digits, split_validation
 

@@ -44,13 +44,14 @@ def build_from_checkpoint(ckpt: Path, preset_name: str | None) -> tuple[Any, Pat
 
 def evaluate(opts: EvalOptions) -> dict[str, Any]:
     from vitjob.vit.runtime import set_up
-    from vitjob.vit.train import evaluate_split
+    from vitjob.vit.train import evaluate_split, even_batch
 
     set_up(opts.device, "O0")
     net, path, preset = build_from_checkpoint(opts.ckpt, opts.preset)
     split = load_split(opts.data, "test")
     log.info("evaluating %s (%s) on %d test images", path, preset, len(split))
-    result = evaluate_split(net, split, net.config.image_size, opts.batch_size, opts.num_workers)
+    batch = even_batch(len(split), opts.batch_size)  # as few batches, all of one size, few blanks
+    result = evaluate_split(net, split, net.config.image_size, batch, opts.num_workers)
     result["checkpoint"] = str(path)
     if opts.json_out:
         out = Path(opts.json_out)

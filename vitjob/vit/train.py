@@ -246,6 +246,10 @@ def evaluate_split(net: Any, split: Split, image_size: int, batch_size: int, wor
     With a ``rt`` of several ranks it is a collective: every rank scores every ``world_size``-th sample
     from its rank on (their weights are the same) and the counts are summed over the ranks, so each rank
     returns the accuracy on the whole split in a fraction of the time one rank would take.
+
+    The images go in batches of exactly ``batch_size``, the last filled up with blank images that no
+    prediction matches (``pad_to_batches``): a batch of another size would compile the network once more
+    (about a second for vit-tiny, more for larger models). ``even_batch`` picks a size that needs few.
     """
     rank, world = (rt.rank, rt.world_size) if rt is not None else (0, 1)
     part = split if world == 1 else Split(split.images[rank::world], split.labels[rank::world])
@@ -253,15 +257,36 @@ def evaluate_split(net: Any, split: Split, image_size: int, batch_size: int, wor
     if len(part):
         net.set_train(False)
         dataset = create_dataset(
-            part, batch_size=batch_size, image_size=image_size, training=False, num_workers=workers
+            pad_to_batches(part, batch_size), batch_size=batch_size, image_size=image_size, training=False,
+            num_workers=workers,
         )
         for images, labels in dataset.create_tuple_iterator(num_epochs=1):
             pred = net(images).asnumpy().argmax(axis=1)
-            correct += int((pred == labels.asnumpy()).sum())
+            correct += int((pred == labels.asnumpy()).sum())  # a blank image's label, -1, never matches
         net.set_train(True)
     if rt is not None:  # one rank: its own count
         correct = round(sum_over_ranks(rt, [correct])[0])
     return {"accuracy": correct / len(split), "top1_correct": correct, "samples": len(split)}
+
+
+def even_batch(images: int, at_most: int) -> int:
+    """The smallest batch size that takes ``images`` in as few batches as batches of ``at_most`` do."""
+    batches = -(-images // at_most)
+    return -(-images // batches)
+
+
+PAD_LABEL = -1  # the label of a blank image added by ``pad_to_batches``: no class, no prediction equals it
+
+
+def pad_to_batches(split: Split, batch_size: int) -> Split:
+    """``split`` followed by as many blank (all-zero) images, labelled ``PAD_LABEL``, as fill its last
+    batch."""
+    missing = -len(split) % batch_size
+    if missing == 0:
+        return split
+    blank = np.zeros((missing, *split.images.shape[1:]), dtype=split.images.dtype)
+    labels = np.concatenate([split.labels.astype(np.int32), np.full(missing, PAD_LABEL, dtype=np.int32)])
+    return Split(np.concatenate([split.images, blank]), labels)
 
 
 class Reporter:
@@ -385,7 +410,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     reporter = Reporter(rt.is_main, use_bar, plan.steps_per_epoch, writer)
     reporter.resumed(start_step, min(start_step // plan.steps_per_epoch + 1, plan.epochs))
     log_steps = opts.log_steps or max(1, plan.steps_per_epoch // 10)
+    # One evaluation batch size for the run, so validation and test share one compiled network: the most
+    # even split of a rank's validation images into batches of at most 256 (and of at least the training
+    # batch, 32 or more).
     eval_batch = min(256, max(plan.batch_size, 32))
+    if val_split is not None:
+        eval_batch = even_batch(-(-len(val_split) // rt.world_size), eval_batch)
     stop_at = min(plan.total_steps, opts.max_steps) if opts.max_steps else plan.total_steps
     n_used = (len(train_split) // rt.world_size) * rt.world_size
     step = start_step
