@@ -24,7 +24,7 @@
 5. Run the children under the ``supervisor`` and exit with its verdict. When this pod holds the whole
    MindSpore cluster (one pod), each worker gets a done file (``VITJOB_DONE_FILE``, written by vitjob's
    CLI when a command succeeds) and the cluster ends once every worker has written it, without
-   MindSpore's ~3 s teardown (``with_done_files``).
+   MindSpore's teardown (``with_done_files``).
 
 ``VITJOB_SCHED_COMMAND`` replaces the scheduler child's command (tests run a trivial process there).
 

@@ -12,8 +12,8 @@
   complete and its output flushed (``vitjob``'s CLI does, after a command succeeds). When every worker
   has written its file, the supervisor ends them all at once (SIGKILL) and counts them finished: when a
   pod holds the whole MindSpore cluster, nothing after that point matters to anyone, and MindSpore's
-  own teardown (each worker's heartbeat thread finishing its 3 s sleep, unregistering, the scheduler
-  waiting for all) costs about 3 s per job. A worker that exits with an error first still fails the pod.
+  own teardown (each worker's heartbeat thread finishing its sleep, unregistering, the scheduler waiting
+  for all) costs seconds per job. A worker that exits with an error first still fails the pod.
 - SIGTERM/SIGINT to the supervisor are forwarded to every child. Each child runs in its own process
   group and the whole group is signalled, so no orphan (e.g. a data-loader worker) survives.
 """
