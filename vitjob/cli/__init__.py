@@ -16,7 +16,6 @@ import sys
 from collections.abc import Sequence
 
 from vitjob.errors import VitjobError
-from vitjob.launch.supervisor import report_done
 from vitjob.logsetup import configure_logging
 from vitjob.version import __version__
 
@@ -69,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vitjob {args.command}: interrupted", file=sys.stderr)
         return 130
-    if code == 0:
-        report_done(os.environ)  # under `vitjob launch`: this worker's work is complete
+    if code == 0:  # under `vitjob launch`: this worker's work is complete
+        from vitjob.launch.supervisor import report_done  # only now: not on every command's start-up
+
+        report_done(os.environ)
     return code
 
 
